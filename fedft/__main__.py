@@ -1,0 +1,5 @@
+import sys
+
+from fedft.cli import main
+
+sys.exit(main())

@@ -1,0 +1,76 @@
+"""`fedft` command line: a thin layer over the Python API.
+
+Bad input prints one line, `fedft: error: <field>: <problem> Fix: <fix>`, and
+exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from fedft.errors import EXIT_BAD_INPUT, FedftError
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="TOML config, e.g. simulations/quickstart.toml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config field, e.g. --set train.lr=0.01 (repeatable)")
+    p.add_argument("--out", default=None, help="results folder (default: <output.dir>/<name>-<timestamp>)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--verbose", action="store_true", help="show Flower and Ray logs")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from fedft.api import run
+
+    result = run(args.config, args.overrides, out=args.out, quiet=args.quiet, verbose=args.verbose)
+    return 0 if result.summary["status"] == "completed" else 1
+
+
+def cmd_partitions(args: argparse.Namespace) -> int:
+    from fedft.api import prepare
+    from fedft.data import federated_data_for
+    from fedft.data.plot import plot_label_counts
+
+    cfg = prepare(args.config, args.overrides)
+    path = plot_label_counts(federated_data_for(cfg), args.out_png, title=f"{cfg.data.name}, {cfg.partition.method}")
+    print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fedft import __version__
+
+    parser = argparse.ArgumentParser(prog="fedft", description="Federated fine-tuning simulations with Flower, PyTorch and Opacus.")
+    parser.add_argument("--version", action="version", version=f"fedft {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run one federated simulation")
+    _add_run_args(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("partitions", help="plot the label distribution per client")
+    p.add_argument("config")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out-png", default="partitions.png")
+    p.set_defaults(func=cmd_partitions)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except FedftError as exc:
+        print(f"fedft: error: {exc.one_line()}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("fedft: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""One client's work for one round, as a plain function of plain inputs.
+
+`local_update` is what the ClientApp runs; it is independent of Flower so it can
+be tested, benchmarked and reused by the deployment client unchanged.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+
+from fedft.config import FedftConfig
+from fedft.data import federated_data_for
+from fedft.models import build_model
+from fedft.training import TrainResult, evaluate, make_optimizer, resolve_device, seed_generator, train
+
+
+@lru_cache(maxsize=8)
+def parse_config(text: str) -> FedftConfig:
+    return FedftConfig.from_json(text)
+
+
+@lru_cache(maxsize=256)
+def client_tensors(config_json: str, client_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """(x_train, y_train, x_val, y_val, num_classes) for one client, cached per worker."""
+    cfg = parse_config(config_json)
+    data = federated_data_for(cfg)
+    if not 0 <= client_id < len(data.clients):
+        raise ValueError(f"partition-id {client_id} is outside 0..{len(data.clients) - 1}")
+    train_set, val_set = data.client_sets(client_id)
+    as_t = torch.from_numpy
+    return as_t(train_set.x), as_t(train_set.y), as_t(val_set.x), as_t(val_set.y), data.full.num_classes
+
+
+def local_update(config_json: str, client_id: int, server_round: int, global_state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Evaluate the received global model on the local validation split, then train
+    it locally; return the new state and metrics (`num-examples` weights the mean)."""
+    cfg = parse_config(config_json)
+    torch.set_num_threads(max(1, int(cfg.simulation.client_resources.num_cpus)))
+    x_tr, y_tr, x_val, y_val, num_classes = client_tensors(config_json, client_id)
+    device = resolve_device(cfg.simulation.device)
+    model = build_model(cfg.model.name, tuple(x_tr.shape[1:]), num_classes)
+    model.load_state_dict(global_state)
+    val_loss, val_acc = evaluate(model, x_val, y_val, device)
+    t = cfg.train
+    optimizer = make_optimizer(t.optimizer, model.parameters(), t.lr, t.momentum, t.weight_decay)
+    result: TrainResult = train(
+        model, x_tr, y_tr,
+        epochs=t.local_epochs, batch_size=t.batch_size, optimizer=optimizer,
+        generator=seed_generator(cfg.seed, server_round, client_id), device=device,
+    )
+    metrics = {
+        "num-examples": float(result.num_examples),
+        "train_loss": result.loss,
+        "train_accuracy": result.accuracy,
+        "steps": float(result.steps),
+    }
+    if len(y_val):
+        metrics.update(val_loss=val_loss, val_accuracy=val_acc)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return state, metrics
+
+
+def local_evaluate(config_json: str, client_id: int, global_state: dict[str, torch.Tensor]) -> dict[str, float]:
+    cfg = parse_config(config_json)
+    _, _, x_val, y_val, num_classes = client_tensors(config_json, client_id)
+    model = build_model(cfg.model.name, tuple(x_val.shape[1:]), num_classes)
+    model.load_state_dict(global_state)
+    loss, acc = evaluate(model, x_val, y_val, resolve_device(cfg.simulation.device))
+    return {"num-examples": float(len(y_val)), "val_loss": loss, "val_accuracy": acc}

@@ -1,0 +1,213 @@
+"""Validated run configuration: TOML file -> :class:`FedftConfig` -> plain arguments.
+
+Each section is a small pydantic model with commented defaults; unknown keys are
+errors, so a typo never silently falls back to a default. Names are checked
+against the registries here, before anything expensive starts.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fedft.errors import FedftError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    name: str = "mnist-5k"  # registry name: mnist-5k, digits, fashion-mnist, hf:<hub id>
+    path: str = ""  # where a file-backed dataset lives ("" = its default place)
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)  # server-side test set, never seen by clients
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # each client's local validation split
+
+
+class PartitionConfig(_Section):
+    method: Literal["iid", "dirichlet", "pathological", "shards"] = "iid"
+    num_clients: int = Field(10, ge=1)
+    alpha: float = Field(0.5, gt=0.0)  # dirichlet concentration: small = skewed labels
+    classes_per_client: int = Field(2, ge=1)  # pathological
+    shards_per_client: int = Field(2, ge=1)  # shards (McMahan et al. use 2)
+
+
+class ModelConfig(_Section):
+    name: str = "seed_cnn"  # registry name: seed_cnn, fedavg_cnn, seed_rnn
+    init_from: str = ""  # checkpoint to start from ("" = random init from `seed`)
+
+
+class TrainConfig(_Section):
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = Field(0.05, gt=0.0)
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)  # sgd only
+    weight_decay: float = Field(0.0, ge=0.0)
+    local_epochs: int = Field(1, ge=1)
+    batch_size: int = Field(32, ge=1)
+
+
+class StrategyConfig(_Section):
+    """`name` plus that strategy's own parameters, checked by the strategy registry."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    name: str = "fedavg"
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class ClientResources(_Section):
+    num_cpus: float = Field(1.0, gt=0.0)  # per virtual client; Ray runs cores/num_cpus at once
+    num_gpus: float = Field(0.0, ge=0.0)  # fractions share a GPU, e.g. 0.25
+
+
+class SimulationConfig(_Section):
+    rounds: int = Field(5, ge=1)
+    clients_per_round: int = Field(10, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    client_resources: ClientResources = ClientResources()
+    round_timeout: float = Field(600.0, gt=0.0)  # seconds to wait for replies per round
+    ray_address: str = ""  # "" = start a local Ray; else connect, e.g. "auto" or "HOST:6379"
+
+
+class OutputConfig(_Section):
+    dir: str = "runs"  # results go to <dir>/<name>-<timestamp>/
+    plot_partitions: bool = False  # also write partitions.png (label counts per client)
+
+
+class FedftConfig(_Section):
+    name: str = Field("fedft", min_length=1)
+    seed: int = Field(0, ge=0)
+    data: DataConfig = DataConfig()
+    partition: PartitionConfig = PartitionConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    strategy: StrategyConfig = StrategyConfig()
+    simulation: SimulationConfig = SimulationConfig()
+    output: OutputConfig = OutputConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "FedftConfig":
+        if self.simulation.clients_per_round > self.partition.num_clients:
+            raise ValueError(
+                f"simulation.clients_per_round={self.simulation.clients_per_round} is more "
+                f"than partition.num_clients={self.partition.num_clients}"
+            )
+        return self
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str) -> "FedftConfig":
+        return cls.model_validate(json.loads(text))
+
+
+# --------------------------------------------------------------------- loading
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b=value` -> (["a", "b"], value); the value is read as a TOML value,
+    falling back to a plain string (so `data.name=digits` needs no quotes)."""
+    if "=" not in text:
+        raise FedftError("--set", f"'{text}' is not key=value.", "write it as --set section.key=value.")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise FedftError("--set", f"'{text}' has an empty key.", "write it as --set section.key=value.")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key.split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    for text in overrides or []:
+        path, value = parse_override(text)
+        node = raw
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise FedftError(".".join(path), f"'{part}' is a value, not a section.", "check the key.")
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FedftError("config", f"file '{path}' does not exist.", "pass the path of a TOML config, e.g. simulations/quickstart.toml.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FedftError("config", f"cannot read '{path}': {exc}.", "pass a readable UTF-8 TOML file.") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise FedftError("config", f"'{path}' is not valid TOML ({exc}).", "fix the TOML syntax at that line.") from None
+
+
+def _first_error(exc: pydantic.ValidationError) -> FedftError:
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"]) or "config"
+    if err["type"] == "extra_forbidden":
+        section = ".".join(str(p) for p in err["loc"][:-1])
+        valid = _valid_keys(section)
+        return FedftError(field, "is not a known setting.", f"remove it or use one of: {', '.join(valid)}.")
+    msg = err["msg"].removeprefix("Value error, ")
+    got = err.get("input")
+    got_text = "" if isinstance(got, dict) or err["type"] == "value_error" else f" (got {got!r})"
+    return FedftError(field, f"{msg}{got_text}.", "change that value in the config or with --set.")
+
+
+def _valid_keys(section: str) -> list[str]:
+    model: type[BaseModel] = FedftConfig
+    for part in [p for p in section.split(".") if p]:
+        annotation = model.model_fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def validate(raw: dict[str, Any]) -> FedftConfig:
+    """Validate a raw dict (from TOML) into a config, including registry names."""
+    try:
+        cfg = FedftConfig.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise _first_error(exc) from None
+    _check_registries(cfg)
+    return cfg
+
+
+def _check_registries(cfg: FedftConfig) -> None:
+    from fedft.data import check_dataset_name
+    from fedft.models import check_model_name
+    from strategies import check_strategy
+
+    check_dataset_name(cfg.data.name)
+    check_model_name(cfg.model.name)
+    check_strategy(cfg.strategy.name, cfg.strategy.params())
+
+
+def load_config(source: str | Path | dict[str, Any] | FedftConfig, overrides: list[str] | None = None) -> FedftConfig:
+    """The one way in: a path, a dict or a config, plus `--set` overrides."""
+    if isinstance(source, FedftConfig):
+        raw = source.model_dump()
+    elif isinstance(source, dict):
+        raw = json.loads(json.dumps(source))
+    else:
+        raw = read_toml(source)
+    return validate(apply_overrides(raw, overrides))
+
+
+def to_toml(cfg: FedftConfig) -> str:
+    import tomli_w
+
+    return tomli_w.dumps(cfg.model_dump(mode="json"))

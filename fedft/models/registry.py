@@ -1,0 +1,35 @@
+"""Models by name. A builder takes the input shape and class count, so one
+architecture serves every dataset it fits."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from fedft.errors import FedftError
+
+Builder = Callable[..., nn.Module]  # (input_shape=(C, H, W), num_classes=int) -> module
+_BUILDERS: dict[str, Builder] = {}
+
+
+def register_model(name: str) -> Callable[[Builder], Builder]:
+    def wrap(fn: Builder) -> Builder:
+        _BUILDERS[name] = fn
+        return fn
+
+    return wrap
+
+
+def model_names() -> list[str]:
+    return sorted(_BUILDERS)
+
+
+def check_model_name(name: str) -> None:
+    if name not in _BUILDERS:
+        raise FedftError("model.name", f"unknown model '{name}'.", f"use one of: {', '.join(model_names())}.")
+
+
+def build_model(name: str, input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10) -> nn.Module:
+    check_model_name(name)
+    return _BUILDERS[name](input_shape=tuple(input_shape), num_classes=num_classes)

@@ -1,0 +1,143 @@
+"""The results folder: config.toml, metrics.csv/.jsonl, summary.json, model.pt, accuracy.png.
+
+Every file is written as temp file + rename, so a reader (or a crash) never sees
+half a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fedft.config import FedftConfig, to_toml
+
+
+def atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("fedft", "flwr", "torch", "opacus", "ray"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def new_run_dir(cfg: FedftConfig, out: str | Path | None = None) -> Path:
+    """`out` if given (must be new or empty), else <output.dir>/<name>-<timestamp>[-N]."""
+    if out is not None:
+        path = Path(out)
+        if path.exists() and any(path.iterdir()):
+            from fedft.errors import FedftError
+
+            raise FedftError("--out", f"'{path}' exists and is not empty.", "choose a new folder or remove it.")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(cfg.output.dir) / f"{cfg.name}-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    path.mkdir(parents=True)
+    return path
+
+
+# metrics.csv column order; later features append their own columns after these.
+BASE_COLUMNS = [
+    "round", "test_loss", "test_accuracy", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+    "clients_sampled", "clients_replied", "clients_failed", "clients_timed_out", "bytes_down", "bytes_up", "wall_seconds",
+]
+
+
+def _clean(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+class RunWriter:
+    """Appends a row per round and writes the summary at the end."""
+
+    def __init__(self, run_dir: Path, cfg: FedftConfig) -> None:
+        self.run_dir = Path(run_dir)
+        self.cfg = cfg
+        self.rows: list[dict[str, Any]] = []
+        atomic_write(self.run_dir / "config.toml", to_toml(cfg))
+
+    def record_round(self, row: dict[str, Any]) -> None:
+        self.rows.append(dict(row))
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n")
+        self._write_csv()
+
+    def _write_csv(self) -> None:
+        columns: list[str] = [c for c in BASE_COLUMNS if any(c in row for row in self.rows)]
+        for row in self.rows:
+            columns += [k for k in row if k not in columns]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, restval="", lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow({k: ("" if _clean(v) is None else v) for k, v in row.items()})
+        atomic_write(self.run_dir / "metrics.csv", buf.getvalue())
+
+    def summary(self, status: str, wall_seconds: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        trained = [r for r in self.rows if r.get("round", 0) > 0]
+        accs = [r["test_accuracy"] for r in self.rows if "test_accuracy" in r]
+        last = self.rows[-1] if self.rows else {}
+        return {
+            "status": status,
+            "name": self.cfg.name,
+            "run_dir": str(self.run_dir),
+            "final_accuracy": _clean(last.get("test_accuracy")),
+            "best_accuracy": max(accs) if accs else None,
+            "final_loss": _clean(last.get("test_loss")),
+            "rounds": len(trained),
+            "bytes_down": int(sum(r.get("bytes_down", 0) for r in trained)),
+            "bytes_up": int(sum(r.get("bytes_up", 0) for r in trained)),
+            "wall_seconds": round(wall_seconds, 3),
+            "seed": self.cfg.seed,
+            "versions": versions(),
+            **(extra or {}),
+        }
+
+    def finish(self, status: str, wall_seconds: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        summary = self.summary(status, wall_seconds, extra)
+        atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        if self.rows:
+            plot_accuracy(self.rows, self.run_dir / "accuracy.png", title=self.cfg.name)
+        return summary
+
+
+def plot_accuracy(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = [r["round"] for r in rows if r.get("test_accuracy") is not None]
+    ys = [r["test_accuracy"] for r in rows if r.get("test_accuracy") is not None]
+    ax.plot(xs, ys, marker="o")
+    ax.set_xlabel("round")
+    ax.set_ylabel("central test accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)

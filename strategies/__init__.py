@@ -1,0 +1,13 @@
+"""Aggregation strategies: a registry of names -> Flower `Strategy` factories."""
+
+from strategies import flower as _flower  # noqa: F401  (registers Flower's strategies)
+from strategies.registry import (
+    FIXED_BY_FEDFT,
+    build_strategy,
+    check_strategy,
+    register_strategy,
+    strategy_names,
+    strategy_parameters,
+)
+
+__all__ = ["FIXED_BY_FEDFT", "build_strategy", "check_strategy", "register_strategy", "strategy_names", "strategy_parameters"]
