@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from fedft.errors import FedftError
 
@@ -90,15 +90,6 @@ class FedftConfig(_Section):
     strategy: StrategyConfig = StrategyConfig()
     simulation: SimulationConfig = SimulationConfig()
     output: OutputConfig = OutputConfig()
-
-    @model_validator(mode="after")
-    def _cross_checks(self) -> "FedftConfig":
-        if self.simulation.clients_per_round > self.partition.num_clients:
-            raise ValueError(
-                f"simulation.clients_per_round={self.simulation.clients_per_round} is more "
-                f"than partition.num_clients={self.partition.num_clients}"
-            )
-        return self
 
     def to_json(self) -> str:
         return self.model_dump_json()
@@ -183,7 +174,18 @@ def validate(raw: dict[str, Any]) -> FedftConfig:
     except pydantic.ValidationError as exc:
         raise _first_error(exc) from None
     _check_registries(cfg)
+    _cross_checks(cfg)
     return cfg
+
+
+def _cross_checks(cfg: FedftConfig) -> None:
+    """Rules that span sections (each later feature adds its own here)."""
+    if cfg.simulation.clients_per_round > cfg.partition.num_clients:
+        raise FedftError(
+            "simulation.clients_per_round",
+            f"{cfg.simulation.clients_per_round} is more than partition.num_clients={cfg.partition.num_clients}.",
+            "sample at most as many clients as there are.",
+        )
 
 
 def _check_registries(cfg: FedftConfig) -> None:

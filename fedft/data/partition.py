@@ -43,7 +43,7 @@ def _partitioner(method: str, num_clients: int, alpha: float, classes_per_client
     if method == "dirichlet":
         return fp.DirichletPartitioner(num_partitions=num_clients, partition_by="label", alpha=alpha, min_partition_size=0, self_balancing=False, seed=seed)
     if method == "pathological":
-        return fp.PathologicalPartitioner(num_partitions=num_clients, partition_by="label", num_classes_per_partition=classes_per_client, seed=seed)
+        return fp.PathologicalPartitioner(num_partitions=num_clients, partition_by="label", num_classes_per_partition=classes_per_client, class_assignment_mode="first-deterministic", seed=seed)
     if method == "shards":
         return fp.ShardPartitioner(num_partitions=num_clients, partition_by="label", num_shards_per_partition=shards_per_client, seed=seed)
     raise FedftError("partition.method", f"unknown method '{method}'.", "use iid, dirichlet, pathological or shards.")

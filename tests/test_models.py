@@ -1,0 +1,39 @@
+import pytest
+import torch
+from opacus.validators import ModuleValidator
+
+from fedft.errors import FedftError
+from fedft.models import build_model, model_names
+
+EXPECTED_PARAMS = {"seed_cnn": 93_322, "fedavg_cnn": 1_663_370}
+
+
+@pytest.mark.parametrize("name", ["seed_cnn", "fedavg_cnn", "seed_rnn"])
+def test_output_shape_and_opacus_validity(name):
+    model = build_model(name, (1, 28, 28), 10)
+    assert model(torch.zeros(4, 1, 28, 28)).shape == (4, 10)
+    assert ModuleValidator.validate(model, strict=False) == []
+
+
+@pytest.mark.parametrize("name,count", EXPECTED_PARAMS.items())
+def test_parameter_counts_match_the_papers(name, count):
+    assert sum(p.numel() for p in build_model(name).parameters()) == count
+
+
+def test_class_count_is_respected():
+    assert build_model("seed_cnn", (1, 28, 28), 3)(torch.zeros(2, 1, 28, 28)).shape == (2, 3)
+
+
+def test_rnn_reads_rows():
+    # Elman recurrence h_t = tanh(W x_t + U h_{t-1} + b) over 28 steps of 28 features.
+    model = build_model("seed_rnn")
+    assert model.rnn.input_size == 28 and model.rnn.nonlinearity == "tanh"
+
+
+def test_unknown_model_lists_the_valid_ones():
+    with pytest.raises(FedftError, match="model.name.*seed_cnn"):
+        build_model("resnet999")
+
+
+def test_names_registered():
+    assert {"seed_cnn", "fedavg_cnn", "seed_rnn"} <= set(model_names())
