@@ -101,7 +101,7 @@ def test_sequences_are_next_character_pairs():
 
 
 @needs_corpus
-def test_text_federated_data_shape_and_splits():
+def test_text_federated_data_shape_and_splits(tmp_path):
     data = federated_data("text", str(SHAKESPEARE), 0.2, 0.1, "roles", 4, 0, seq_len=40, max_client_sequences=50)
     assert isinstance(data, TextFederatedData)
     assert data.roles == ("GLOUCESTER", "DUKE VINCENTIO", "KING RICHARD II", "CORIOLANUS")  # the largest roles
@@ -115,6 +115,11 @@ def test_text_federated_data_shape_and_splits():
     first_test = vocab.decode(data.full.x[data.test[0]])
     gloucester = role_texts(parse_play(SHAKESPEARE.read_text()))["GLOUCESTER"]
     assert first_test in gloucester[int(len(gloucester) * 0.8) - 1 :]  # test text is the role's tail
+
+
+    from fedft.data.plot import plot_label_counts
+
+    assert plot_label_counts(data, tmp_path / "roles.png", "roles").is_file()  # `fedft partitions`: text per role
 
 
 # ------------------------------------------------------------------ bigram baseline
@@ -271,3 +276,29 @@ def test_hf_shakespeare_offline_fails_with_one_line(tmp_path, process_guard):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("fedft: error: data.name: cannot load 'flwrlabs/shakespeare'"), proc.stderr
     assert not out.exists()
+
+
+def test_hf_shakespeare_rows_become_role_texts(monkeypatch):
+    """LEAF's rows (character_id, 80 characters, the next one) rebuild each role's text."""
+    import datasets
+    import flwr_datasets
+
+    from fedft.data.hf_shakespeare import load_hf_shakespeare_roles
+
+    texts = {"PLAY_ROMEO": "But soft, what light through yonder window breaks? " * 3, "PLAY_JULIET": "O Romeo, Romeo! wherefore art thou Romeo? " * 3}
+    rows = {"character_id": [], "x": [], "y": []}
+    for role, text in texts.items():
+        for i in range(len(text) - 80):
+            rows["character_id"].append(role)
+            rows["x"].append(text[i : i + 80])
+            rows["y"].append(text[i + 80])
+
+    class FakeFederatedDataset:
+        def __init__(self, **kwargs):
+            assert kwargs["dataset"] == "flwrlabs/shakespeare"
+
+        def load_split(self, split):
+            return datasets.Dataset.from_dict(rows)
+
+    monkeypatch.setattr(flwr_datasets, "FederatedDataset", FakeFederatedDataset)
+    assert load_hf_shakespeare_roles() == texts
