@@ -39,6 +39,14 @@ def cmd_partitions(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from fedft.generate import generate, load_text_model
+
+    model, vocab = load_text_model(args.model)
+    print(generate(model, vocab, args.prompt, args.length, args.temperature, args.seed))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from fedft import __version__
 
@@ -55,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out-png", default="partitions.png")
     p.set_defaults(func=cmd_partitions)
+
+    p = sub.add_parser("generate", help="sample text from a trained next-character model")
+    p.add_argument("--model", required=True, help="a text run's model.pt, e.g. runs/<run>/model.pt")
+    p.add_argument("--prompt", default="", help='text to continue, e.g. "ROMEO:" (default: start a new line)')
+    p.add_argument("--length", type=int, default=300, help="characters to generate (default 300)")
+    p.add_argument("--temperature", type=float, default=1.0, help="below 1: safer, above 1: wilder, 0: greedy (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.set_defaults(func=cmd_generate)
     return parser
 
 

@@ -27,10 +27,15 @@ class DataConfig(_Section):
     path: str = ""  # where a file-backed dataset lives ("" = its default place)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)  # server-side test set, never seen by clients
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # each client's local validation split
+    # text datasets only (data.name = "text" or "hf:flwrlabs/shakespeare"; fedft/data/text.py)
+    seq_len: int = Field(80, ge=1)  # characters per training sequence (LEAF: 80)
+    min_chars: int = Field(2000, ge=1)  # roles with fewer characters are small roles
+    small_roles: Literal["drop", "merge"] = "drop"  # drop them, or merge them into one client
+    max_client_sequences: int = Field(0, ge=0)  # cap per client (seeded subset); 0 = all
 
 
 class PartitionConfig(_Section):
-    method: Literal["iid", "dirichlet", "pathological", "shards"] = "iid"
+    method: Literal["iid", "dirichlet", "pathological", "shards", "roles"] = "iid"  # roles: text data, one client per speaking role
     num_clients: int = Field(10, ge=1)
     alpha: float = Field(0.5, gt=0.0)  # dirichlet concentration: small = skewed labels
     classes_per_client: int = Field(2, ge=1)  # pathological
@@ -40,6 +45,10 @@ class PartitionConfig(_Section):
 class ModelConfig(_Section):
     name: str = "seed_cnn"  # registry name: seed_cnn, fedavg_cnn, seed_rnn
     init_from: str = ""  # checkpoint to start from ("" = random init from `seed`)
+    # char_lstm sizes (LEAF's Shakespeare model: 8, 256, 2)
+    embedding_dim: int = Field(8, ge=1)
+    hidden_size: int = Field(256, ge=1)
+    num_layers: int = Field(2, ge=1)
 
 
 class TrainConfig(_Section):
@@ -186,6 +195,17 @@ def _cross_checks(cfg: FedftConfig) -> None:
             f"{cfg.simulation.clients_per_round} is more than partition.num_clients={cfg.partition.num_clients}.",
             "sample at most as many clients as there are.",
         )
+    _text_checks(cfg)
+
+
+def _text_checks(cfg: FedftConfig) -> None:
+    """Text data is split by speaking role; image data by label."""
+    from fedft.data.text import is_text_dataset
+
+    if is_text_dataset(cfg.data.name) != (cfg.partition.method == "roles"):
+        if cfg.partition.method == "roles":
+            raise FedftError("partition.method", f"'roles' needs a text dataset, not '{cfg.data.name}'.", 'use data.name = "text" with data.path, or another partition method.')
+        raise FedftError("partition.method", f"'{cfg.partition.method}' does not apply to text data ('{cfg.data.name}'): each speaking role is a client.", 'set partition.method = "roles".')
 
 
 def _check_registries(cfg: FedftConfig) -> None:

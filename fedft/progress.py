@@ -39,7 +39,7 @@ class RoundPrinter:
         if self.quiet:
             return
         table = Table(title=f"fedft: {summary.get('name', '')} ({summary['status']})", show_header=False)
-        for key in ("final_accuracy", "best_accuracy", "final_loss", "rounds", "bytes_down", "bytes_up", "wall_seconds", "epsilon", "run_dir"):
+        for key in ("final_accuracy", "best_accuracy", "final_loss", "rounds", "bytes_down", "bytes_up", "wall_seconds", "epsilon", "baseline_accuracy", "run_dir"):
             if key in summary and summary[key] is not None:
                 value = summary[key]
                 table.add_row(key, _fmt(value) if isinstance(value, float) else str(value))

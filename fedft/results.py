@@ -74,6 +74,7 @@ class RunWriter:
         self.run_dir = Path(run_dir)
         self.cfg = cfg
         self.rows: list[dict[str, Any]] = []
+        self.extra: dict[str, Any] = {}  # more summary.json keys, set during the run (e.g. a baseline)
         atomic_write(self.run_dir / "config.toml", to_toml(cfg))
 
     def record_round(self, row: dict[str, Any]) -> None:
@@ -110,6 +111,7 @@ class RunWriter:
             "wall_seconds": round(wall_seconds, 3),
             "seed": self.cfg.seed,
             "versions": versions(),
+            **self.extra,
             **(extra or {}),
         }
 

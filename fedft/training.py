@@ -42,6 +42,14 @@ def make_optimizer(name: str, params: Iterable[nn.Parameter], lr: float, momentu
     raise ValueError(f"unknown optimizer '{name}'")
 
 
+def flat_targets(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sequence targets (B x T, logits B x T x V) become B*T examples of V classes;
+    class targets (B) pass through. Losses and accuracies are then per target."""
+    if y.dim() > 1:
+        return logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
+    return logits, y
+
+
 def seed_generator(*parts: int) -> torch.Generator:
     """A torch generator seeded from (seed, round, client, ...), never from global state."""
     gen = torch.Generator()
@@ -69,27 +77,27 @@ def train(
             idx = order[start : start + batch_size]
             xb, yb = x[idx].to(device), y[idx].to(device)
             optimizer.zero_grad(set_to_none=True)
-            logits = model(xb)
+            logits, yb = flat_targets(model(xb), yb)
             loss = F.cross_entropy(logits, yb)
             loss.backward()
             optimizer.step()
-            total_loss += float(loss) * len(idx)
+            total_loss += float(loss) * len(yb)
             correct += int((logits.argmax(1) == yb).sum())
-            seen += len(idx)
+            seen += len(yb)
             steps += 1
     return TrainResult(loss=total_loss / max(seen, 1), accuracy=correct / max(seen, 1), num_examples=n, steps=steps)
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int = 1000) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy); (nan, nan) on an empty set."""
+    """(mean cross-entropy, accuracy) per target; (nan, nan) on an empty set."""
     if len(y) == 0:
         return float("nan"), float("nan")
     model.to(device).eval()
     total_loss, correct = 0.0, 0
     for start in range(0, len(y), batch_size):
         xb, yb = x[start : start + batch_size].to(device), y[start : start + batch_size].to(device)
-        logits = model(xb)
+        logits, yb = flat_targets(model(xb), yb)
         total_loss += float(F.cross_entropy(logits, yb, reduction="sum"))
         correct += int((logits.argmax(1) == yb).sum())
-    return total_loss / len(y), correct / len(y)
+    return total_loss / y.numel(), correct / y.numel()

@@ -27,10 +27,29 @@ def _cmdline(pid: int) -> str:
 SPAWNED = ("ray", "raylet", "gcs_server", "flower-", "flwr", "fedft", "default_worker", "dashboard")
 
 
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    """True if `ancestor` is on pid's parent chain. Other people's processes on a shared
+    machine (another test session, another run) are never ours to kill."""
+    for _ in range(64):
+        pid = _parent(pid)
+        if pid == ancestor:
+            return True
+        if pid <= 1:
+            return False
+    return False
+
+
 def new_processes(before: set[int]) -> list[int]:
-    """PIDs that appeared since `before` and look like Ray/Flower/fedft processes."""
+    """PIDs that appeared since `before`, descend from this process and look like Ray/Flower/fedft processes."""
     me = os.getpid()
-    return [pid for pid in _pids() - before if pid != me and any(tag in _cmdline(pid) for tag in SPAWNED)]
+    return [pid for pid in _pids() - before if pid != me and any(tag in _cmdline(pid) for tag in SPAWNED) and _descends_from(pid, me)]
 
 
 def kill_pids(pids: list[int]) -> None:
@@ -58,6 +77,7 @@ def process_guard():
     process the test left behind, so one failure never leaks into the next test."""
     before = _pids()
     yield before
+    ours = set(new_processes(before))  # while the process tree is intact; Ray's shutdown may orphan some
     try:
         import ray
 
@@ -66,10 +86,14 @@ def process_guard():
     except ImportError:
         pass
     deadline = time.time() + 10
-    leftovers = new_processes(before)
+    def alive_ours() -> list[int]:
+        found = set(new_processes(before)) | {p for p in ours if any(tag in _cmdline(p) for tag in SPAWNED)}
+        return [p for p in sorted(found) if Path(f"/proc/{p}").exists() and "zombie" not in _status(p)]
+
+    leftovers = alive_ours()
     while leftovers and time.time() < deadline:  # Ray's own shutdown finishes asynchronously
         time.sleep(0.2)
-        leftovers = [p for p in new_processes(before) if "zombie" not in _status(p)]
+        leftovers = alive_ours()
     kill_pids(leftovers)
 
 

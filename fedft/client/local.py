@@ -12,7 +12,7 @@ import torch
 
 from fedft.config import FedftConfig
 from fedft.data import federated_data_for
-from fedft.models import build_model
+from fedft.models import build_model, model_options
 from fedft.training import TrainResult, evaluate, make_optimizer, resolve_device, seed_generator, train
 
 
@@ -40,7 +40,7 @@ def local_update(config_json: str, client_id: int, server_round: int, global_sta
     torch.set_num_threads(max(1, int(cfg.simulation.client_resources.num_cpus)))
     x_tr, y_tr, x_val, y_val, num_classes = client_tensors(config_json, client_id)
     device = resolve_device(cfg.simulation.device)
-    model = build_model(cfg.model.name, tuple(x_tr.shape[1:]), num_classes)
+    model = build_model(cfg.model.name, tuple(x_tr.shape[1:]), num_classes, **model_options(cfg.model))
     model.load_state_dict(global_state)
     val_loss, val_acc = evaluate(model, x_val, y_val, device)
     t = cfg.train
@@ -65,7 +65,7 @@ def local_update(config_json: str, client_id: int, server_round: int, global_sta
 def local_evaluate(config_json: str, client_id: int, global_state: dict[str, torch.Tensor]) -> dict[str, float]:
     cfg = parse_config(config_json)
     _, _, x_val, y_val, num_classes = client_tensors(config_json, client_id)
-    model = build_model(cfg.model.name, tuple(x_val.shape[1:]), num_classes)
+    model = build_model(cfg.model.name, tuple(x_val.shape[1:]), num_classes, **model_options(cfg.model))
     model.load_state_dict(global_state)
     loss, acc = evaluate(model, x_val, y_val, resolve_device(cfg.simulation.device))
     return {"num-examples": float(len(y_val)), "val_loss": loss, "val_accuracy": acc}

@@ -51,7 +51,13 @@ def federated_data(
     alpha: float = 0.5,
     classes_per_client: int = 2,
     shards_per_client: int = 2,
+    seq_len: int = 80,
+    min_chars: int = 2000,
+    small_roles: str = "drop",
+    max_client_sequences: int = 0,
 ) -> FederatedData:
+    if is_text_dataset(name):  # clients are speaking roles, not label partitions (fedft/data/text.py)
+        return text_federated_data(name, path, test_fraction, val_fraction, num_clients, seed, seq_len, min_chars, small_roles, max_client_sequences)
     full = load_dataset(name, path)
     split = split_pool_test(full.y, test_fraction, seed)
     shards = partition_pool(full.y[split.pool], method, num_clients, seed, alpha, classes_per_client, shards_per_client)
@@ -64,4 +70,8 @@ def federated_data(
 
 def federated_data_for(cfg) -> FederatedData:  # cfg: FedftConfig
     d, p = cfg.data, cfg.partition
-    return federated_data(d.name, d.path, d.test_fraction, d.val_fraction, p.method, p.num_clients, cfg.seed, p.alpha, p.classes_per_client, p.shards_per_client)
+    return federated_data(d.name, d.path, d.test_fraction, d.val_fraction, p.method, p.num_clients, cfg.seed, p.alpha, p.classes_per_client, p.shards_per_client,
+                          d.seq_len, d.min_chars, d.small_roles, d.max_client_sequences)
+
+
+from fedft.data.text import is_text_dataset, text_federated_data  # noqa: E402  (subclasses FederatedData; registers `text`)

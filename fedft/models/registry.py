@@ -3,7 +3,8 @@ architecture serves every dataset it fits."""
 
 from __future__ import annotations
 
-from typing import Callable
+import inspect
+from typing import Any, Callable
 
 from torch import nn
 
@@ -30,6 +31,14 @@ def check_model_name(name: str) -> None:
         raise FedftError("model.name", f"unknown model '{name}'.", f"use one of: {', '.join(model_names())}.")
 
 
-def build_model(name: str, input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10) -> nn.Module:
+def build_model(name: str, input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, **options: Any) -> nn.Module:
+    """`options` (e.g. ModelConfig's sizes) reach only builders that take them by name."""
     check_model_name(name)
-    return _BUILDERS[name](input_shape=tuple(input_shape), num_classes=num_classes)
+    builder = _BUILDERS[name]
+    accepted = inspect.signature(builder).parameters
+    return builder(input_shape=tuple(input_shape), num_classes=num_classes, **{k: v for k, v in options.items() if k in accepted})
+
+
+def model_options(model_cfg: Any) -> dict[str, Any]:
+    """The architecture sizes in a ModelConfig, as keyword arguments for `build_model`."""
+    return {k: getattr(model_cfg, k) for k in ("embedding_dim", "hidden_size", "num_layers")}

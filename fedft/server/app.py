@@ -17,7 +17,9 @@ from flwr.serverapp import Grid, ServerApp
 from fedft.checkpoint import save_checkpoint
 from fedft.config import FedftConfig, load_config
 from fedft.data import federated_data_for
+from fedft.data.text import TextFederatedData
 from fedft.results import RunWriter
+from fedft.server import text_metrics
 from fedft.server.evaluation import central_evaluator, initial_state
 from fedft.server.loop import RoundCallback, run_rounds
 from strategies import build_strategy
@@ -27,16 +29,22 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
     """Run all rounds, record each, save the final model; return its state."""
     strategy = build_strategy(cfg.strategy.name, cfg.strategy.params())
     evaluator = central_evaluator(cfg)
+    data = federated_data_for(cfg)
+    text = isinstance(data, TextFederatedData)  # next-character data: perplexity, baseline, vocabulary
+    if text:
+        writer.extra.update(text_metrics.text_summary(data))
 
     def record(row: dict) -> None:
+        if text:
+            text_metrics.with_perplexity(row)
         writer.record_round(row)
         on_round(row)
 
     final = run_rounds(grid, strategy, cfg, ArrayRecord(initial_state(cfg)), evaluator, record).to_torch_state_dict()
-    data = federated_data_for(cfg)
     save_checkpoint(
         writer.run_dir / "model.pt", final, architecture=cfg.model.name, num_classes=data.full.num_classes,
         input_shape=tuple(data.full.x.shape[1:]), dataset=cfg.data.name, config_json=cfg.to_json(),
+        extra=text_metrics.checkpoint_extra(cfg, data) if text else None,
     )
     return final
 
