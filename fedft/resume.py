@@ -86,7 +86,20 @@ def prepare_resume(run_dir: str | Path, config: str | Path | dict | FedftConfig 
     if (run_dir / FILENAME).exists():
         checkpoint = load_run_checkpoint(run_dir / FILENAME, cfg)
     federated_data_for(cfg)  # unreadable data fails here, before anything is touched
+    if checkpoint is not None:
+        _check_arrays(run_dir / FILENAME, checkpoint.arrays, cfg)
     return cfg, ResumePoint(run_dir, checkpoint)
+
+
+def _check_arrays(path: Path, arrays: dict[str, Any], cfg: FedftConfig) -> None:
+    """The checkpoint's arrays must fit the configured model: same names, shapes, dtypes."""
+    from fedft.server.evaluation import initial_state
+
+    expected = {k: (tuple(v.shape), v.dtype) for k, v in initial_state(cfg).items()}
+    got = {k: (tuple(v.shape), v.dtype) for k, v in arrays.items()}
+    if got != expected:
+        wrong = sorted(k for k in set(expected) | set(got) if expected.get(k) != got.get(k))
+        raise FedftError("--resume", f"'{path}' has arrays that do not fit model '{cfg.model.name}' ({', '.join(wrong[:3])}).", "resume from a folder written by `fedft run`, or start a new run.")
 
 
 def is_complete(run_dir: Path, cfg: FedftConfig, point: ResumePoint) -> dict[str, Any] | None:

@@ -27,10 +27,20 @@ def _cmdline(pid: int) -> str:
 SPAWNED = ("ray", "raylet", "gcs_server", "flower-", "flwr", "fedft", "default_worker", "dashboard")
 
 
+def _session(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return None
+
+
 def new_processes(before: set[int]) -> list[int]:
-    """PIDs that appeared since `before` and look like Ray/Flower/fedft processes."""
+    """PIDs that appeared since `before`, look like Ray/Flower/fedft processes and belong to
+    this test's session: on a shared machine other sessions' Ray processes are not ours
+    (a test that starts processes in a new session stops those itself, by PID)."""
     me = os.getpid()
-    return [pid for pid in _pids() - before if pid != me and any(tag in _cmdline(pid) for tag in SPAWNED)]
+    mine = _session(me)
+    return [pid for pid in _pids() - before if pid != me and _session(pid) == mine and any(tag in _cmdline(pid) for tag in SPAWNED)]
 
 
 def kill_pids(pids: list[int]) -> None:
