@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 
 from fedft.config import FedftConfig, load_config
 from fedft.data import federated_data_for
+from fedft.errors import FedftError
 
 
 @dataclass(frozen=True)
@@ -32,35 +34,79 @@ def prepare(config: str | Path | dict | FedftConfig, overrides: list[str] | None
 
 
 def run(
-    config: str | Path | dict | FedftConfig,
+    config: str | Path | dict | FedftConfig | None = None,
     overrides: list[str] | None = None,
     out: str | Path | None = None,
     quiet: bool = False,
     verbose: bool = False,
+    resume: str | Path | None = None,
 ) -> RunResult:
-    """Run one federated simulation and write its results folder."""
+    """Run one federated simulation and write its results folder. With `resume`, continue
+    the run in that folder from its last checkpoint instead (`config` and `overrides`, if
+    given, must equal the folder's config). SIGINT/SIGTERM stop it cleanly: the summary
+    says "interrupted" and how to resume."""
     from fedft import engine
     from fedft.client.app import app as client_app
+    from fedft.interrupt import stop_on_signals
     from fedft.progress import RoundPrinter
     from fedft.results import RunWriter, new_run_dir
+    from fedft.resume import is_complete, prepare_resume, resume_command
     from fedft.server.app import make_server_app
+    from fedft.server.exchange import RunInterrupted
 
-    cfg = prepare(config, overrides)
-    run_dir = new_run_dir(cfg, out)
-    writer = RunWriter(run_dir, cfg)
+    point = None
+    if resume is not None:
+        if out is not None:
+            raise FedftError("--out", "cannot be combined with --resume: a resumed run continues in its own folder.", "drop --out.")
+        cfg, point = prepare_resume(resume, config, overrides)
+        run_dir = point.run_dir
+        finished = is_complete(run_dir, cfg, point)
+        if finished is not None:
+            RoundPrinter(cfg.simulation.rounds, quiet=quiet).say(f"fedft: {run_dir} already completed all {cfg.simulation.rounds} rounds; nothing to do.")
+            state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)["state_dict"]
+            return RunResult(run_dir=run_dir, summary=finished, state=state)
+        writer = RunWriter(run_dir, cfg, write_config=False)
+        writer.restore(point.rows)
+    else:
+        if config is None:
+            raise FedftError("config", "is missing.", "give a TOML config, e.g. `fedft run simulations/quickstart.toml`, or `--resume RUN_DIR`.")
+        cfg = prepare(config, overrides)
+        run_dir = new_run_dir(cfg, out)
+        writer = RunWriter(run_dir, cfg)
     printer = RoundPrinter(cfg.simulation.rounds, quiet=quiet)
-    printer.say(f"fedft: {cfg.name}: {cfg.partition.num_clients} clients, {cfg.simulation.clients_per_round} per round, {cfg.simulation.rounds} rounds -> {run_dir}")
+    if point is None:
+        printer.say(f"fedft: {cfg.name}: {cfg.partition.num_clients} clients, {cfg.simulation.clients_per_round} per round, {cfg.simulation.rounds} rounds -> {run_dir}")
+    else:
+        printer.say(f"fedft: {cfg.name}: resuming {run_dir} after round {point.round} of {cfg.simulation.rounds}")
     result: dict[str, Any] = {}
-    server_app = make_server_app(cfg, writer, printer.on_round, result)
+    stop = threading.Event()
+    server_app = make_server_app(cfg, writer, printer.on_round, result, point, stop)
     t0 = time.perf_counter()
     status = "failed"
+    caught = None
     try:
-        engine.simulate(server_app, client_app, cfg.partition.num_clients, cfg.simulation, verbose)
+        with stop_on_signals(stop, printer.say) as caught:
+            engine.simulate(server_app, client_app, cfg.partition.num_clients, cfg.simulation, verbose, on_ray_started=caught.reinstall)
         status = "completed" if "state" in result else "failed"
-    except KeyboardInterrupt:
+    except RunInterrupted:
         status = "interrupted"
-        raise
+    except (KeyboardInterrupt, SystemExit):
+        # A second Ctrl-C, or SIGTERM after Ray installed its handler: stop the ServerApp
+        # thread too and wait for it, so nothing writes to the folder after the summary.
+        status = "interrupted"
+        stop.set()
+        if result.get("started"):
+            result["done"].wait(timeout=60)
     finally:
-        summary = writer.finish(status, time.perf_counter() - t0)
+        extra: dict[str, Any] = {}
+        if status != "completed":
+            extra["resume"] = resume_command(run_dir)
+        if caught is not None and caught.signal:
+            extra["signal"] = caught.signal
+        if point is not None:
+            extra["resumed_from_round"] = point.round
+        summary = writer.finish(status, (point.elapsed_seconds if point else 0.0) + time.perf_counter() - t0, extra)
         printer.on_done(summary)
+        if status == "interrupted":
+            printer.say(f"fedft: interrupted; {len(writer.rows) - 1 if writer.rows else 0} rounds are saved. Resume with: {resume_command(run_dir)}")
     return RunResult(run_dir=run_dir, summary=summary, state=result.get("state"))

@@ -13,8 +13,11 @@ from typing import Callable
 from fedft.errors import EXIT_BAD_INPUT, FedftError
 
 
-def _add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="TOML config, e.g. simulations/quickstart.toml")
+def _add_run_args(p: argparse.ArgumentParser, config_optional: bool = False) -> None:
+    if config_optional:
+        p.add_argument("config", nargs="?", default=None, help="TOML config, e.g. simulations/quickstart.toml (optional with --resume)")
+    else:
+        p.add_argument("config", help="TOML config, e.g. simulations/quickstart.toml")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config field, e.g. --set train.lr=0.01 (repeatable)")
     p.add_argument("--out", default=None, help="results folder (default: <output.dir>/<name>-<timestamp>)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -24,8 +27,13 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from fedft.api import run
 
-    result = run(args.config, args.overrides, out=args.out, quiet=args.quiet, verbose=args.verbose)
-    return 0 if result.summary["status"] == "completed" else 1
+    result = run(args.config, args.overrides, out=args.out, quiet=args.quiet, verbose=args.verbose, resume=args.resume)
+    status = result.summary["status"]
+    if status == "interrupted":
+        if args.quiet:  # otherwise the run's own output already said so
+            print(f"fedft: interrupted; resume with: {result.summary.get('resume')}", file=sys.stderr)
+        return 143 if result.summary.get("signal") == "SIGTERM" else 130  # 128 + signal number
+    return 0 if status == "completed" else 1
 
 
 def cmd_partitions(args: argparse.Namespace) -> int:
@@ -55,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run one federated simulation")
-    _add_run_args(p)
+    _add_run_args(p, config_optional=True)
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run in its results folder from its last checkpoint")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("partitions", help="plot the label distribution per client")

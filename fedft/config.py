@@ -7,19 +7,30 @@ against the registries here, before anything expensive starts.
 
 from __future__ import annotations
 
+import copy
 import json
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fedft.errors import FedftError
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # NaN and infinity are never meaningful settings (a NaN passes no range check
+    # silently and an infinite timeout never ends), so they are rejected everywhere.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # A NUL byte is never a name or a path, and it would crash the first file call.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain a NUL character")
+        return value
 
 
 class DataConfig(_Section):
@@ -82,6 +93,22 @@ class SimulationConfig(_Section):
     client_resources: ClientResources = ClientResources()
     round_timeout: float = Field(600.0, gt=0.0)  # seconds to wait for replies per round
     ray_address: str = ""  # "" = start a local Ray; else connect, e.g. "auto" or "HOST:6379"
+    min_replies: int = Field(1, ge=0)  # fewer successful replies: the round is skipped (global model unchanged) and recorded
+
+
+class FaultsConfig(_Section):
+    """Injected client faults for robustness studies. Each sampled client gets at most one
+    fault per round, drawn from (seed, round, client id) alone, so runs and resumes replay them."""
+
+    dropout_probability: float = Field(0.0, ge=0.0, le=1.0)  # client goes offline: the server gets Flower's NODE_UNAVAILABLE error reply
+    crash_probability: float = Field(0.0, ge=0.0, le=1.0)  # ClientApp raises after local training, before replying
+    straggler_probability: float = Field(0.0, ge=0.0, le=1.0)  # client replies `straggler_delay` seconds late
+    straggler_delay: float = Field(0.0, ge=0.0)  # seconds; past simulation.round_timeout the reply is counted as timed out
+
+
+class CheckpointConfig(_Section):
+    every: int = Field(1, ge=0)  # write checkpoint.pt after every K-th round and the last; 0 = never (resume restarts the run)
+    client_state: bool = True  # clients return their Flower Context.state with each reply so a resume can restore it
 
 
 class OutputConfig(_Section):
@@ -91,13 +118,15 @@ class OutputConfig(_Section):
 
 class FedftConfig(_Section):
     name: str = Field("fedft", min_length=1)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**63 - 1)  # TOML's integer range; torch seeds take 64 bits
     data: DataConfig = DataConfig()
     partition: PartitionConfig = PartitionConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     strategy: StrategyConfig = StrategyConfig()
     simulation: SimulationConfig = SimulationConfig()
+    faults: FaultsConfig = FaultsConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
     output: OutputConfig = OutputConfig()
 
     def to_json(self) -> str:
@@ -195,6 +224,21 @@ def _cross_checks(cfg: FedftConfig) -> None:
             f"{cfg.simulation.clients_per_round} is more than partition.num_clients={cfg.partition.num_clients}.",
             "sample at most as many clients as there are.",
         )
+    if cfg.simulation.min_replies > cfg.simulation.clients_per_round:
+        raise FedftError(
+            "simulation.min_replies",
+            f"{cfg.simulation.min_replies} is more than simulation.clients_per_round={cfg.simulation.clients_per_round}, so every round would be skipped.",
+            "require at most as many replies as clients are sampled.",
+        )
+    f = cfg.faults
+    if f.dropout_probability + f.crash_probability + f.straggler_probability > 1.0:
+        raise FedftError(
+            "faults",
+            f"dropout_probability + crash_probability + straggler_probability = {f.dropout_probability + f.crash_probability + f.straggler_probability:g} is more than 1 (a client gets at most one fault per round).",
+            "lower the probabilities so they sum to at most 1.",
+        )
+    if f.straggler_probability > 0 and f.straggler_delay == 0:
+        raise FedftError("faults.straggler_delay", "is 0, so stragglers would not be late.", "set the delay in seconds, e.g. longer than simulation.round_timeout to time them out.")
     _text_checks(cfg)
 
 
@@ -223,7 +267,7 @@ def load_config(source: str | Path | dict[str, Any] | FedftConfig, overrides: li
     if isinstance(source, FedftConfig):
         raw = source.model_dump()
     elif isinstance(source, dict):
-        raw = json.loads(json.dumps(source))
+        raw = copy.deepcopy(source)  # any values, as TOML gives (datetimes too); validation judges them
     else:
         raw = read_toml(source)
     return validate(apply_overrides(raw, overrides))

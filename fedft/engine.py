@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import warnings
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
@@ -31,6 +31,16 @@ class _DropKnownDeprecation(logging.Filter):
         return _DEPRECATION not in record.getMessage()
 
 
+class _DropInjectedCrashes(logging.Filter):
+    """Crashes injected with `faults.crash_probability` are expected: Flower's log of
+    their tracebacks is noise (they are counted in metrics.csv as clients_failed)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from fedft.client.faults import CRASH_MARKER
+
+        return CRASH_MARKER not in record.getMessage()
+
+
 @contextmanager
 def flower_logging(verbose: bool) -> Iterator[None]:
     logger = logging.getLogger("flwr")
@@ -39,12 +49,16 @@ def flower_logging(verbose: bool) -> Iterator[None]:
     logger.addFilter(drop)
     for handler in logger.handlers:
         handler.addFilter(drop)
+    drop_crashes = _DropInjectedCrashes()
+    if not verbose:
+        logger.addFilter(drop_crashes)
     logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
     try:
         yield
     finally:
         logger.setLevel(old_level)
         logger.removeFilter(drop)
+        logger.removeFilter(drop_crashes)
         for handler in logger.handlers:
             handler.removeFilter(drop)
 
@@ -63,19 +77,50 @@ def backend_config(sim: SimulationConfig, verbose: bool = False) -> dict:
     }
 
 
-def simulate(server_app: ServerApp, client_app: ClientApp, num_clients: int, sim: SimulationConfig, verbose: bool = False) -> None:
-    """Run `server_app` against `num_clients` virtual SuperNodes on Ray; blocks until done."""
+def _start_ray(init_args: dict) -> None:
+    """Start Ray exactly as Flower's RayBackend would (same arguments, workers get this
+    process's sys.path); Flower then finds it running, uses it and shuts it down."""
+    import os
+    import sys
+
+    import ray
+
+    pythonpath = os.pathsep.join(sys.path)
+    if os.environ.get("PYTHONPATH"):
+        pythonpath = f"{pythonpath}{os.pathsep}{os.environ['PYTHONPATH']}"
+    os.environ["PYTHONPATH"] = pythonpath
+    ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **init_args)
+
+
+def simulate(server_app: ServerApp, client_app: ClientApp, num_clients: int, sim: SimulationConfig, verbose: bool = False, on_ray_started: Callable[[], None] | None = None) -> None:
+    """Run `server_app` against `num_clients` virtual SuperNodes on Ray; blocks until done.
+
+    With `on_ray_started`, Ray is started here first and the callback runs right after
+    `ray.init` (fedft.interrupt takes SIGTERM back from Ray's handlers there); Ray is
+    shut down on the way out however the run ends."""
+    import ray
     from flwr.simulation import run_simulation
 
-    with flower_logging(verbose), warnings.catch_warnings():
-        # Ray's notice about a future default for accelerator env vars; fedft relies on
-        # today's default (a client with num_gpus=0 sees no GPU), so it changes nothing here.
-        warnings.filterwarnings("ignore", message=".*RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO.*", category=FutureWarning)
-        run_simulation(
-            server_app=server_app,
-            client_app=client_app,
-            num_supernodes=num_clients,
-            backend_name="ray",
-            backend_config=backend_config(sim, verbose),
-            verbose_logging=verbose,
-        )
+    config = backend_config(sim, verbose)
+    started_here = False
+    try:
+        with flower_logging(verbose), warnings.catch_warnings():
+            # Ray's notice about a future default for accelerator env vars; fedft relies on
+            # today's default (a client with num_gpus=0 sees no GPU), so it changes nothing here.
+            warnings.filterwarnings("ignore", message=".*RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO.*", category=FutureWarning)
+            if on_ray_started is not None:
+                if not ray.is_initialized():
+                    _start_ray(dict(config["init_args"]))
+                    started_here = True
+                on_ray_started()
+            run_simulation(
+                server_app=server_app,
+                client_app=client_app,
+                num_supernodes=num_clients,
+                backend_name="ray",
+                backend_config=config,
+                verbose_logging=verbose,
+            )
+    finally:
+        if started_here and ray.is_initialized():
+            ray.shutdown()

@@ -70,12 +70,21 @@ def _clean(value: Any) -> Any:
 class RunWriter:
     """Appends a row per round and writes the summary at the end."""
 
-    def __init__(self, run_dir: Path, cfg: FedftConfig) -> None:
+    def __init__(self, run_dir: Path, cfg: FedftConfig, write_config: bool = True) -> None:
         self.run_dir = Path(run_dir)
         self.cfg = cfg
         self.rows: list[dict[str, Any]] = []
         self.extra: dict[str, Any] = {}  # more summary.json keys, set during the run (e.g. a baseline)
-        atomic_write(self.run_dir / "config.toml", to_toml(cfg))
+        if write_config:  # a resumed run keeps the folder's config.toml as it is
+            atomic_write(self.run_dir / "config.toml", to_toml(cfg))
+
+    def restore(self, rows: list[dict[str, Any]]) -> None:
+        """Continue from a checkpoint: its rows replace metrics.csv/.jsonl, dropping any
+        row of a round the checkpoint does not cover (it will be run again)."""
+        self.rows[:] = [dict(r) for r in rows]
+        lines = "".join(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n" for row in self.rows)
+        atomic_write(self.run_dir / "metrics.jsonl", lines)
+        self._write_csv()
 
     def record_round(self, row: dict[str, Any]) -> None:
         self.rows.append(dict(row))

@@ -8,6 +8,7 @@ so the sampling knobs of Flower's strategies are fixed here and not user setting
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any, Callable
 
 from flwr.serverapp.strategy import Strategy
@@ -56,8 +57,8 @@ def check_strategy(name: str, params: dict[str, Any]) -> None:
         if key not in valid:
             listing = ", ".join(valid) or "none"
             raise FedftError(f"strategy.{key}", f"is not a parameter of '{name}'.", f"remove it; '{name}' takes: {listing}.")
-        if isinstance(value, (dict, list)):
-            raise FedftError(f"strategy.{key}", f"must be a number, string or bool (got {value!r}).", "give a single value.")
+        if not isinstance(value, (bool, int, float, str)) or isinstance(value, float) and not math.isfinite(value):
+            raise FedftError(f"strategy.{key}", f"must be a finite number, string or bool (got {value!r}).", "give a single value.")
 
 
 def build_strategy(name: str, params: dict[str, Any]) -> Strategy:

@@ -10,8 +10,10 @@ from __future__ import annotations
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from fedft import client_state
 from fedft import protocol as p
-from fedft.client.local import local_evaluate, local_update
+from fedft.client import faults
+from fedft.client.local import client_tensors, local_evaluate, local_update, parse_config
 
 app = ClientApp()
 
@@ -23,6 +25,11 @@ def _partition_id(context: Context) -> int:
 @app.query()
 def identify(msg: Message, context: Context) -> Message:
     """Tell the server which partition this node holds, so sampling is by client id."""
+    if p.CONFIG in msg.content:  # load this client's data now, outside round 1's timeout
+        try:
+            client_tensors(str(msg.content[p.CONFIG][p.CONFIG_JSON]), _partition_id(context))
+        except Exception:  # noqa: BLE001  (the training call reports it, with the round)
+            pass
     identity = ConfigRecord({p.PARTITION_ID: _partition_id(context)})
     return Message(RecordDict({p.IDENTITY: identity}), reply_to=msg)
 
@@ -30,11 +37,19 @@ def identify(msg: Message, context: Context) -> Message:
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     config = msg.content[p.CONFIG]
+    cfg = parse_config(str(config[p.CONFIG_JSON]))
+    client_state.restore_into_context(msg, context)  # after a resume: state the server checkpointed
+    fault = faults.injection_for(cfg.faults, cfg.seed, int(config[p.SERVER_ROUND]), _partition_id(context))
+    if (dropout := fault.reply_instead(msg)) is not None:
+        return dropout
     state, metrics = local_update(
         str(config[p.CONFIG_JSON]), _partition_id(context), int(config[p.SERVER_ROUND]),
         msg.content[p.ARRAYS].to_torch_state_dict(),
     )
+    fault.after_training()
     content = RecordDict({p.ARRAYS: ArrayRecord(state), p.METRICS: MetricRecord(metrics)})
+    if cfg.checkpoint.client_state:
+        client_state.attach_to_reply(content, context)
     return Message(content, reply_to=msg)
 
 

@@ -7,8 +7,9 @@ config path and overrides from the Flower run config.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from flwr.app import ArrayRecord, Context
@@ -22,17 +23,28 @@ from fedft.results import RunWriter
 from fedft.server import text_metrics
 from fedft.server.evaluation import central_evaluator, initial_state
 from fedft.server.loop import RoundCallback, run_rounds
+from fedft.server.checkpointing import CheckpointKeeper, ServerState, restore_state
 from strategies import build_strategy
 
+if TYPE_CHECKING:
+    from fedft.resume import ResumePoint
 
-def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback) -> dict[str, torch.Tensor]:
-    """Run all rounds, record each, save the final model; return its state."""
+
+def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback, resume: "ResumePoint | None" = None, stop: threading.Event | None = None) -> dict[str, torch.Tensor]:
+    """Run all rounds (from a checkpoint when resuming), record and checkpoint each,
+    save the final model; return its state."""
     strategy = build_strategy(cfg.strategy.name, cfg.strategy.params())
     evaluator = central_evaluator(cfg)
     data = federated_data_for(cfg)
     text = isinstance(data, TextFederatedData)  # next-character data: perplexity, baseline, vocabulary
     if text:
         writer.extra.update(text_metrics.text_summary(data))
+    server_state = ServerState(strategy)
+    start, arrays = 0, ArrayRecord(initial_state(cfg))
+    if resume is not None and resume.checkpoint is not None:
+        start, arrays = resume.checkpoint.round, ArrayRecord(resume.checkpoint.arrays)
+        restore_state(server_state, resume.checkpoint.state)
+    keeper = CheckpointKeeper(writer.run_dir, cfg, server_state, writer.rows, resume.elapsed_seconds if resume else 0.0)
 
     def record(row: dict) -> None:
         if text:
@@ -40,7 +52,14 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
         writer.record_round(row)
         on_round(row)
 
-    final = run_rounds(grid, strategy, cfg, ArrayRecord(initial_state(cfg)), evaluator, record).to_torch_state_dict()
+    try:
+        final = run_rounds(
+            grid, strategy, cfg, arrays, evaluator, record, start_round=start, stop=stop,
+            after_round=keeper.after_round, client_states=server_state.clients if cfg.checkpoint.client_state else None,
+        ).to_torch_state_dict()
+    except Exception:  # RunInterrupted (SIGINT/SIGTERM) or a failure: keep what is complete
+        keeper.flush()  # the last completed round, if `checkpoint.every` had not written it yet
+        raise
     save_checkpoint(
         writer.run_dir / "model.pt", final, architecture=cfg.model.name, num_classes=data.full.num_classes,
         input_shape=tuple(data.full.x.shape[1:]), dataset=cfg.data.name, config_json=cfg.to_json(),
@@ -49,12 +68,19 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
     return final
 
 
-def make_server_app(cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback, result: dict) -> ServerApp:
+def make_server_app(cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback, result: dict, resume: "ResumePoint | None" = None, stop: threading.Event | None = None) -> ServerApp:
+    """`result` gets "state" (the final model) and "done", an Event set when `main` ends
+    however it ends, so the caller can wait for the ServerApp thread before summarising."""
     app = ServerApp()
+    done = result.setdefault("done", threading.Event())
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        result["state"] = serve(grid, cfg, writer, on_round)
+        result["started"] = True
+        try:
+            result["state"] = serve(grid, cfg, writer, on_round, resume, stop)
+        finally:
+            done.set()
 
     return app
 

@@ -8,6 +8,7 @@ view of the grid that holds exactly the clients sampled for the round.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Callable
 
@@ -18,10 +19,13 @@ from flwr.serverapp.strategy import Strategy
 from fedft import protocol as p
 from fedft.config import FedftConfig
 from fedft.errors import FedftError
+from fedft.client_state import ClientStateStore
 from fedft.server.evaluation import Evaluator
+from fedft.server.exchange import check_stop, is_dropout, send_and_receive
 from fedft.server.sampling import sample_clients
 
 RoundCallback = Callable[[dict[str, float]], None]
+AfterRound = Callable[[int, dict], None]  # (round, global state dict) once the round is recorded
 
 
 class SampledGrid:
@@ -38,16 +42,25 @@ class SampledGrid:
         return getattr(self._grid, name)
 
 
-def identify_nodes(grid: Grid, num_clients: int, timeout: float) -> dict[int, int]:
-    """Ask every node for its partition id: {client id: node id}."""
+STARTUP_TIMEOUT = 300.0  # seconds nodes get, at least, to start and answer the identity query
+
+
+def identify_nodes(grid: Grid, num_clients: int, timeout: float, config_json: str = "", stop: threading.Event | None = None) -> dict[int, int]:
+    """Ask every node for its partition id: {client id: node id}. With `config_json` the
+    query also lets clients load their data now, so `round_timeout` times training, not
+    start-up; a busy machine may need minutes to start the nodes, hence STARTUP_TIMEOUT."""
     deadline = time.monotonic() + timeout
     while len(node_ids := sorted(grid.get_node_ids())) < num_clients:
         if time.monotonic() > deadline:
             raise FedftError("partition.num_clients", f"only {len(node_ids)} of {num_clients} client nodes connected within {timeout:.0f} s.", "start more clients or raise simulation.round_timeout.")
+        check_stop(stop)
         time.sleep(0.2)
-    queries = [Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY) for n in node_ids]
+    def query() -> RecordDict:
+        return RecordDict({p.CONFIG: ConfigRecord({p.CONFIG_JSON: config_json})} if config_json else {})
+
+    queries = [Message(query(), dst_node_id=n, message_type=MessageType.QUERY) for n in node_ids]
     mapping: dict[int, int] = {}
-    for reply in grid.send_and_receive(queries, timeout=timeout):
+    for reply in send_and_receive(grid, queries, max(timeout, STARTUP_TIMEOUT), stop):
         if not reply.has_error():
             mapping[int(reply.content[p.IDENTITY][p.PARTITION_ID])] = reply.metadata.src_node_id
     return mapping
@@ -66,15 +79,27 @@ def run_rounds(
     arrays: ArrayRecord,
     evaluator: Evaluator,
     on_round: RoundCallback,
+    *,
+    start_round: int = 0,
+    stop: threading.Event | None = None,
+    after_round: AfterRound | None = None,
+    client_states: ClientStateStore | None = None,
 ) -> ArrayRecord:
-    """Run `cfg.simulation.rounds` rounds from `arrays`; return the final global arrays."""
+    """Run rounds `start_round + 1 .. cfg.simulation.rounds` from `arrays` (round 0, the
+    initial evaluation, only when starting fresh); return the final global arrays.
+    `stop` set (SIGINT/SIGTERM) raises RunInterrupted before any half-done round is recorded."""
     sim = cfg.simulation
     t0 = time.perf_counter()
-    loss, acc = evaluator(arrays.to_torch_state_dict())
-    node_of = identify_nodes(grid, cfg.partition.num_clients, sim.round_timeout)
-    on_round({"round": 0, "test_loss": loss, "test_accuracy": acc, "wall_seconds": time.perf_counter() - t0})
+    check_stop(stop)
+    if start_round == 0:
+        loss, acc = evaluator(arrays.to_torch_state_dict())
+    node_of = identify_nodes(grid, cfg.partition.num_clients, sim.round_timeout, cfg.to_json(), stop)
+    client_of = {n: c for c, n in node_of.items()}
+    if start_round == 0:
+        on_round({"round": 0, "test_loss": loss, "test_accuracy": acc, "wall_seconds": time.perf_counter() - t0})
     config_json = cfg.to_json()
-    for server_round in range(1, sim.rounds + 1):
+    for server_round in range(start_round + 1, sim.rounds + 1):
+        check_stop(stop)
         t0 = time.perf_counter()
         available = frozenset(c for c in range(cfg.partition.num_clients) if c not in node_of)
         clients = sample_clients(cfg.seed, server_round, cfg.partition.num_clients, sim.clients_per_round, exclude=available)
@@ -82,12 +107,17 @@ def run_rounds(
         train_config = ConfigRecord({p.CONFIG_JSON: config_json})
         messages = list(strategy.configure_train(server_round, arrays, train_config, view))
         bytes_down = sum(p.payload_bytes(m.content) for m in messages)
-        replies = list(grid.send_and_receive(messages, timeout=sim.round_timeout))
-        client_of = {n: c for c, n in node_of.items()}
+        if client_states is not None:
+            client_states.attach(messages, client_of)
+        replies = send_and_receive(grid, messages, sim.round_timeout, stop)
         replies.sort(key=lambda m: client_of.get(m.metadata.src_node_id, -1))  # deterministic aggregation order
         ok = [m for m in replies if not m.has_error()]
+        if client_states is not None:
+            client_states.collect(ok, client_of)
         bytes_up = sum(p.payload_bytes(m.content) for m in ok)
-        new_arrays, _ = strategy.aggregate_train(server_round, replies)
+        dropped = sum(1 for m in replies if is_dropout(m))
+        skipped = len(ok) < sim.min_replies  # too few replies: keep the global model, record the round
+        new_arrays, _ = (None, None) if skipped else strategy.aggregate_train(server_round, replies)
         if new_arrays is not None:
             arrays = new_arrays
         loss, acc = evaluator(arrays.to_torch_state_dict())
@@ -101,12 +131,16 @@ def run_rounds(
             "val_accuracy": _weighted_mean(ok, "val_accuracy"),
             "clients_sampled": len(messages),
             "clients_replied": len(ok),
-            "clients_failed": len(replies) - len(ok),
+            "clients_failed": len(replies) - len(ok) - dropped,
             "clients_timed_out": len(messages) - len(replies),
             "bytes_down": bytes_down,
             "bytes_up": bytes_up,
             "wall_seconds": time.perf_counter() - t0,
+            "clients_dropped": dropped,
+            "round_skipped": int(skipped),
         })
+        if after_round is not None:
+            after_round(server_round, arrays.to_torch_state_dict())
     return arrays
 
 
