@@ -74,6 +74,7 @@ class RunWriter:
         self.run_dir = Path(run_dir)
         self.cfg = cfg
         self.rows: list[dict[str, Any]] = []
+        self.summary_extra: dict[str, Any] = {}  # keys a feature adds to summary.json (e.g. privacy)
         atomic_write(self.run_dir / "config.toml", to_toml(cfg))
 
     def record_round(self, row: dict[str, Any]) -> None:
@@ -110,6 +111,7 @@ class RunWriter:
             "wall_seconds": round(wall_seconds, 3),
             "seed": self.cfg.seed,
             "versions": versions(),
+            **self.summary_extra,
             **(extra or {}),
         }
 

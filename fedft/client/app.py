@@ -11,7 +11,8 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from fedft import protocol as p
-from fedft.client.local import local_evaluate, local_update
+from fedft.client.local import local_evaluate, local_update, parse_config
+from fedft.privacy.central import central_dp_mod
 
 app = ClientApp()
 
@@ -27,9 +28,19 @@ def identify(msg: Message, context: Context) -> Message:
     return Message(RecordDict({p.IDENTITY: identity}), reply_to=msg)
 
 
-@app.train()
+@app.train(mods=[central_dp_mod])  # central DP: Flower's client-side clipping when configured
 def train(msg: Message, context: Context) -> Message:
     config = msg.content[p.CONFIG]
+    if parse_config(str(config[p.CONFIG_JSON])).privacy.mode == "local":
+        from fedft.privacy.local_dp import local_dp_update
+
+        # DP-SGD; the accountant history persists in context.state; None = budget spent, no update
+        state, metrics = local_dp_update(
+            str(config[p.CONFIG_JSON]), _partition_id(context), int(config[p.SERVER_ROUND]),
+            msg.content[p.ARRAYS].to_torch_state_dict(), context.state,
+        )
+        arrays = {} if state is None else {p.ARRAYS: ArrayRecord(state)}
+        return Message(RecordDict({**arrays, p.METRICS: MetricRecord(metrics)}), reply_to=msg)
     state, metrics = local_update(
         str(config[p.CONFIG_JSON]), _partition_id(context), int(config[p.SERVER_ROUND]),
         msg.content[p.ARRAYS].to_torch_state_dict(),

@@ -20,19 +20,23 @@ from fedft.data import federated_data_for
 from fedft.results import RunWriter
 from fedft.server.evaluation import central_evaluator, initial_state
 from fedft.server.loop import RoundCallback, run_rounds
+from fedft.privacy.central import wrap_strategy
+from fedft.privacy.tracker import PrivacyTracker
 from strategies import build_strategy
 
 
 def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback) -> dict[str, torch.Tensor]:
     """Run all rounds, record each, save the final model; return its state."""
-    strategy = build_strategy(cfg.strategy.name, cfg.strategy.params())
+    strategy = wrap_strategy(build_strategy(cfg.strategy.name, cfg.strategy.params()), cfg)  # central DP wraps it
     evaluator = central_evaluator(cfg)
+    privacy = PrivacyTracker(cfg)
 
     def record(row: dict) -> None:
+        writer.summary_extra.update(privacy.summary())
         writer.record_round(row)
         on_round(row)
 
-    final = run_rounds(grid, strategy, cfg, ArrayRecord(initial_state(cfg)), evaluator, record).to_torch_state_dict()
+    final = run_rounds(grid, strategy, cfg, ArrayRecord(initial_state(cfg)), evaluator, record, privacy).to_torch_state_dict()
     data = federated_data_for(cfg)
     save_checkpoint(
         writer.run_dir / "model.pt", final, architecture=cfg.model.name, num_classes=data.full.num_classes,

@@ -18,6 +18,7 @@ from flwr.serverapp.strategy import Strategy
 from fedft import protocol as p
 from fedft.config import FedftConfig
 from fedft.errors import FedftError
+from fedft.privacy.tracker import PrivacyTracker
 from fedft.server.evaluation import Evaluator
 from fedft.server.sampling import sample_clients
 
@@ -66,9 +67,11 @@ def run_rounds(
     arrays: ArrayRecord,
     evaluator: Evaluator,
     on_round: RoundCallback,
+    privacy: PrivacyTracker | None = None,
 ) -> ArrayRecord:
     """Run `cfg.simulation.rounds` rounds from `arrays`; return the final global arrays."""
     sim = cfg.simulation
+    privacy = privacy or PrivacyTracker(cfg)
     t0 = time.perf_counter()
     loss, acc = evaluator(arrays.to_torch_state_dict())
     node_of = identify_nodes(grid, cfg.partition.num_clients, sim.round_timeout)
@@ -76,18 +79,21 @@ def run_rounds(
     config_json = cfg.to_json()
     for server_round in range(1, sim.rounds + 1):
         t0 = time.perf_counter()
-        available = frozenset(c for c in range(cfg.partition.num_clients) if c not in node_of)
+        available = frozenset(c for c in range(cfg.partition.num_clients) if c not in node_of) | privacy.exclude
         clients = sample_clients(cfg.seed, server_round, cfg.partition.num_clients, sim.clients_per_round, exclude=available)
         view = SampledGrid(grid, [node_of[c] for c in clients])
         train_config = ConfigRecord({p.CONFIG_JSON: config_json})
         messages = list(strategy.configure_train(server_round, arrays, train_config, view))
+        privacy.begin_round(strategy)
         bytes_down = sum(p.payload_bytes(m.content) for m in messages)
         replies = list(grid.send_and_receive(messages, timeout=sim.round_timeout))
         client_of = {n: c for c, n in node_of.items()}
         replies.sort(key=lambda m: client_of.get(m.metadata.src_node_id, -1))  # deterministic aggregation order
         ok = [m for m in replies if not m.has_error()]
         bytes_up = sum(p.payload_bytes(m.content) for m in ok)
-        new_arrays, _ = strategy.aggregate_train(server_round, replies)
+        to_aggregate, refused = privacy.split(replies, client_of)  # local DP: out-of-budget replies carry no update
+        new_arrays, _ = strategy.aggregate_train(server_round, to_aggregate)
+        privacy_columns = privacy.end_round(ok, client_of, refused, released=new_arrays is not None)
         if new_arrays is not None:
             arrays = new_arrays
         loss, acc = evaluator(arrays.to_torch_state_dict())
@@ -106,6 +112,7 @@ def run_rounds(
             "bytes_down": bytes_down,
             "bytes_up": bytes_up,
             "wall_seconds": time.perf_counter() - t0,
+            **privacy_columns,
         })
     return arrays
 
