@@ -80,6 +80,8 @@ def test_edges():
     assert epsilon([(0.0, 0.1, 5)], 1e-5) == math.inf
     with pytest.raises(ValueError):
         epsilon([(1.0, 0.1, 5), (2.0, 0.1, 5)], 1e-5, "gdp")
+    # far past any meaningful ε Opacus' PRV needs gigabytes: the (valid, looser) RDP bound is reported
+    assert epsilon([(0.05, 2 / 3, 100)], 1e-5, "prv") == epsilon([(0.05, 2 / 3, 100)], 1e-5, "rdp") > 1000
 
 
 def test_user_level_epsilon_is_the_subsampled_gaussian_over_rounds():

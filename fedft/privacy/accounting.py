@@ -63,8 +63,11 @@ def epsilon(history: Sequence[tuple[float, float, int]], delta: float, accountan
     rdp: ε = min_α [Σ_i RDP_i(α) + log((α-1)/α) - (log δ + log α)/(α-1)]
     (Balle et al. 2020 conversion), with RDP_i(α) = steps_i · RDP of the
     Poisson-subsampled Gaussian (q_i, σ_i) at order α. prv: the upper bound of the
-    numerically composed privacy loss distribution (eps_error 0.01). gdp: μ-GDP by
-    the central limit theorem, needs one (σ, q) for the whole history.
+    numerically composed privacy loss distribution (eps_error 0.01), or the rdp value
+    when that exceeds PRV_MAX_EPSILON. gdp: μ-GDP by the central limit theorem,
+    needs one (σ, q) for the whole history. (Opacus' "optimal order is the
+    largest/smallest alpha" warnings are silenced: they mean the bound could be
+    tighter, never that it is too small.)
     0 for an empty history; ∞ when any step had no noise.
     """
     history = [h for h in history if h[2] > 0]
@@ -79,12 +82,22 @@ def epsilon(history: Sequence[tuple[float, float, int]], delta: float, accountan
     return _epsilon(tuple(history), float(delta), accountant)
 
 
+# Above this ε Opacus' PRV discretisation needs gigabytes (its domain grows with the
+# privacy loss) and then returns inf; the RDP bound, also a valid ε, is used instead.
+PRV_MAX_EPSILON = 50.0
+
+
 @lru_cache(maxsize=4096)
 def _epsilon(history: tuple[tuple[float, float, int], ...], delta: float, accountant: str) -> float:
     from opacus.accountants import create_accountant
 
+    if accountant == "prv":
+        rdp_bound = _epsilon(history, delta, "rdp")
+        if rdp_bound > PRV_MAX_EPSILON:
+            return rdp_bound
+
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+        warnings.filterwarnings("ignore", message="Optimal order is the (largest|smallest) alpha")
         warnings.filterwarnings("ignore", message="GDP accounting is experimental")
         acc = create_accountant(mechanism=accountant)
         acc.history = list(history)
@@ -116,7 +129,7 @@ def calibrate_noise(target_epsilon: float, delta: float, sample_rate: float, ste
         return 0.0
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+            warnings.filterwarnings("ignore", message="Optimal order is the (largest|smallest) alpha")
             warnings.filterwarnings("ignore", message="GDP accounting is experimental")
             sigma = float(get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta, sample_rate=sample_rate, steps=steps, accountant=accountant))
     except ValueError as exc:
