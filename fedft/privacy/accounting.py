@@ -104,7 +104,19 @@ def _epsilon(history: tuple[tuple[float, float, int], ...], delta: float, accoun
         try:
             return float(acc.get_epsilon(delta=delta))
         except ValueError as exc:
+            if accountant == "gdp":  # the root of δ(ε) = delta lies outside [0, 500]
+                return _gdp_outside_bracket(history[0], delta)
             raise AccountingError(f"the {accountant} accountant cannot compute ε for {list(history)}: {exc}") from None
+
+
+def _gdp_outside_bracket(entry: tuple[float, float, int], delta: float) -> float:
+    """Opacus' gdp solves δ(ε; μ) = delta for ε in [0, 500]. If already δ(0; μ) ≤ delta
+    the mechanism is (0, delta)-DP: ε = 0; otherwise ε > 500: reported as ∞."""
+    from opacus.accountants.analysis.gdp import compute_mu_poisson, delta_eps_mu
+
+    sigma, q, steps = entry
+    mu = compute_mu_poisson(steps=steps, noise_multiplier=sigma, sample_rate=q)
+    return 0.0 if delta_eps_mu(eps=0.0, mu=mu) <= delta else math.inf
 
 
 def rdp(noise_multiplier: float, sample_rate: float, steps: int, orders: Sequence[float]) -> np.ndarray:
@@ -117,28 +129,37 @@ def rdp(noise_multiplier: float, sample_rate: float, steps: int, orders: Sequenc
     return np.asarray(compute_rdp(q=sample_rate, noise_multiplier=noise_multiplier, steps=steps, orders=list(orders)), dtype=float)
 
 
-@lru_cache(maxsize=256)
-def calibrate_noise(target_epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str = "rdp") -> float:
-    """The noise multiplier σ for which `steps` steps at `sample_rate` spend at most
-    `target_epsilon` (Opacus' `get_noise_multiplier`: doubling, then bisection to
-    within 0.01 in ε, always returning the side at or under the target). Checked
-    again here so a caller can rely on ε(σ) ≤ target_epsilon."""
-    from opacus.accountants.utils import get_noise_multiplier
+MAX_SIGMA = 1e6  # as Opacus' get_noise_multiplier
 
+
+@lru_cache(maxsize=256)
+def calibrate_noise(target_epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str = "rdp",
+                    epsilon_tolerance: float = 0.01) -> float:
+    """The noise multiplier σ for which `steps` steps at `sample_rate` spend at most
+    `target_epsilon`: Opacus' `get_noise_multiplier` search (double σ from 20 until
+    ε(σ) ≤ target, then bisect until target - ε(σ) ≤ epsilon_tolerance, returning
+    the side at or under the target), run on `epsilon` above so that gdp's ε = 0
+    region does not break it. Raises UnreachableBudget past σ = 1e6."""
     if steps <= 0:
         return 0.0
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Optimal order is the (largest|smallest) alpha")
-            warnings.filterwarnings("ignore", message="GDP accounting is experimental")
-            sigma = float(get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta, sample_rate=sample_rate, steps=steps, accountant=accountant))
-    except ValueError as exc:
-        if "budget is too low" in str(exc):
-            raise UnreachableBudget(f"no noise multiplier up to 1e6 reaches ε={target_epsilon} in {steps} steps at sample rate {sample_rate:.4g}") from None
-        raise AccountingError(f"the {accountant} accountant cannot calibrate {steps} steps at sample rate {sample_rate:.4g}: {exc}") from None
-    while epsilon([(sigma, sample_rate, steps)], delta, accountant) > target_epsilon:  # never expected; belt and braces
-        sigma *= 1.001
-    return sigma
+
+    def eps(sigma: float) -> float:
+        return epsilon([(sigma, sample_rate, steps)], delta, accountant)
+
+    sigma_low, sigma_high, eps_high = 0.0, 10.0, math.inf
+    while eps_high > target_epsilon:
+        sigma_high *= 2
+        eps_high = eps(sigma_high)
+        if sigma_high > MAX_SIGMA:
+            raise UnreachableBudget(f"no noise multiplier up to 1e6 reaches ε={target_epsilon} in {steps} steps at sample rate {sample_rate:.4g}")
+    while target_epsilon - eps_high > epsilon_tolerance:
+        sigma = (sigma_low + sigma_high) / 2
+        e = eps(sigma)
+        if e < target_epsilon:
+            sigma_high, eps_high = sigma, e
+        else:
+            sigma_low = sigma
+    return sigma_high
 
 
 def dp_sgd_steps_per_epoch(num_examples: int, batch_size: int) -> int:
