@@ -29,7 +29,10 @@ class RunResult:
 def prepare(config: str | Path | dict | FedftConfig, overrides: list[str] | None = None) -> FedftConfig:
     """Everything that can reject the input, before any folder or process exists."""
     cfg = load_config(config, overrides)
-    federated_data_for(cfg)  # loads and partitions: bad data or impossible splits fail here
+    data = federated_data_for(cfg)  # loads and partitions: bad data or impossible splits fail here
+    from fedft.privacy.checks import check_privacy_data
+
+    check_privacy_data(cfg, data)  # DP: Opacus can train the model, every client's budget covers a round
     return cfg
 
 

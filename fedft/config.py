@@ -111,6 +111,28 @@ class CheckpointConfig(_Section):
     client_state: bool = True  # clients return their Flower Context.state with each reply so a resume can restore it
 
 
+class PrivacyConfig(_Section):
+    """Differential privacy (see fedft/privacy/): `local` = record-level DP-SGD on
+    every client (Opacus); `central` = user-level DP-FedAvg at the server (Flower's
+    DifferentialPrivacy* wrappers). Give `noise_multiplier`, or `target_epsilon` to
+    have fedft calibrate it; with both, the noise is fixed and `target_epsilon` is
+    the budget that no client (local) or run (central) may exceed."""
+
+    mode: Literal["none", "local", "central"] = "none"
+    noise_multiplier: float | None = Field(None, ge=0.0)  # Gaussian noise std / clipping norm
+    target_epsilon: float | None = Field(None, gt=0.0)  # privacy budget ε
+    target_delta: float = Field(1e-5, gt=0.0, lt=1.0)  # δ; keep it below 1/(records or users protected)
+    accountant: Literal["rdp", "prv", "gdp"] = "rdp"  # Opacus accountant used for every ε fedft reports
+    max_grad_norm: float = Field(1.0, gt=0.0)  # local: per-sample gradient clipping bound
+    secure_mode: bool = False  # local: Opacus secure RNG (needs torchcsprng); off = noise seeded from (seed, round, client)
+    state_dir: str = ""  # local: also keep each client's accountant history in <state_dir>/client-<id>.json (deployment)
+    clipping: Literal["server_fixed", "client_fixed", "server_adaptive", "client_adaptive"] = "server_fixed"  # central
+    clipping_norm: float = Field(1.0, gt=0.0)  # central: L2 bound on a client's update (adaptive: the initial value)
+    target_clipped_quantile: float = Field(0.5, ge=0.0, le=1.0)  # central adaptive (Andrew et al. 2021)
+    clip_norm_lr: float = Field(0.2, gt=0.0)  # central adaptive
+    clipped_count_stddev: float | None = Field(None, ge=0.0)  # central adaptive (None: clients_per_round / 20)
+
+
 class OutputConfig(_Section):
     dir: str = "runs"  # results go to <dir>/<name>-<timestamp>/
     plot_partitions: bool = False  # also write partitions.png (label counts per client)
@@ -128,6 +150,7 @@ class FedftConfig(_Section):
     faults: FaultsConfig = FaultsConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     output: OutputConfig = OutputConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
 
     def to_json(self) -> str:
         return self.model_dump_json()
@@ -239,6 +262,9 @@ def _cross_checks(cfg: FedftConfig) -> None:
         )
     if f.straggler_probability > 0 and f.straggler_delay == 0:
         raise FedftError("faults.straggler_delay", "is 0, so stragglers would not be late.", "set the delay in seconds, e.g. longer than simulation.round_timeout to time them out.")
+    from fedft.privacy.checks import check_privacy_config
+
+    check_privacy_config(cfg)
     _text_checks(cfg)
 
 
@@ -276,4 +302,9 @@ def load_config(source: str | Path | dict[str, Any] | FedftConfig, overrides: li
 def to_toml(cfg: FedftConfig) -> str:
     import tomli_w
 
-    return tomli_w.dumps(cfg.model_dump(mode="json"))
+    return tomli_w.dumps(_drop_none(cfg.model_dump(mode="json")))
+
+
+def _drop_none(raw: dict[str, Any]) -> dict[str, Any]:
+    """TOML has no null: an unset optional key (None) is left out, which reads back as None."""
+    return {k: _drop_none(v) if isinstance(v, dict) else v for k, v in raw.items() if v is not None}

@@ -32,6 +32,8 @@ class RoundPrinter:
         clients = f"  clients {row['clients_replied']}/{row['clients_sampled']}" if "clients_sampled" in row else ""
         if row.get("round_skipped"):
             clients += " (skipped: below simulation.min_replies)"
+        if row.get("epsilon") is not None:
+            clients += f"  ε {_fmt(row['epsilon'], '.3g')}"
         self.say(
             f"round {r:>3}/{self.rounds}  acc {_fmt(row.get('test_accuracy'))}  loss {_fmt(row.get('test_loss'))}"
             f"{clients}  {row.get('wall_seconds', 0.0):.1f} s  elapsed {time.perf_counter() - self.t0:.1f} s"

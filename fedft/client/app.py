@@ -14,6 +14,7 @@ from fedft import client_state
 from fedft import protocol as p
 from fedft.client import faults
 from fedft.client.local import client_tensors, local_evaluate, local_update, parse_config
+from fedft.privacy.central import central_dp_mod
 
 app = ClientApp()
 
@@ -34,7 +35,7 @@ def identify(msg: Message, context: Context) -> Message:
     return Message(RecordDict({p.IDENTITY: identity}), reply_to=msg)
 
 
-@app.train()
+@app.train(mods=[central_dp_mod])  # central DP: Flower's client-side clipping when configured
 def train(msg: Message, context: Context) -> Message:
     config = msg.content[p.CONFIG]
     cfg = parse_config(str(config[p.CONFIG_JSON]))
@@ -42,12 +43,22 @@ def train(msg: Message, context: Context) -> Message:
     fault = faults.injection_for(cfg.faults, cfg.seed, int(config[p.SERVER_ROUND]), _partition_id(context))
     if (dropout := fault.reply_instead(msg)) is not None:
         return dropout
-    state, metrics = local_update(
-        str(config[p.CONFIG_JSON]), _partition_id(context), int(config[p.SERVER_ROUND]),
-        msg.content[p.ARRAYS].to_torch_state_dict(),
-    )
+    if cfg.privacy.mode == "local":
+        from fedft.privacy.local_dp import local_dp_update
+
+        # DP-SGD; the accountant history persists in context.state; None = budget spent, no update
+        state, metrics = local_dp_update(
+            str(config[p.CONFIG_JSON]), _partition_id(context), int(config[p.SERVER_ROUND]),
+            msg.content[p.ARRAYS].to_torch_state_dict(), context.state,
+        )
+    else:
+        state, metrics = local_update(
+            str(config[p.CONFIG_JSON]), _partition_id(context), int(config[p.SERVER_ROUND]),
+            msg.content[p.ARRAYS].to_torch_state_dict(),
+        )
     fault.after_training()
-    content = RecordDict({p.ARRAYS: ArrayRecord(state), p.METRICS: MetricRecord(metrics)})
+    arrays = {} if state is None else {p.ARRAYS: ArrayRecord(state)}
+    content = RecordDict({**arrays, p.METRICS: MetricRecord(metrics)})
     if cfg.checkpoint.client_state:
         client_state.attach_to_reply(content, context)
     return Message(content, reply_to=msg)

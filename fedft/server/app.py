@@ -24,6 +24,8 @@ from fedft.server import text_metrics
 from fedft.server.evaluation import central_evaluator, initial_state
 from fedft.server.loop import RoundCallback, run_rounds
 from fedft.server.checkpointing import CheckpointKeeper, ServerState, restore_state
+from fedft.privacy.central import wrap_strategy
+from fedft.privacy.tracker import PrivacyTracker
 from strategies import build_strategy
 
 if TYPE_CHECKING:
@@ -33,13 +35,14 @@ if TYPE_CHECKING:
 def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback, resume: "ResumePoint | None" = None, stop: threading.Event | None = None) -> dict[str, torch.Tensor]:
     """Run all rounds (from a checkpoint when resuming), record and checkpoint each,
     save the final model; return its state."""
-    strategy = build_strategy(cfg.strategy.name, cfg.strategy.params())
+    strategy = wrap_strategy(build_strategy(cfg.strategy.name, cfg.strategy.params()), cfg)  # central DP wraps it
     evaluator = central_evaluator(cfg)
+    privacy = PrivacyTracker(cfg)
     data = federated_data_for(cfg)
     text = isinstance(data, TextFederatedData)  # next-character data: perplexity, baseline, vocabulary
     if text:
         writer.extra.update(text_metrics.text_summary(data))
-    server_state = ServerState(strategy)
+    server_state = ServerState(strategy, extra={"privacy": privacy})
     start, arrays = 0, ArrayRecord(initial_state(cfg))
     if resume is not None and resume.checkpoint is not None:
         start, arrays = resume.checkpoint.round, ArrayRecord(resume.checkpoint.arrays)
@@ -47,6 +50,7 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
     keeper = CheckpointKeeper(writer.run_dir, cfg, server_state, writer.rows, resume.elapsed_seconds if resume else 0.0)
 
     def record(row: dict) -> None:
+        writer.extra.update(privacy.summary())
         if text:
             text_metrics.with_perplexity(row)
         writer.record_round(row)
@@ -56,6 +60,7 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
         final = run_rounds(
             grid, strategy, cfg, arrays, evaluator, record, start_round=start, stop=stop,
             after_round=keeper.after_round, client_states=server_state.clients if cfg.checkpoint.client_state else None,
+            privacy=privacy,
         ).to_torch_state_dict()
     except Exception:  # RunInterrupted (SIGINT/SIGTERM) or a failure: keep what is complete
         keeper.flush()  # the last completed round, if `checkpoint.every` had not written it yet

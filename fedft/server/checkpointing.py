@@ -67,6 +67,7 @@ def register_state(name: str, save: SaveFn, restore: RestoreFn) -> None:
 
 register_state("strategy", lambda s: snapshot.snapshot_object(s.strategy), lambda s, d: snapshot.restore_object(s.strategy, d))
 register_state("clients", lambda s: s.clients.to_plain(), lambda s, d: s.clients.load_plain(d))
+register_state("privacy", lambda s: s.extra["privacy"].to_plain() if "privacy" in s.extra else {}, lambda s, d: s.extra["privacy"].load_plain(d) if d and "privacy" in s.extra else None)
 
 
 def capture_state(server_state: ServerState) -> dict[str, Any]:

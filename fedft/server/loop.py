@@ -20,6 +20,7 @@ from fedft import protocol as p
 from fedft.config import FedftConfig
 from fedft.errors import FedftError
 from fedft.client_state import ClientStateStore
+from fedft.privacy.tracker import PrivacyTracker
 from fedft.server.evaluation import Evaluator
 from fedft.server.exchange import check_stop, is_dropout, send_and_receive
 from fedft.server.sampling import sample_clients
@@ -84,11 +85,13 @@ def run_rounds(
     stop: threading.Event | None = None,
     after_round: AfterRound | None = None,
     client_states: ClientStateStore | None = None,
+    privacy: PrivacyTracker | None = None,
 ) -> ArrayRecord:
     """Run rounds `start_round + 1 .. cfg.simulation.rounds` from `arrays` (round 0, the
     initial evaluation, only when starting fresh); return the final global arrays.
     `stop` set (SIGINT/SIGTERM) raises RunInterrupted before any half-done round is recorded."""
     sim = cfg.simulation
+    privacy = privacy or PrivacyTracker(cfg)
     t0 = time.perf_counter()
     check_stop(stop)
     if start_round == 0:
@@ -101,11 +104,12 @@ def run_rounds(
     for server_round in range(start_round + 1, sim.rounds + 1):
         check_stop(stop)
         t0 = time.perf_counter()
-        available = frozenset(c for c in range(cfg.partition.num_clients) if c not in node_of)
+        available = frozenset(c for c in range(cfg.partition.num_clients) if c not in node_of) | privacy.exclude
         clients = sample_clients(cfg.seed, server_round, cfg.partition.num_clients, sim.clients_per_round, exclude=available)
         view = SampledGrid(grid, [node_of[c] for c in clients])
         train_config = ConfigRecord({p.CONFIG_JSON: config_json})
         messages = list(strategy.configure_train(server_round, arrays, train_config, view))
+        privacy.begin_round(strategy)
         bytes_down = sum(p.payload_bytes(m.content) for m in messages)
         if client_states is not None:
             client_states.attach(messages, client_of)
@@ -116,8 +120,10 @@ def run_rounds(
             client_states.collect(ok, client_of)
         bytes_up = sum(p.payload_bytes(m.content) for m in ok)
         dropped = sum(1 for m in replies if is_dropout(m))
-        skipped = len(ok) < sim.min_replies  # too few replies: keep the global model, record the round
-        new_arrays, _ = (None, None) if skipped else strategy.aggregate_train(server_round, replies)
+        to_aggregate, refused = privacy.split(replies, client_of)  # local DP: out-of-budget replies carry no update
+        skipped = len(ok) - len(refused) < sim.min_replies  # too few updates: keep the global model, record the round
+        new_arrays, _ = (None, None) if skipped else strategy.aggregate_train(server_round, to_aggregate)
+        privacy_columns = privacy.end_round(ok, client_of, refused, released=new_arrays is not None)
         if new_arrays is not None:
             arrays = new_arrays
         loss, acc = evaluator(arrays.to_torch_state_dict())
@@ -138,6 +144,7 @@ def run_rounds(
             "wall_seconds": time.perf_counter() - t0,
             "clients_dropped": dropped,
             "round_skipped": int(skipped),
+            **privacy_columns,
         })
         if after_round is not None:
             after_round(server_round, arrays.to_torch_state_dict())

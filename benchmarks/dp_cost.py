@@ -1,0 +1,70 @@
+"""What DP-SGD costs per client round on seed_cnn: wall time of a DP round over a plain one.
+
+One client of simulations/dp_local_eps3.toml (mnist-5k, about 360 records, batch 32,
+1 local epoch: 12 steps either way) runs its round in-process, plain
+(`fedft.client.local.local_update`) and with Opacus DP-SGD
+(`fedft.privacy.local_dp.local_dp_update`: per-sample gradients, clipping, noise,
+Poisson batches, accountant), alternating, so both see the same machine load.
+Prints the median wall time of each and their ratio.
+
+    python benchmarks/dp_cost.py [--repeats 15] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+    from flwr.app import RecordDict
+
+    from fedft.api import prepare
+    from fedft.client.local import client_tensors, local_update
+    from fedft.privacy.local_dp import local_dp_update
+    from fedft.server.evaluation import initial_state
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", default="seed_cnn")
+    parser.add_argument("--client", type=int, default=0)
+    args = parser.parse_args(argv)
+    cfg = prepare(ROOT / "simulations" / "dp_local_eps3.toml", [f"simulation.device={args.device}", f"model.name={args.model}"])
+    config_json = cfg.to_json()
+    state = initial_state(cfg)
+    n = len(client_tensors(config_json, args.client)[1])
+
+    def plain() -> float:
+        t0 = time.perf_counter()
+        local_update(config_json, args.client, 1, state)
+        return time.perf_counter() - t0
+
+    def private() -> float:
+        t0 = time.perf_counter()
+        local_dp_update(config_json, args.client, 1, state, RecordDict())
+        return time.perf_counter() - t0
+
+    plain(), private()  # warm-up: data, caches, noise calibration
+    times: dict[str, list[float]] = {"plain": [], "dp": []}
+    for _ in range(args.repeats):
+        times["plain"].append(plain())
+        times["dp"].append(private())
+    p, d = statistics.median(times["plain"]), statistics.median(times["dp"])
+    print(f"{args.model} on {args.device} ({torch.get_num_threads()} torch threads), client {args.client}: {n} records, "
+          f"batch {cfg.train.batch_size}, {cfg.train.local_epochs} epoch, {args.repeats} alternating repeats")
+    print(f"plain round  median {p * 1000:.0f} ms  (min {min(times['plain']) * 1000:.0f})")
+    print(f"DP-SGD round median {d * 1000:.0f} ms  (min {min(times['dp']) * 1000:.0f})")
+    print(f"DP / plain wall-time ratio: {d / p:.2f}x (medians), {min(times['dp']) / min(times['plain']):.2f}x (minima)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Central (user-level) DP: DP-FedAvg with Flower's strategy wrappers.
+
+The server wraps the configured strategy in one of Flower's
+`DifferentialPrivacy{Server,Client}Side{Fixed,Adaptive}Clipping` wrappers: each
+client's update is clipped to L2 norm `clipping_norm` (by the server, or by the
+client through Flower's `fixedclipping_mod` / `adaptiveclipping_mod`), and the
+mean gets Gaussian noise of std noise_multiplier * clipping_norm / clients_per_round.
+Flower reports no ε; fedft accounts it (`fedft.privacy.accounting`) with
+sampling rate clients_per_round / num_clients per released round.
+
+The sensitivity argument needs the unweighted mean of the clipped updates (one
+user can move it by at most clipping_norm / clients_per_round), so in central
+mode the inner strategy averages by a constant weight every client reports
+(`dp-uniform-weight` = 1) instead of by example counts, as Flower's own accounted
+wrappers require.
+"""
+
+from __future__ import annotations
+
+from flwr.app import Context, Message
+from flwr.clientapp.typing import ClientAppCallable
+from flwr.serverapp.strategy import Strategy
+
+from fedft.config import FedftConfig
+from fedft.privacy.accounting import calibrate_noise
+
+UNIFORM_WEIGHT = "dp-uniform-weight"
+
+
+def central_sample_rate(cfg: FedftConfig) -> float:
+    """q = clients_per_round / num_clients: the chance a given user is in a round."""
+    return cfg.simulation.clients_per_round / cfg.partition.num_clients
+
+
+def central_noise_multiplier(cfg: FedftConfig) -> float:
+    """The configured σ, or the σ for which all `rounds` rounds spend `target_epsilon`."""
+    pc = cfg.privacy
+    if pc.noise_multiplier is not None:
+        return float(pc.noise_multiplier)
+    assert pc.target_epsilon is not None
+    return calibrate_noise(float(pc.target_epsilon), float(pc.target_delta), central_sample_rate(cfg), cfg.simulation.rounds, pc.accountant)
+
+
+def wrap_strategy(strategy: Strategy, cfg: FedftConfig) -> Strategy:
+    """`strategy` unchanged unless privacy.mode is "central"; then wrapped in the
+    Flower DP wrapper that `privacy.clipping` names (ValueError if Flower rejects
+    the parameters)."""
+    from flwr.serverapp import strategy as fs
+
+    pc = cfg.privacy
+    if pc.mode != "central":
+        return strategy
+    if hasattr(strategy, "weighted_by_key"):
+        strategy.weighted_by_key = UNIFORM_WEIGHT  # type: ignore[attr-defined]
+    sigma = central_noise_multiplier(cfg)
+    m = cfg.simulation.clients_per_round
+    if pc.clipping == "server_fixed":
+        return fs.DifferentialPrivacyServerSideFixedClipping(strategy, sigma, pc.clipping_norm, m)
+    if pc.clipping == "client_fixed":
+        return fs.DifferentialPrivacyClientSideFixedClipping(strategy, sigma, pc.clipping_norm, m)
+    adaptive = dict(initial_clipping_norm=pc.clipping_norm, target_clipped_quantile=pc.target_clipped_quantile,
+                    clip_norm_lr=pc.clip_norm_lr, clipped_count_stddev=pc.clipped_count_stddev)
+    if pc.clipping == "server_adaptive":
+        return fs.DifferentialPrivacyServerSideAdaptiveClipping(strategy, sigma, m, **adaptive)
+    return fs.DifferentialPrivacyClientSideAdaptiveClipping(strategy, sigma, m, **adaptive)
+
+
+def current_clipping_norm(strategy: Strategy, cfg: FedftConfig) -> float:
+    """The clipping norm in force (adaptive wrappers move it every round)."""
+    return float(getattr(strategy, "clipping_norm", cfg.privacy.clipping_norm))
+
+
+def central_dp_mod(msg: Message, ctxt: Context, call_next: ClientAppCallable) -> Message:
+    """ClientApp mod for central DP: with client-side clipping, runs Flower's
+    `fixedclipping_mod` / `adaptiveclipping_mod` around the training; in any
+    central mode adds the uniform aggregation weight to the reply. A no-op when
+    the run is not central DP."""
+    from flwr.clientapp.mod import adaptiveclipping_mod, fixedclipping_mod
+
+    from fedft import protocol as p
+    from fedft.client.local import parse_config
+
+    config = msg.content.config_records.get(p.CONFIG)
+    if config is None or p.CONFIG_JSON not in config:
+        return call_next(msg, ctxt)
+    pc = parse_config(str(config[p.CONFIG_JSON])).privacy
+    if pc.mode != "central":
+        return call_next(msg, ctxt)
+    if pc.clipping == "client_fixed":
+        reply = fixedclipping_mod(msg, ctxt, call_next)
+    elif pc.clipping == "client_adaptive":
+        reply = adaptiveclipping_mod(msg, ctxt, call_next)
+    else:
+        reply = call_next(msg, ctxt)
+    if not reply.has_error():
+        for record in reply.content.metric_records.values():
+            record[UNIFORM_WEIGHT] = 1.0
+    return reply

@@ -1,0 +1,106 @@
+"""Privacy settings rejected before anything starts: one FedftError naming the field.
+
+`check_privacy_config` needs only the config (called from `fedft.config`);
+`check_privacy_data` also needs the clients' dataset sizes and the model (called
+from `fedft.api.prepare`, after the data is loaded).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from fedft.config import FedftConfig
+from fedft.errors import FedftError
+
+
+class PrivacyWarning(UserWarning):
+    """A privacy setting that is allowed but weak (e.g. δ ≥ 1/n)."""
+
+
+def _warn_delta(delta: float, n: int, what: str) -> None:
+    if n > 0 and delta >= 1.0 / n:
+        warnings.warn(
+            f"privacy.target_delta={delta:g} is at least 1/n for the {n} {what} it protects: "
+            f"a mechanism that publishes one of them outright meets such a δ. Use δ < {1.0 / n:.2g}.",
+            PrivacyWarning, stacklevel=3,
+        )
+
+
+def check_privacy_config(cfg: FedftConfig) -> None:
+    pc = cfg.privacy
+    if pc.mode == "none":
+        return
+    if pc.noise_multiplier is None and pc.target_epsilon is None:
+        raise FedftError("privacy.noise_multiplier", f"is required when privacy.mode is '{pc.mode}'.",
+                         "give privacy.noise_multiplier, or privacy.target_epsilon for fedft to calibrate the noise.")
+    if pc.mode == "central":
+        _check_central(cfg)
+    if pc.secure_mode:
+        try:
+            import torchcsprng  # noqa: F401
+        except ImportError:
+            raise FedftError("privacy.secure_mode", "needs the torchcsprng package (Opacus' secure RNG), which is not installed.",
+                             "install torchcsprng, or set secure_mode = false for experiments (noise seeded from the run's seed).") from None
+
+
+def _check_central(cfg: FedftConfig) -> None:
+    from fedft.privacy.accounting import AccountingError, UnreachableBudget, user_level_epsilon
+    from fedft.privacy.central import central_noise_multiplier, wrap_strategy
+
+    pc, sim = cfg.privacy, cfg.simulation
+    try:
+        sigma = central_noise_multiplier(cfg)
+        eps = user_level_epsilon(sigma, sim.clients_per_round, cfg.partition.num_clients, sim.rounds, pc.target_delta, pc.accountant)
+    except UnreachableBudget as exc:
+        raise FedftError("privacy.target_epsilon", f"is unreachable in {sim.rounds} rounds: {exc}.",
+                         "raise target_epsilon, lower simulation.rounds, or sample fewer clients per round.") from None
+    except AccountingError as exc:
+        raise FedftError("privacy.accountant", f"{exc}.", "use accountant = \"rdp\" or \"prv\".") from None
+    if pc.noise_multiplier is not None and pc.target_epsilon is not None:
+        if eps > pc.target_epsilon:
+            raise FedftError("privacy.target_epsilon", f"{sim.rounds} rounds at noise_multiplier={sigma:g} spend ε={eps:.3g}, more than {pc.target_epsilon:g}.",
+                             "raise noise_multiplier, lower simulation.rounds, or leave noise_multiplier out so fedft calibrates it.")
+    try:
+        from flwr.serverapp.strategy import FedAvg
+
+        wrap_strategy(FedAvg(), cfg)
+    except ValueError as exc:
+        field = "privacy.clipped_count_stddev" if "clipped_count_stddev" in str(exc) else "privacy"
+        raise FedftError(field, f"Flower's {pc.clipping} DP wrapper rejects these settings: {exc}", "change the value it names.") from None
+    _warn_delta(pc.target_delta, cfg.partition.num_clients, "users (clients)")
+
+
+def check_privacy_data(cfg: FedftConfig, data) -> None:
+    """Local DP: the model must be Opacus-compatible, and every client must be able
+    to train at least one round within its budget."""
+    pc = cfg.privacy
+    if pc.mode != "local":
+        return
+    from fedft.models import build_model
+    from fedft.privacy.accounting import AccountingError, UnreachableBudget, compose, dp_sgd_sample_rate, dp_sgd_steps_per_epoch, epsilon
+    from fedft.privacy.local_dp import DPIncompatibleModel, client_noise_multiplier, make_dp_compatible
+
+    try:
+        make_dp_compatible(build_model(cfg.model.name, tuple(data.full.x.shape[1:]), data.full.num_classes))
+    except DPIncompatibleModel as exc:
+        raise FedftError("model.name", f"'{cfg.model.name}' cannot be trained with DP-SGD: Opacus cannot fix it ({exc}).",
+                         "use a model without such layers (e.g. seed_cnn), or privacy.mode = \"central\".") from None
+    t, sim = cfg.train, cfg.simulation
+    sizes = sorted({len(train) for train, _ in data.clients if len(train) > 0})
+    for n in sizes:
+        try:
+            sigma = client_noise_multiplier(pc.noise_multiplier, pc.target_epsilon, pc.target_delta, pc.accountant, n, t.batch_size,
+                                            t.local_epochs, sim.rounds, sim.clients_per_round, cfg.partition.num_clients)
+            first = epsilon(compose([], sigma, dp_sgd_sample_rate(n, t.batch_size), t.local_epochs * dp_sgd_steps_per_epoch(n, t.batch_size)),
+                            pc.target_delta, pc.accountant)
+        except UnreachableBudget as exc:
+            raise FedftError("privacy.target_epsilon", f"is unreachable in {sim.rounds} rounds for a client with {n} examples: {exc}.",
+                             "raise target_epsilon, or train fewer local_epochs / rounds.") from None
+        except AccountingError as exc:
+            raise FedftError("privacy.accountant", f"{exc}.", "use accountant = \"rdp\" or \"prv\".") from None
+        if pc.target_epsilon is not None:
+            if first > pc.target_epsilon:
+                raise FedftError("privacy.target_epsilon", f"a client with {n} examples spends ε={first:.3g} in one round at noise_multiplier={sigma:g}, more than {pc.target_epsilon:g}: it could never train.",
+                                 "raise noise_multiplier or target_epsilon, or lower train.local_epochs.")
+    if sizes:
+        _warn_delta(pc.target_delta, sizes[0], "records of the smallest client")
