@@ -22,6 +22,13 @@ def _partition_id(context: Context) -> int:
     return int(context.node_config[p.PARTITION_ID])
 
 
+def _node_data(context: Context, config_json: str, state: dict) -> tuple | None:
+    """A deployed node's own data (`data-path`, or its shard cached in `state-dir`); None in simulation."""
+    from fedft.client.node_data import node_tensors
+
+    return node_tensors(context.node_config, config_json, _partition_id(context), state)
+
+
 @app.query()
 def identify(msg: Message, context: Context) -> Message:
     """Tell the server which partition this node holds, so sampling is by client id."""
@@ -42,9 +49,10 @@ def train(msg: Message, context: Context) -> Message:
     fault = faults.injection_for(cfg.faults, cfg.seed, int(config[p.SERVER_ROUND]), _partition_id(context))
     if (dropout := fault.reply_instead(msg)) is not None:
         return dropout
+    global_state = msg.content[p.ARRAYS].to_torch_state_dict()
     state, metrics = local_update(
         str(config[p.CONFIG_JSON]), _partition_id(context), int(config[p.SERVER_ROUND]),
-        msg.content[p.ARRAYS].to_torch_state_dict(),
+        global_state, _node_data(context, str(config[p.CONFIG_JSON]), global_state),
     )
     fault.after_training()
     content = RecordDict({p.ARRAYS: ArrayRecord(state), p.METRICS: MetricRecord(metrics)})
@@ -56,5 +64,6 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     config = msg.content[p.CONFIG]
-    metrics = local_evaluate(str(config[p.CONFIG_JSON]), _partition_id(context), msg.content[p.ARRAYS].to_torch_state_dict())
+    global_state = msg.content[p.ARRAYS].to_torch_state_dict()
+    metrics = local_evaluate(str(config[p.CONFIG_JSON]), _partition_id(context), global_state, _node_data(context, str(config[p.CONFIG_JSON]), global_state))
     return Message(RecordDict({p.METRICS: MetricRecord(metrics)}), reply_to=msg)
