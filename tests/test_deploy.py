@@ -141,7 +141,7 @@ def test_supernode_killed_in_round_1_run_still_finishes(tmp_path, process_guard)
     # round 1 waits out the timeout for the dead node.
     seed, victim = _seed_and_client_in_round_1_only(2)
     out = tmp_path / "run"
-    launch = _fedft("launch", str(_config(tmp_path, seed, clients_per_round=2, round_timeout=15)), "--clients", "3", "--out", str(out),
+    launch = _fedft("launch", str(_config(tmp_path, seed, clients_per_round=2, round_timeout=20)), "--clients", "3", "--out", str(out),
                     log=tmp_path / "launch.log")
     try:
         victim_log = out / "logs" / f"supernode-{victim}.log"

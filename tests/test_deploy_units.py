@@ -139,6 +139,7 @@ def _write_config(tmp_path, tiny_config) -> str:
     (["launch", "{cfg}", "--clients", "4"], "--clients"),
     (["server", "{cfg}", "--insecure", "--enable-supernode-auth"], "--enable-supernode-auth"),
     (["server", "{cfg}", "--certs", "{tmp}/no-certs"], "--certs"),
+    (["server", "{cfg}", "--enable-supernode-auth", "--supernode-keys", "{tmp}"], "--supernode-keys"),
     (["client", "--server", "127.0.0.1:1", "--partition-id", "0", "--num-partitions", "3", "--ca", "{tmp}/none.crt"], "--ca"),
     (["client", "--server", "127.0.0.1:1", "--partition-id", "0", "--num-partitions", "3"], "--ca"),
     (["client", "--server", "127.0.0.1:1", "--partition-id", "0", "--num-partitions", "3", "--insecure", "--data", "{tmp}/none.npz"], "--data"),

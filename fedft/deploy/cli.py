@@ -78,6 +78,8 @@ def cmd_server(args: argparse.Namespace) -> int:
     from fedft.progress import RoundPrinter
 
     args.certs = None if args.insecure else args.certs
+    if args.enable_supernode_auth and not args.insecure and not list(Path(args.supernode_keys or "/nonexistent").glob("*.pub")):
+        raise FedftError("--supernode-keys", f"no *.pub files in '{args.supernode_keys}'.", "make keys with `fedft certs --out DIR --supernode-keys N` and pass --supernode-keys DIR.")
     cfg, run_dir, opts = _prepare(args)
     opts.host, opts.port = args.host, args.port
     opts.supernode_keys = Path(args.supernode_keys) if args.supernode_keys else None
