@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
+import time
 from pathlib import Path
 
 from fedft.errors import FedftError
@@ -115,14 +117,25 @@ def cmd_client(args: argparse.Namespace) -> int:
     print(f"fedft client: SuperNode for client {args.partition_id} of {args.num_partitions} -> {args.server} "
           f"({'insecure' if args.insecure else 'TLS'}); data: {args.data or 'its partition'}; state: {state_dir}", flush=True)
     procs = ProcessSet()
+    deadline = time.monotonic() + args.wait
     try:
-        node = procs.start("supernode", cmd)
-        return node.wait()
+        while True:
+            code = procs.start("supernode", cmd).wait()
+            # A SuperNode exits (status 1, Flower "Exit Code: 305") when it cannot join: its key is
+            # not registered yet, TLS fails, ...; the server may simply not be ready yet.
+            if code in (0, -signal.SIGTERM, -signal.SIGKILL) or time.monotonic() > deadline:
+                return code
+            print(f"fedft client: the SuperNode could not join (see above); trying again in {RETRY_PAUSE:.0f} s "
+                  f"(until {args.wait:.0f} s after start, --wait)", flush=True)
+            time.sleep(RETRY_PAUSE)
     except KeyboardInterrupt:
         print("fedft client: stopping", file=sys.stderr)
         return 130
     finally:
         procs.stop_all()
+
+
+RETRY_PAUSE = 5.0
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
@@ -176,6 +189,7 @@ def add_deploy_commands(sub) -> None:
     p.add_argument("--state-dir", default=None, help="this node's folder for state across rounds (default: ~/.fedft/node-K)")
     p.add_argument("--auth-key", default=None, help="this node's private key when the server uses --enable-supernode-auth")
     p.add_argument("--port", type=int, default=0, help="local port for the SuperNode's Runtime API (default: a free one)")
+    p.add_argument("--wait", type=float, default=120.0, metavar="SECONDS", help="keep trying to join this long after start (default: 120)")
     p.set_defaults(func=_interruptible(cmd_client))
 
     p = sub.add_parser("launch", help="SuperLink + N SuperNodes + the run, as separate processes on this machine")

@@ -17,7 +17,7 @@ def round_failures(messages: list[Message], replies: list[Message], client_of: d
     """One line per sampled client without a good reply: failed (with Flower's reason) or no reply."""
     lines = []
     replied = {m.metadata.src_node_id: m for m in replies}
-    for msg in messages:
+    for msg in sorted(messages, key=lambda m: client_of.get(m.metadata.dst_node_id, -1)):
         node = msg.metadata.dst_node_id
         client = client_of.get(node, "?")
         reply = replied.get(node)
