@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 import tomli_w
+import torch
 
 import fedft
+from fedft.checkpoint import load_checkpoint
 from fedft.deploy.processes import descendants, free_port, tagged
 from fedft.server.sampling import sample_clients
 
@@ -119,6 +121,8 @@ def test_launch_tls_three_supernodes_two_rounds(tmp_path, process_guard):
     sim = fedft.run(str(_config(tmp_path)), out=tmp_path / "sim", quiet=True)
     assert [r["test_accuracy"] for r in _rows(sim.run_dir)] == [r["test_accuracy"] for r in _rows(out)]
     assert [r["train_loss"] for r in _rows(sim.run_dir)] == [r["train_loss"] for r in _rows(out)]
+    deployed = load_checkpoint(out / "model.pt")["state_dict"]
+    assert all(torch.equal(deployed[k], v) for k, v in sim.state.items())
 
     logs = out / "logs"
     assert "https://127.0.0.1:" in _read(logs / "superlink.log")  # TLS on the SuperLink
