@@ -29,12 +29,27 @@ def _node_data(context: Context, config_json: str, state: dict) -> tuple | None:
     return node_tensors(context.node_config, config_json, _partition_id(context), state)
 
 
+def _preload(context: Context, config_json: str) -> None:
+    """Simulation: fill this worker's cache. Deployment (a fresh process per message): cache
+    the shard in the node's `state-dir`; a node's own `data-path` file is read when training."""
+    from fedft.client.node_data import DATA_PATH, cached_shard
+    from fedft.client.state_store import node_dir
+
+    if context.node_config.get(DATA_PATH):
+        return
+    folder = node_dir(context)
+    if folder is None:
+        client_tensors(config_json, _partition_id(context))
+    else:
+        cached_shard(folder, config_json, _partition_id(context))
+
+
 @app.query()
 def identify(msg: Message, context: Context) -> Message:
     """Tell the server which partition this node holds, so sampling is by client id."""
     if p.CONFIG in msg.content:  # load this client's data now, outside round 1's timeout
         try:
-            client_tensors(str(msg.content[p.CONFIG][p.CONFIG_JSON]), _partition_id(context))
+            _preload(context, str(msg.content[p.CONFIG][p.CONFIG_JSON]))
         except Exception:  # noqa: BLE001  (the training call reports it, with the round)
             pass
     identity = ConfigRecord({p.PARTITION_ID: _partition_id(context)})
