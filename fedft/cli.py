@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0, help="below 1: safer, above 1: wilder, 0: greedy (default 1)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.set_defaults(func=cmd_generate)
+
+    from fedft.deploy.cli import add_deploy_commands
+
+    add_deploy_commands(sub)  # certs, server, client, launch (real processes; see fedft/deploy/)
     return parser
 
 

@@ -23,12 +23,34 @@ def _partition_id(context: Context) -> int:
     return int(context.node_config[p.PARTITION_ID])
 
 
+def _node_data(context: Context, config_json: str, state: dict) -> tuple | None:
+    """A deployed node's own data (`data-path`, or its shard cached in `state-dir`); None in simulation."""
+    from fedft.client.node_data import node_tensors
+
+    return node_tensors(context.node_config, config_json, _partition_id(context), state)
+
+
+def _preload(context: Context, config_json: str) -> None:
+    """Simulation: fill this worker's cache. Deployment (a fresh process per message): cache
+    the shard in the node's `state-dir`; a node's own `data-path` file is read when training."""
+    from fedft.client.node_data import DATA_PATH, cached_shard
+    from fedft.client.state_store import node_dir
+
+    if context.node_config.get(DATA_PATH):
+        return
+    folder = node_dir(context)
+    if folder is None:
+        client_tensors(config_json, _partition_id(context))
+    else:
+        cached_shard(folder, config_json, _partition_id(context))
+
+
 @app.query()
 def identify(msg: Message, context: Context) -> Message:
     """Tell the server which partition this node holds, so sampling is by client id."""
     if p.CONFIG in msg.content:  # load this client's data now, outside round 1's timeout
         try:
-            client_tensors(str(msg.content[p.CONFIG][p.CONFIG_JSON]), _partition_id(context))
+            _preload(context, str(msg.content[p.CONFIG][p.CONFIG_JSON]))
         except Exception:  # noqa: BLE001  (the training call reports it, with the round)
             pass
     identity = ConfigRecord({p.PARTITION_ID: _partition_id(context)})
@@ -43,18 +65,20 @@ def train(msg: Message, context: Context) -> Message:
     fault = faults.injection_for(cfg.faults, cfg.seed, int(config[p.SERVER_ROUND]), _partition_id(context))
     if (dropout := fault.reply_instead(msg)) is not None:
         return dropout
+    global_state = msg.content[p.ARRAYS].to_torch_state_dict()
+    node_data = _node_data(context, str(config[p.CONFIG_JSON]), global_state)
     if cfg.privacy.mode == "local":
         from fedft.privacy.local_dp import local_dp_update
 
         # DP-SGD; the accountant history persists in context.state; None = budget spent, no update
         state, metrics = local_dp_update(
             str(config[p.CONFIG_JSON]), _partition_id(context), int(config[p.SERVER_ROUND]),
-            msg.content[p.ARRAYS].to_torch_state_dict(), context.state,
+            global_state, context.state, node_data,
         )
     else:
         state, metrics = local_update(
             str(config[p.CONFIG_JSON]), _partition_id(context), int(config[p.SERVER_ROUND]),
-            msg.content[p.ARRAYS].to_torch_state_dict(),
+            global_state, node_data,
         )
     fault.after_training()
     arrays = {} if state is None else {p.ARRAYS: ArrayRecord(state)}
@@ -67,5 +91,6 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     config = msg.content[p.CONFIG]
-    metrics = local_evaluate(str(config[p.CONFIG_JSON]), _partition_id(context), msg.content[p.ARRAYS].to_torch_state_dict())
+    global_state = msg.content[p.ARRAYS].to_torch_state_dict()
+    metrics = local_evaluate(str(config[p.CONFIG_JSON]), _partition_id(context), global_state, _node_data(context, str(config[p.CONFIG_JSON]), global_state))
     return Message(RecordDict({p.METRICS: MetricRecord(metrics)}), reply_to=msg)

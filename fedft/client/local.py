@@ -33,12 +33,13 @@ def client_tensors(config_json: str, client_id: int) -> tuple[torch.Tensor, torc
     return as_t(train_set.x), as_t(train_set.y), as_t(val_set.x), as_t(val_set.y), data.full.num_classes
 
 
-def local_update(config_json: str, client_id: int, server_round: int, global_state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+def local_update(config_json: str, client_id: int, server_round: int, global_state: dict[str, torch.Tensor], data: tuple | None = None) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """Evaluate the received global model on the local validation split, then train
-    it locally; return the new state and metrics (`num-examples` weights the mean)."""
+    it locally; return the new state and metrics (`num-examples` weights the mean).
+    `data` (a deployed node's own tensors, see `fedft.client.node_data`) replaces the partition."""
     cfg = parse_config(config_json)
     torch.set_num_threads(max(1, int(cfg.simulation.client_resources.num_cpus)))
-    x_tr, y_tr, x_val, y_val, num_classes = client_tensors(config_json, client_id)
+    x_tr, y_tr, x_val, y_val, num_classes = data or client_tensors(config_json, client_id)
     device = resolve_device(cfg.simulation.device)
     model = build_model(cfg.model.name, tuple(x_tr.shape[1:]), num_classes, **model_options(cfg.model))
     model.load_state_dict(global_state)
@@ -62,9 +63,9 @@ def local_update(config_json: str, client_id: int, server_round: int, global_sta
     return state, metrics
 
 
-def local_evaluate(config_json: str, client_id: int, global_state: dict[str, torch.Tensor]) -> dict[str, float]:
+def local_evaluate(config_json: str, client_id: int, global_state: dict[str, torch.Tensor], data: tuple | None = None) -> dict[str, float]:
     cfg = parse_config(config_json)
-    _, _, x_val, y_val, num_classes = client_tensors(config_json, client_id)
+    _, _, x_val, y_val, num_classes = data or client_tensors(config_json, client_id)
     model = build_model(cfg.model.name, tuple(x_val.shape[1:]), num_classes, **model_options(cfg.model))
     model.load_state_dict(global_state)
     loss, acc = evaluate(model, x_val, y_val, resolve_device(cfg.simulation.device))

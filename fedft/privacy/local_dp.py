@@ -200,9 +200,10 @@ def client_noise_multiplier(noise_multiplier: float | None, target_epsilon: floa
 
 
 def local_dp_update(config_json: str, client_id: int, server_round: int, global_state: dict[str, torch.Tensor],
-                    node_state: RecordDict) -> tuple[dict[str, torch.Tensor] | None, dict[str, float]]:
+                    node_state: RecordDict, data: tuple | None = None) -> tuple[dict[str, torch.Tensor] | None, dict[str, float]]:
     """The DP counterpart of `fedft.client.local.local_update`: validate the global
-    model, then train with DP-SGD, or refuse (state None) when the budget is spent."""
+    model, then train with DP-SGD, or refuse (state None) when the budget is spent.
+    `data` (a deployed node's own tensors) replaces the partition, as there."""
     from fedft.client.local import client_tensors, parse_config
     from fedft.models import build_model
     from fedft.privacy.state import load_history, save_history
@@ -211,7 +212,7 @@ def local_dp_update(config_json: str, client_id: int, server_round: int, global_
     cfg = parse_config(config_json)
     pc, t, sim = cfg.privacy, cfg.train, cfg.simulation
     torch.set_num_threads(max(1, int(sim.client_resources.num_cpus)))
-    x_tr, y_tr, x_val, y_val, num_classes = client_tensors(config_json, client_id)
+    x_tr, y_tr, x_val, y_val, num_classes = data or client_tensors(config_json, client_id)
     device = resolve_device(sim.device)
     n = len(y_tr)
     if n == 0:  # nothing to train on, nothing to account: the plain client's (empty) round

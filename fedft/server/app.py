@@ -19,6 +19,7 @@ from fedft.checkpoint import save_checkpoint
 from fedft.config import FedftConfig, load_config
 from fedft.data import federated_data_for
 from fedft.data.text import TextFederatedData
+from fedft.errors import FedftError
 from fedft.results import RunWriter
 from fedft.server import text_metrics
 from fedft.server.evaluation import central_evaluator, initial_state
@@ -98,18 +99,21 @@ app = ServerApp()
 def flwr_main(grid: Grid, context: Context) -> None:
     import time
 
+    from fedft.deploy.run_config import config_from_run_config, results_dir
     from fedft.progress import RoundPrinter
-    from fedft.results import new_run_dir
 
-    config_path = Path(str(context.run_config.get("config", "simulations/quickstart.toml")))
-    overrides = [o for o in str(context.run_config.get("overrides", "")).split(";") if o.strip()]
-    cfg = load_config(config_path, overrides)
-    writer = RunWriter(new_run_dir(cfg), cfg)
+    # `config-json` (fedft server/launch) or a `config` path, `overrides`, `out`: see fedft/deploy/run_config.py
+    cfg, out = config_from_run_config(context.run_config)
+    writer = RunWriter(results_dir(cfg, out), cfg)
     printer = RoundPrinter(cfg.simulation.rounds)
     t0 = time.perf_counter()
-    status = "failed"
+    status, extra = "failed", {}
     try:
         serve(grid, cfg, writer, printer.on_round)
         status = "completed"
+    except Exception as exc:  # recorded in summary.json (e.g. too few clients connected), then re-raised for Flower
+        extra = {"error": exc.one_line() if isinstance(exc, FedftError) else f"{type(exc).__name__}: {exc}"}
+        printer.say(f"fedft: error: {extra['error']}")
+        raise
     finally:
-        printer.on_done(writer.finish(status, time.perf_counter() - t0))
+        printer.on_done(writer.finish(status, time.perf_counter() - t0, extra))

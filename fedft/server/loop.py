@@ -23,6 +23,7 @@ from fedft.client_state import ClientStateStore
 from fedft.privacy.tracker import PrivacyTracker
 from fedft.server.evaluation import Evaluator
 from fedft.server.exchange import check_stop, is_dropout, send_and_receive
+from fedft.server.node_log import log_round_failures
 from fedft.server.sampling import sample_clients
 
 RoundCallback = Callable[[dict[str, float]], None]
@@ -114,6 +115,7 @@ def run_rounds(
         if client_states is not None:
             client_states.attach(messages, client_of)
         replies = send_and_receive(grid, messages, sim.round_timeout, stop)
+        log_round_failures(server_round, messages, replies, client_of)  # which clients/nodes failed or timed out
         replies.sort(key=lambda m: client_of.get(m.metadata.src_node_id, -1))  # deterministic aggregation order
         ok = [m for m in replies if not m.has_error()]
         if client_states is not None:

@@ -1,0 +1,147 @@
+"""Self-signed TLS certificates for a SuperLink: a CA and a server certificate it signs.
+
+SuperNodes and `flwr run` trust the CA (`ca.crt`); the SuperLink presents
+`server.pem`/`server.key`. The server certificate always names `localhost`,
+`127.0.0.1` and `::1` (Flower's own SuperExec reaches the SuperLink on loopback),
+plus any host names or IP addresses the clients will dial.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedft.errors import FedftError
+
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+@dataclass(frozen=True)
+class CertPaths:
+    """The files of one certificate folder."""
+
+    folder: Path
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.folder / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.folder / "ca.key"
+
+    @property
+    def server_cert(self) -> Path:
+        return self.folder / "server.pem"
+
+    @property
+    def server_key(self) -> Path:
+        return self.folder / "server.key"
+
+    def check_server_side(self) -> None:
+        """The three files a SuperLink needs, or a clear error naming the fix."""
+        for path in (self.ca_cert, self.server_cert, self.server_key):
+            if not path.is_file():
+                raise FedftError("--certs", f"'{path}' does not exist.", f"create the folder with `fedft certs --out {self.folder}`, or pass --insecure (no TLS).")
+
+
+def _san(hosts: list[str]):
+    from cryptography import x509
+
+    names: list = []
+    for host in dict.fromkeys([*LOOPBACK, *hosts]):  # keep order, drop repeats
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    return x509.SubjectAlternativeName(names)
+
+
+def _write(path: Path, data: bytes, private: bool = False) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    if private:
+        os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def make_certs(out: str | Path, hosts: list[str] | None = None, days: int = 365) -> CertPaths:
+    """Write ca.crt, ca.key, server.pem, server.key into `out` (new or empty).
+
+    EC P-256 keys; the CA is valid for `days`, the server certificate for the
+    same span, with subjectAltName = loopback + `hosts`.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    paths = CertPaths(Path(out))
+    if paths.folder.exists() and any(paths.folder.iterdir()):
+        raise FedftError("--out", f"'{paths.folder}' exists and is not empty.", "choose a new folder, or remove the old certificates first.")
+    if days < 1:
+        raise FedftError("--days", f"{days} is not a positive number of days.", "pass --days 1 or more.")
+    paths.folder.mkdir(parents=True, exist_ok=True)
+
+    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)  # tolerate small clock skew
+    until = now + dt.timedelta(days=days)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fedft CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name).issuer_name(ca_name)
+        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now).not_valid_after(until)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                                     key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    first = (hosts or ["localhost"])[0]
+    server_cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, first)])).issuer_name(ca_name)
+        .public_key(server_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now).not_valid_after(until)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_san(list(hosts or [])), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    no_pass = serialization.NoEncryption()
+    pkcs8 = serialization.PrivateFormat.PKCS8
+    _write(paths.ca_cert, ca_cert.public_bytes(pem))
+    _write(paths.ca_key, ca_key.private_bytes(pem, pkcs8, no_pass), private=True)
+    _write(paths.server_cert, server_cert.public_bytes(pem))
+    _write(paths.server_key, server_key.private_bytes(pem, pkcs8, no_pass), private=True)
+    return paths
+
+
+def make_supernode_keys(out: str | Path, count: int, start: int = 0) -> list[tuple[Path, Path]]:
+    """`supernode-K.key` (private, OpenSSH) and `supernode-K.pub` for K in start..start+count-1:
+    EC P-384 key pairs for Flower's SuperNode authentication. The SuperLink
+    operator registers each `.pub` (`flwr supernode register`); node K keeps its `.key`."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    pairs = []
+    for k in range(start, start + count):
+        key = ec.generate_private_key(ec.SECP384R1())
+        private = folder / f"supernode-{k}.key"
+        public = folder / f"supernode-{k}.pub"
+        if private.exists() or public.exists():
+            raise FedftError("--supernode-keys", f"'{private}' already exists.", "choose a new folder.")
+        _write(private, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()), private=True)
+        _write(public, key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH) + b"\n")
+        pairs.append((private, public))
+    return pairs

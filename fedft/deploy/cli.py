@@ -1,0 +1,199 @@
+"""`fedft certs`, `fedft server`, `fedft client`, `fedft launch`: argument parsing and
+the checks that must fail before any folder or process exists (exit 2)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+from fedft.errors import FedftError
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", default=None, help="TOML config, e.g. simulations/quickstart.toml (or --config)")
+    p.add_argument("--config", dest="config_opt", default=None, metavar="CONFIG", help=argparse.SUPPRESS)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config field (repeatable)")
+    p.add_argument("--out", default=None, help="results folder (default: <output.dir>/<name>-<timestamp>)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--insecure", action="store_true", help="no TLS (prints a warning); TLS is the default")
+    p.add_argument("--enable-supernode-auth", action="store_true", help="only registered SuperNodes may join (Flower SuperNode authentication; needs TLS)")
+
+
+def _config_path(args: argparse.Namespace) -> str:
+    if args.config and args.config_opt and args.config != args.config_opt:
+        raise FedftError("config", f"given twice ('{args.config}' and --config '{args.config_opt}').", "pass it once.")
+    path = args.config or args.config_opt
+    if not path:
+        raise FedftError("config", "missing.", "pass a TOML config, e.g. simulations/quickstart.toml.")
+    return path
+
+
+def _check_flower_tools(*names: str) -> None:
+    for name in names:
+        if shutil.which(name) is None:
+            raise FedftError(name, "is not on PATH.", "install Flower into this environment: pip install 'flwr[simulation]>=1.42,<1.43'.")
+
+
+def _prepare(args: argparse.Namespace, clients: int = 0):
+    """Validate config, certificates and tools, then create the results folder."""
+    from fedft.api import prepare
+    from fedft.deploy.certs import CertPaths
+    from fedft.deploy.launch import DeployOptions
+    from fedft.deploy.submit import app_dir
+    from fedft.results import new_run_dir
+
+    cfg = prepare(_config_path(args), args.overrides)
+    _check_flower_tools("flower-superlink", "flwr", *(["flower-supernode"] if clients else []))
+    app_dir()
+    certs = None if args.insecure or not getattr(args, "certs", None) else Path(args.certs)
+    if certs is not None:
+        CertPaths(certs).check_server_side()
+    if args.enable_supernode_auth and args.insecure:
+        raise FedftError("--enable-supernode-auth", "needs TLS, but --insecure was given.", "drop --insecure.")
+    opts = DeployOptions(certs=certs, insecure=args.insecure, enable_supernode_auth=args.enable_supernode_auth, clients=clients)
+    return cfg, new_run_dir(cfg, args.out), opts
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    from fedft.config import load_config
+    from fedft.deploy.launch import deploy
+    from fedft.progress import RoundPrinter
+
+    cfg = load_config(_config_path(args), args.overrides)
+    clients = cfg.partition.num_clients if args.clients is None else args.clients
+    if not 1 <= clients <= cfg.partition.num_clients:
+        raise FedftError("--clients", f"{clients} is outside 1..partition.num_clients={cfg.partition.num_clients}.", "start at most one SuperNode per client.")
+    cfg, run_dir, opts = _prepare(args, clients)
+    printer = RoundPrinter(cfg.simulation.rounds, quiet=args.quiet)
+    printer.say(f"fedft launch: {cfg.name}: SuperLink + {clients} SuperNodes on 127.0.0.1 ({'insecure' if args.insecure else 'TLS'}), "
+                f"{cfg.simulation.rounds} rounds -> {run_dir.resolve()} (Flower logs in logs/)")
+    summary = deploy(cfg, run_dir, opts, printer)
+    return 0 if summary["status"] == "completed" else 1
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    from fedft.deploy.launch import deploy
+    from fedft.progress import RoundPrinter
+
+    args.certs = None if args.insecure else args.certs
+    if args.enable_supernode_auth and not args.insecure and not list(Path(args.supernode_keys or "/nonexistent").glob("*.pub")):
+        raise FedftError("--supernode-keys", f"no *.pub files in '{args.supernode_keys}'.", "make keys with `fedft certs --out DIR --supernode-keys N` and pass --supernode-keys DIR.")
+    cfg, run_dir, opts = _prepare(args)
+    opts.host, opts.port = args.host, args.port
+    opts.supernode_keys = Path(args.supernode_keys) if args.supernode_keys else None
+    printer = RoundPrinter(cfg.simulation.rounds, quiet=args.quiet)
+
+    def ready(address: str, certs) -> None:
+        tls = "--insecure" if certs is None else f"--ca {certs.ca_cert}"
+        printer.say(f"fedft server: SuperLink listening on {args.host}:{args.port} ({'insecure' if certs is None else 'TLS'}); "
+                    f"run submitted, waiting up to {cfg.simulation.round_timeout:.0f} s for {cfg.partition.num_clients} clients -> {run_dir.resolve()}")
+        printer.say(f"  on each client machine: fedft client --server <this host>:{args.port} --partition-id K "
+                    f"--num-partitions {cfg.partition.num_clients} {tls}")
+
+    summary = deploy(cfg, run_dir, opts, printer, on_ready=ready)
+    return 0 if summary["status"] == "completed" else 1
+
+
+def cmd_client(args: argparse.Namespace) -> int:
+    from fedft.deploy.launch import warn_insecure
+    from fedft.deploy.processes import ProcessSet, free_port
+    from fedft.deploy.supernode import node_config_text, supernode_command
+
+    _check_flower_tools("flower-supernode")
+    if args.insecure and args.ca:
+        raise FedftError("--insecure", "given together with --ca.", "pass one: --ca FILE for TLS (default), or --insecure.")
+    if not args.insecure and not args.ca:
+        raise FedftError("--ca", "missing.", "pass the server's CA certificate (ca.crt from `fedft certs`), or --insecure.")
+    state_dir = Path(args.state_dir or Path.home() / ".fedft" / f"node-{args.partition_id}").expanduser()
+    node_cfg = node_config_text(args.partition_id, args.num_partitions, data_path=args.data, state_dir=state_dir)
+    cmd = supernode_command(args.server, node_cfg, None if args.insecure else args.ca, args.port or free_port(), auth_key=args.auth_key)
+    if args.insecure:
+        warn_insecure()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    print(f"fedft client: SuperNode for client {args.partition_id} of {args.num_partitions} -> {args.server} "
+          f"({'insecure' if args.insecure else 'TLS'}); data: {args.data or 'its partition'}; state: {state_dir}", flush=True)
+    procs = ProcessSet()
+    deadline = time.monotonic() + args.wait
+    try:
+        while True:
+            code = procs.start("supernode", cmd).wait()
+            # A SuperNode exits (status 1, Flower "Exit Code: 305") when it cannot join: its key is
+            # not registered yet, TLS fails, ...; the server may simply not be ready yet.
+            if code in (0, -signal.SIGTERM, -signal.SIGKILL) or time.monotonic() > deadline:
+                return code
+            print(f"fedft client: the SuperNode could not join (see above); trying again in {RETRY_PAUSE:.0f} s "
+                  f"(until {args.wait:.0f} s after start, --wait)", flush=True)
+            time.sleep(RETRY_PAUSE)
+    except KeyboardInterrupt:
+        print("fedft client: stopping", file=sys.stderr)
+        return 130
+    finally:
+        procs.stop_all()
+
+
+RETRY_PAUSE = 5.0
+
+
+def cmd_certs(args: argparse.Namespace) -> int:
+    from fedft.deploy.certs import make_certs, make_supernode_keys
+
+    paths = make_certs(args.out, args.host, args.days)
+    print(f"wrote {paths.ca_cert} (give to clients), {paths.server_cert} and {paths.server_key} (server only; keep "
+          f"{paths.ca_key} private); valid for {args.days} days for: localhost, 127.0.0.1, ::1{''.join(', ' + h for h in args.host)}")
+    if args.supernode_keys:
+        pairs = make_supernode_keys(args.out, args.supernode_keys)
+        print(f"wrote {len(pairs)} SuperNode key pairs: give supernode-K.key to client K (--auth-key), "
+              f"the server registers the .pub files (fedft server --enable-supernode-auth --supernode-keys {args.out})")
+    return 0
+
+
+def _interruptible(func):
+    """The whole command treats SIGTERM like Ctrl-C, so its cleanup always runs."""
+    def run(args: argparse.Namespace) -> int:
+        from fedft.deploy.launch import sigterm_as_interrupt
+
+        with sigterm_as_interrupt():
+            return func(args)
+
+    return run
+
+
+def add_deploy_commands(sub) -> None:
+    """Register the deployment subcommands on fedft's argparse subparsers."""
+    p = sub.add_parser("certs", help="self-signed CA + server certificate for a SuperLink (TLS)")
+    p.add_argument("--out", required=True, help="new folder for ca.crt, ca.key, server.pem, server.key")
+    p.add_argument("--host", action="append", default=[], metavar="NAME_OR_IP", help="a host name or IP clients dial, besides loopback (repeatable)")
+    p.add_argument("--days", type=int, default=365)
+    p.add_argument("--supernode-keys", type=int, default=0, metavar="N", help="also make N SuperNode key pairs for --enable-supernode-auth")
+    p.set_defaults(func=cmd_certs)
+
+    p = sub.add_parser("server", help="start a Flower SuperLink here and submit the run; clients join with `fedft client`")
+    _add_config_args(p)
+    p.add_argument("--certs", default="certs", help="folder from `fedft certs` (default: certs)")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all interfaces)")
+    p.add_argument("--port", type=int, default=9092, help="SuperLink port for SuperNodes and `flwr` (default: 9092)")
+    p.add_argument("--supernode-keys", default=None, metavar="DIR", help="with --enable-supernode-auth: register every DIR/*.pub")
+    p.set_defaults(func=_interruptible(cmd_server))
+
+    p = sub.add_parser("client", help="start a Flower SuperNode for one client (runs until stopped)")
+    p.add_argument("--server", required=True, metavar="HOST:PORT", help="the SuperLink, e.g. server.example.org:9092")
+    p.add_argument("--partition-id", type=int, required=True, help="this client's id, 0..num-partitions-1")
+    p.add_argument("--num-partitions", type=int, required=True, help="the run's partition.num_clients")
+    p.add_argument("--ca", default=None, help="the server's CA certificate (ca.crt) to verify it")
+    p.add_argument("--insecure", action="store_true", help="no TLS (prints a warning)")
+    p.add_argument("--data", default=None, metavar="NPZ", help="this node's own data (.npz with x, y) instead of partition K of the run's dataset")
+    p.add_argument("--state-dir", default=None, help="this node's folder for state across rounds (default: ~/.fedft/node-K)")
+    p.add_argument("--auth-key", default=None, help="this node's private key when the server uses --enable-supernode-auth")
+    p.add_argument("--port", type=int, default=0, help="local port for the SuperNode's Runtime API (default: a free one)")
+    p.add_argument("--wait", type=float, default=120.0, metavar="SECONDS", help="keep trying to join this long after start (default: 120)")
+    p.set_defaults(func=_interruptible(cmd_client))
+
+    p = sub.add_parser("launch", help="SuperLink + N SuperNodes + the run, as separate processes on this machine")
+    _add_config_args(p)
+    p.add_argument("--clients", type=int, default=None, help="SuperNodes to start (default: partition.num_clients)")
+    p.add_argument("--certs", default=None, help="folder from `fedft certs` (default: fresh certificates for this launch)")
+    p.set_defaults(func=_interruptible(cmd_launch))

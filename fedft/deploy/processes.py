@@ -1,0 +1,172 @@
+"""Start Flower's processes and stop every one of them, children included, by PID.
+
+Flower's processes start more processes: a SuperLink starts a SuperExec in a new
+session (so it is not in the SuperLink's process group), the SuperExec starts one
+`flwr-serverapp`/`flwr-clientapp` per task, and `flwr run` may start a managed
+SuperLink daemon. A process-group kill misses the detached ones, and a child
+whose parent died is re-parented to init, where a tree walk no longer finds it.
+So every process fedft starts gets a unique `FEDFT_LAUNCH_ID` in its environment,
+which all its descendants inherit; `stop_all` signals every live process that
+carries our id (found in /proc/<pid>/environ, Linux), plus the tree below each
+process we started (elsewhere), first SIGTERM, then SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Iterator, Sequence
+
+LAUNCH_ID = "FEDFT_LAUNCH_ID"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free right now (the OS picks it; a tiny race remains until bound)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+
+
+def _children_map() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        kids.setdefault(ppid, []).append(int(entry.name))
+    return kids
+
+
+def descendants(pid: int) -> list[int]:
+    """All live descendants of `pid` (Linux /proc; empty elsewhere)."""
+    kids, out, todo = _children_map(), [], [pid]
+    while todo:
+        for child in kids.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def tagged(launch_id: str) -> list[int]:
+    """PIDs whose environment carries FEDFT_LAUNCH_ID=launch_id (Linux; own user's processes)."""
+    needle = f"{LAUNCH_ID}={launch_id}".encode()
+    found = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if needle in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM (delivered on exit from the block), so cleanup is never cut short."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    can = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held) if can else None
+    try:
+        yield
+    finally:
+        if can:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class ProcessSet:
+    """The processes one fedft command starts; `stop_all` leaves none behind."""
+
+    def __init__(self) -> None:
+        self.launch_id = uuid.uuid4().hex
+        self.procs: dict[str, subprocess.Popen] = {}
+        self._logs: list[IO] = []
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = dict(os.environ)
+        env[LAUNCH_ID] = self.launch_id
+        env.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")  # offline machines: no update probe
+        env.update(extra or {})
+        return env
+
+    def start(self, name: str, cmd: Sequence[str], log: str | Path | None = None, env: dict[str, str] | None = None, cwd: str | Path | None = None) -> subprocess.Popen:
+        """Start `cmd` in its own session (Ctrl-C in the terminal reaches fedft only,
+        which then stops everything in order); output goes to `log` (None: this terminal)."""
+        out: IO | None = None  # None: share this terminal
+        if log is not None:
+            Path(log).parent.mkdir(parents=True, exist_ok=True)
+            out = open(log, "ab")
+            self._logs.append(out)
+        proc = subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=self.env(env), cwd=cwd, start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def pids(self) -> list[int]:
+        """Every live process of this set: started, tagged, or below one we started."""
+        pids = set(tagged(self.launch_id))
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                pids.add(proc.pid)
+            pids.update(descendants(proc.pid))
+        return sorted(p for p in pids if p != os.getpid() and _alive(p))
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, grace: float = 5.0) -> None:
+        """Stop one started process and its children (e.g. to simulate a crash, sig=SIGKILL)."""
+        proc = self.procs[name]
+        self._signal_wait([proc.pid, *descendants(proc.pid)], sig, grace)
+        proc.poll()
+
+    def stop_all(self, grace: float = 8.0) -> list[int]:
+        """SIGTERM everything, SIGKILL what is left after `grace` s; returns the PIDs signalled.
+        A Ctrl-C or SIGTERM arriving meanwhile waits until the cleanup is done."""
+        with _signals_deferred():
+            return self._stop_all(grace)
+
+    def _stop_all(self, grace: float) -> list[int]:
+        pids = self.pids()
+        self._signal_wait(pids, signal.SIGTERM, grace)
+        left = self.pids()  # includes anything spawned while shutting down
+        self._signal_wait(left, signal.SIGKILL, 5.0)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                pass
+        for f in self._logs:
+            f.close()
+        self._logs.clear()
+        return sorted(set(pids) | set(left))
+
+    @staticmethod
+    def _signal_wait(pids: list[int], sig: int, grace: float) -> None:
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.1)

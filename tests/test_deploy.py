@@ -1,0 +1,202 @@
+"""Real deployment: SuperLink, SuperNodes and the run as separate OS processes on
+127.0.0.1, TLS on, free ports chosen at run time. Every process a test starts is
+stopped by PID in a `finally` (and `process_guard` sweeps whatever is left)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import tomli_w
+import torch
+
+import fedft
+from fedft.checkpoint import load_checkpoint
+from fedft.deploy.processes import descendants, free_port, tagged
+from fedft.server.sampling import sample_clients
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["FLWR_DISABLE_UPDATE_CHECK"] = "1"
+    env.update(extra)
+    return env
+
+
+def _config(tmp_path: Path, seed: int = 7, **simulation) -> Path:
+    cfg = {
+        "name": "deploy",
+        "seed": seed,
+        "data": {"name": "mnist-5k", "test_fraction": 0.5},
+        "partition": {"method": "iid", "num_clients": 3},
+        "model": {"name": "seed_cnn"},
+        "train": {"lr": 0.05, "momentum": 0.9, "local_epochs": 1, "batch_size": 32},
+        "simulation": {"rounds": 2, "clients_per_round": 3, "device": "cpu", "round_timeout": 120, **simulation},
+        "output": {"dir": str(tmp_path / "runs")},
+    }
+    path = tmp_path / "deploy.toml"
+    path.write_text(tomli_w.dumps(cfg))
+    return path
+
+
+def _fedft(*args: str, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "fedft", *args], stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+                            env=_env(), cwd=ROOT, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM lets fedft stop what it started; SIGKILL if it does not exit."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            for pid in [proc.pid, *descendants(proc.pid)]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            proc.wait(timeout=10)
+
+
+def _wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _rows(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def _assert_nothing_left(run_dir: Path) -> None:
+    launch_id = json.loads((run_dir / "logs" / "processes.json").read_text())["launch_id"]
+    assert tagged(launch_id) == [], "fedft left processes running"
+
+
+def test_launch_tls_three_supernodes_two_rounds(tmp_path, process_guard):
+    out = tmp_path / "run"
+    launch = _fedft("launch", str(_config(tmp_path)), "--clients", "3", "--out", str(out), log=tmp_path / "launch.log")
+    try:
+        assert launch.wait(timeout=600) == 0, _read(tmp_path / "launch.log")
+    finally:
+        _stop(launch)
+    printed = _read(tmp_path / "launch.log")
+    assert "(TLS)" in printed and "round   2/2" in printed and "completed" in printed
+
+    for name in ("config.toml", "metrics.csv", "metrics.jsonl", "summary.json", "model.pt", "accuracy.png"):
+        assert (out / name).is_file(), name  # the same results folder as a simulation
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["rounds"] == 2 and summary["seed"] == 7
+    assert summary["final_accuracy"] > 0.3  # 2 rounds of seed_cnn on 3 clients learns something
+    rows = _rows(out)
+    assert [r["round"] for r in rows] == ["0", "1", "2"]
+    assert all(r["clients_sampled"] == "3" and r["clients_replied"] == "3" for r in rows[1:])
+    assert rows[1]["bytes_up"] == rows[1]["bytes_down"]  # clients send back model arrays only, same size as sent
+
+    # the same ServerApp and ClientApp as a simulation: the same numbers, to the last bit
+    sim = fedft.run(str(_config(tmp_path)), out=tmp_path / "sim", quiet=True)
+    assert [r["test_accuracy"] for r in _rows(sim.run_dir)] == [r["test_accuracy"] for r in _rows(out)]
+    assert [r["train_loss"] for r in _rows(sim.run_dir)] == [r["train_loss"] for r in _rows(out)]
+    deployed = load_checkpoint(out / "model.pt")["state_dict"]
+    assert all(torch.equal(deployed[k], v) for k, v in sim.state.items())
+
+    logs = out / "logs"
+    assert "https://127.0.0.1:" in _read(logs / "superlink.log")  # TLS on the SuperLink
+    for k in range(3):
+        assert "Receiving: train message" in _read(logs / f"supernode-{k}.log")
+    _assert_nothing_left(out)
+
+
+def _seed_and_client_in_round_1_only(clients_per_round: int) -> tuple[int, int]:
+    """A seed whose round-1 sample has a client that round 2 does not sample."""
+    for seed in range(100):
+        only = set(sample_clients(seed, 1, 3, clients_per_round)) - set(sample_clients(seed, 2, 3, clients_per_round))
+        if only:
+            return seed, min(only)
+    raise AssertionError("no such seed")
+
+
+def test_supernode_killed_in_round_1_run_still_finishes(tmp_path, process_guard):
+    # 2 of 3 clients per round; kill one sampled in round 1 but not in round 2, so only
+    # round 1 waits out the timeout for the dead node.
+    seed, victim = _seed_and_client_in_round_1_only(2)
+    out = tmp_path / "run"
+    launch = _fedft("launch", str(_config(tmp_path, seed, clients_per_round=2, round_timeout=20)), "--clients", "3", "--out", str(out),
+                    log=tmp_path / "launch.log")
+    try:
+        victim_log = out / "logs" / f"supernode-{victim}.log"
+        _wait_for(lambda: "Receiving: train message" in _read(victim_log), 300, "round 1 to reach the victim", launch)
+        pid = json.loads((out / "logs" / "processes.json").read_text())["pids"][f"supernode-{victim}"]
+        for p in [pid, *descendants(pid)]:  # a crash: the SuperNode and its ClientApp die at once
+            os.kill(p, signal.SIGKILL)
+        assert launch.wait(timeout=600) == 0, _read(tmp_path / "launch.log")
+    finally:
+        _stop(launch)
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["rounds"] == 2
+    r1, r2 = _rows(out)[1:]
+    assert r1["clients_sampled"] == "2" and int(r1["clients_replied"]) <= 1
+    assert int(r1["clients_failed"]) + int(r1["clients_timed_out"]) + int(r1.get("clients_dropped") or 0) >= 1
+    assert r2["clients_sampled"] == "2"
+    assert f"round 1: client {victim} (node" in _read(out / "logs" / "run.log")  # the failure is logged by node
+    _assert_nothing_left(out)
+
+
+def test_supernode_without_or_with_wrong_ca_cannot_join(tmp_path, process_guard):
+    certs, other = tmp_path / "certs", tmp_path / "other-ca"
+    for folder in (certs, other):
+        subprocess.run([sys.executable, "-m", "fedft", "certs", "--out", str(folder)], env=_env(), check=True, capture_output=True)
+    port = free_port()
+    out = tmp_path / "run"
+    server = _fedft("server", str(_config(tmp_path, round_timeout=15)), "--certs", str(certs), "--host", "127.0.0.1",
+                    "--port", str(port), "--out", str(out), log=tmp_path / "server.log")
+    address = f"127.0.0.1:{port}"
+    node_cfg = lambda k: f"partition-id={k} num-partitions=3"  # noqa: E731
+    nodes = {
+        "right-ca": _fedft("client", "--server", address, "--partition-id", "0", "--num-partitions", "3", "--ca", str(certs / "ca.crt"),
+                           "--state-dir", str(tmp_path / "n0"), log=tmp_path / "right-ca.log"),
+        "wrong-ca": _fedft("client", "--server", address, "--partition-id", "1", "--num-partitions", "3", "--ca", str(other / "ca.crt"),
+                           "--state-dir", str(tmp_path / "n1"), log=tmp_path / "wrong-ca.log"),
+        # plain Flower, no --root-certificates: only the system's trusted CAs
+        "no-ca": subprocess.Popen(["flower-supernode", "--superlink", address, "--node-config", node_cfg(2), "--port", str(free_port())],
+                                  stdout=open(tmp_path / "no-ca.log", "wb"), stderr=subprocess.STDOUT, env=_env(), start_new_session=True),
+    }
+    try:
+        assert server.wait(timeout=600) == 1, _read(tmp_path / "server.log")  # too few clients: the run stops
+    finally:
+        for proc in [server, *nodes.values()]:
+            _stop(proc)
+    assert "SuperNode ID" in _read(tmp_path / "right-ca.log")
+    for name in ("wrong-ca", "no-ca"):
+        text = _read(tmp_path / f"{name}.log")
+        assert "SuperNode ID" not in text and "CERTIFICATE_VERIFY_FAILED" in text, text[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["rounds"] == 0
+    assert "only 1 of 3 client nodes connected within 15 s" in summary["error"]
+    assert "only 1 of 3 client nodes connected" in _read(tmp_path / "server.log")
+    _assert_nothing_left(out)

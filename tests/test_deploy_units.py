@@ -1,0 +1,153 @@
+"""Deployment pieces that need no processes: certificates, node config, run config,
+node state, private data, and the input checks that must fail before anything starts."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_ssh_private_key, load_ssh_public_key
+from flwr.common.config import parse_config_args
+
+from fedft.cli import main
+from fedft.client.node_data import cached_shard, load_private, node_tensors
+from fedft.client.state_store import load_state, save_state
+from fedft.config import load_config
+from fedft.deploy.certs import make_certs, make_supernode_keys
+from fedft.deploy.run_config import config_from_run_config, results_dir, write_run_config
+from fedft.deploy.supernode import node_config_text
+from fedft.errors import FedftError
+from fedft.models import build_model
+
+
+def test_certs_chain_and_names(tmp_path):
+    paths = make_certs(tmp_path / "certs", ["server.example.org", "10.1.2.3"])
+    ca = x509.load_pem_x509_certificate(paths.ca_cert.read_bytes())
+    server = x509.load_pem_x509_certificate(paths.server_cert.read_bytes())
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    assert server.issuer == ca.subject
+    ca.public_key().verify(server.signature, server.tbs_certificate_bytes, ec.ECDSA(server.signature_hash_algorithm))
+    san = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {"localhost", "server.example.org"} <= set(san.get_values_for_type(x509.DNSName))
+    assert {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("10.1.2.3")} <= set(san.get_values_for_type(x509.IPAddress))
+    assert oct(paths.server_key.stat().st_mode & 0o777) == "0o600"
+    with pytest.raises(FedftError, match="not empty"):
+        make_certs(tmp_path / "certs")
+
+
+def test_supernode_keys_load_as_flower_does(tmp_path):
+    (key, pub), = make_supernode_keys(tmp_path, 1)
+    private = load_ssh_private_key(key.read_bytes(), None)
+    assert isinstance(private, ec.EllipticCurvePrivateKey) and private.curve.name == "secp384r1"
+    assert isinstance(load_ssh_public_key(pub.read_bytes()), ec.EllipticCurvePublicKey)
+
+
+def test_node_config_survives_flowers_parser(tmp_path):
+    data = tmp_path / "my data.npz"
+    np.savez(data, x=np.zeros((2, 1, 28, 28), np.float32), y=np.array([0, 1]))
+    text = node_config_text(1, 3, data_path=data, state_dir=tmp_path / "state dir")
+    assert parse_config_args([text]) == {"partition-id": 1, "num-partitions": 3, "data-path": str(data), "state-dir": str(tmp_path / "state dir")}
+    with pytest.raises(FedftError, match="outside"):
+        node_config_text(3, 3)
+
+
+def test_state_store_roundtrip_is_atomic(tmp_path):
+    assert load_state(tmp_path, "dp-accountant") == {}
+    save_state(tmp_path / "node", "dp-accountant", {"steps": [[1.1, 0.01, 40]]})
+    save_state(tmp_path / "node", "dp-accountant", {"steps": [[1.1, 0.01, 40], [1.1, 0.01, 40]]})
+    assert load_state(tmp_path / "node", "dp-accountant") == {"steps": [[1.1, 0.01, 40], [1.1, 0.01, 40]]}
+    assert sorted(os.listdir(tmp_path / "node")) == ["dp-accountant.json"]  # no temp files left
+    with pytest.raises(ValueError):
+        save_state(tmp_path, "../escape", {})
+
+
+def test_run_config_file_through_flowers_parser(tmp_path, tiny_config):
+    cfg = load_config(tiny_config)
+    path = write_run_config(tmp_path / "run-config.toml", cfg, tmp_path / "out")
+    run_config = parse_config_args([str(path)])  # what `flwr run --run-config FILE` does
+    got, out = config_from_run_config(run_config)
+    assert got == cfg and out == str((tmp_path / "out").resolve())
+    got, _ = config_from_run_config({**run_config, "overrides": "train.lr=0.01;simulation.rounds=1"})
+    assert got.train.lr == 0.01 and got.simulation.rounds == 1
+
+
+def test_relative_config_path_found_in_app_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the ServerApp's working directory is the SuperLink's, not the app's
+    cfg, out = config_from_run_config({"config": "simulations/quickstart.toml", "overrides": "", "config-json": "", "out": ""})
+    assert cfg.name == "quickstart" and out is None
+
+
+def test_results_dir_takes_launcher_folder_but_never_overwrites(tmp_path, tiny_config):
+    cfg = load_config(tiny_config)
+    (tmp_path / "run" / "logs").mkdir(parents=True)
+    assert results_dir(cfg, str(tmp_path / "run")) == (tmp_path / "run").resolve()
+    (tmp_path / "run" / "summary.json").write_text("{}")
+    with pytest.raises(FedftError, match="already holds results"):
+        results_dir(cfg, str(tmp_path / "run"))
+
+
+def _global_state() -> dict[str, torch.Tensor]:
+    return build_model("seed_cnn", (1, 28, 28), 10).state_dict()
+
+
+def test_private_data_is_checked_and_split(tmp_path):
+    path = tmp_path / "mine.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x=rng.random((50, 1, 28, 28), dtype=np.float32), y=rng.integers(0, 10, 50))
+    x_tr, y_tr, x_val, y_val, classes = load_private(path, 0.2, 0, 1, "seed_cnn", _global_state())
+    assert (len(y_tr), len(y_val), classes) == (40, 10, 10) and x_tr.dtype == torch.float32 and y_tr.dtype == torch.int64
+    np.savez(path, x=rng.random((5, 1, 28, 28), dtype=np.float32), y=np.array([0, 1, 2, 3, 12]))
+    with pytest.raises(FedftError, match="labels must be integers in 0..9"):
+        load_private(path, 0.2, 0, 1, "seed_cnn", _global_state())
+    np.savez(path, x=rng.random((5, 3, 32, 32), dtype=np.float32), y=np.zeros(5, np.int64))
+    with pytest.raises(FedftError, match="do not fit the run's model"):
+        load_private(path, 0.2, 0, 1, "seed_cnn", _global_state())
+    with pytest.raises(FedftError, match="does not exist"):
+        load_private(tmp_path / "missing.npz", 0.2, 0, 1, "seed_cnn", _global_state())
+
+
+def test_node_shard_cached_on_disk_equals_partition(tmp_path, tiny_config):
+    from fedft.client.local import client_tensors
+
+    config_json = load_config(tiny_config).to_json()
+    first = cached_shard(tmp_path, config_json, 2)
+    assert len(list(tmp_path.glob("shard-*-client2.npz"))) == 1
+    again = cached_shard(tmp_path, config_json, 2)
+    for a, b, c in zip(first[:4], again[:4], client_tensors(config_json, 2)[:4]):
+        assert torch.equal(a, b) and torch.equal(a, c)
+    assert node_tensors({}, config_json, 2, {}) is None  # simulation: no node folder, no file
+    with pytest.raises(FedftError, match="num-partitions"):
+        node_tensors({"num-partitions": 4, "state-dir": str(tmp_path)}, config_json, 2, {})
+
+
+def _write_config(tmp_path, tiny_config) -> str:
+    import tomli_w
+
+    path = tmp_path / "c.toml"
+    path.write_text(tomli_w.dumps(tiny_config))
+    return str(path)
+
+
+@pytest.mark.parametrize("args, field", [
+    (["launch", "{cfg}", "--certs", "{tmp}/no-certs"], "--certs"),
+    (["launch", "{cfg}", "--clients", "4"], "--clients"),
+    (["server", "{cfg}", "--insecure", "--enable-supernode-auth"], "--enable-supernode-auth"),
+    (["server", "{cfg}", "--certs", "{tmp}/no-certs"], "--certs"),
+    (["server", "{cfg}", "--enable-supernode-auth", "--supernode-keys", "{tmp}"], "--supernode-keys"),
+    (["client", "--server", "127.0.0.1:1", "--partition-id", "0", "--num-partitions", "3", "--ca", "{tmp}/none.crt"], "--ca"),
+    (["client", "--server", "127.0.0.1:1", "--partition-id", "0", "--num-partitions", "3"], "--ca"),
+    (["client", "--server", "127.0.0.1:1", "--partition-id", "0", "--num-partitions", "3", "--insecure", "--data", "{tmp}/none.npz"], "--data"),
+])
+def test_bad_deploy_input_exits_2_before_anything_starts(tmp_path, tiny_config, capsys, args, field):
+    cfg = _write_config(tmp_path, tiny_config)
+    argv = [a.format(cfg=cfg, tmp=tmp_path) for a in args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fedft: error: {field}:") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()  # no results folder
