@@ -11,7 +11,8 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from fedft import protocol as p
-from fedft.client.local import local_evaluate, local_update
+from fedft.client import scaffold
+from fedft.client.local import local_evaluate, local_update, parse_config
 
 app = ClientApp()
 
@@ -30,11 +31,18 @@ def identify(msg: Message, context: Context) -> Message:
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     config = msg.content[p.CONFIG]
+    global_state = msg.content[p.ARRAYS].to_torch_state_dict()
+    controls = scaffold.load_controls(msg.content, context)  # None unless the strategy is SCAFFOLD
     state, metrics = local_update(
         str(config[p.CONFIG_JSON]), _partition_id(context), int(config[p.SERVER_ROUND]),
-        msg.content[p.ARRAYS].to_torch_state_dict(),
+        global_state, proximal_mu=float(config.get(p.PROXIMAL_MU, 0.0)),
+        gradient_offset=controls.offset if controls is not None else None,
     )
     content = RecordDict({p.ARRAYS: ArrayRecord(state), p.METRICS: MetricRecord(metrics)})
+    if controls is not None:
+        t = parse_config(str(config[p.CONFIG_JSON])).train
+        lr = scaffold.effective_lr(t.optimizer, t.lr, t.momentum)
+        content[p.SCAFFOLD_DELTA] = scaffold.finish_round(controls, context, global_state, state, int(metrics["steps"]), lr)
     return Message(content, reply_to=msg)
 
 

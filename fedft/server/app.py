@@ -20,12 +20,12 @@ from fedft.data import federated_data_for
 from fedft.results import RunWriter
 from fedft.server.evaluation import central_evaluator, initial_state
 from fedft.server.loop import RoundCallback, run_rounds
-from strategies import build_strategy
+from strategies import RunFacts, build_strategy
 
 
 def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback) -> dict[str, torch.Tensor]:
     """Run all rounds, record each, save the final model; return its state."""
-    strategy = build_strategy(cfg.strategy.name, cfg.strategy.params())
+    strategy = build_strategy(cfg.strategy.name, cfg.strategy.params(), RunFacts.from_config(cfg))
     evaluator = central_evaluator(cfg)
 
     def record(row: dict) -> None:

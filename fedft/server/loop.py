@@ -20,6 +20,7 @@ from fedft.config import FedftConfig
 from fedft.errors import FedftError
 from fedft.server.evaluation import Evaluator
 from fedft.server.sampling import sample_clients
+from fedft.server.validation import conform, schema_of, screen_replies
 
 RoundCallback = Callable[[dict[str, float]], None]
 
@@ -74,6 +75,8 @@ def run_rounds(
     node_of = identify_nodes(grid, cfg.partition.num_clients, sim.round_timeout)
     on_round({"round": 0, "test_loss": loss, "test_accuracy": acc, "wall_seconds": time.perf_counter() - t0})
     config_json = cfg.to_json()
+    schema = schema_of(arrays)  # every reply must match the initial model's keys, shapes, dtypes
+    expected_records = getattr(strategy, "reply_array_records", (p.ARRAYS,))
     for server_round in range(1, sim.rounds + 1):
         t0 = time.perf_counter()
         available = frozenset(c for c in range(cfg.partition.num_clients) if c not in node_of)
@@ -87,22 +90,25 @@ def run_rounds(
         replies.sort(key=lambda m: client_of.get(m.metadata.src_node_id, -1))  # deterministic aggregation order
         ok = [m for m in replies if not m.has_error()]
         bytes_up = sum(p.payload_bytes(m.content) for m in ok)
-        new_arrays, _ = strategy.aggregate_train(server_round, replies)
+        describe = lambda m: f"client {client_of.get(m.metadata.src_node_id, '?')} (node {m.metadata.src_node_id})"  # noqa: E731
+        accepted, rejected = screen_replies(ok, schema, expected_records, describe, server_round)
+        new_arrays, _ = strategy.aggregate_train(server_round, accepted + [m for m in replies if m.has_error()])
         if new_arrays is not None:
-            arrays = new_arrays
+            arrays = conform(new_arrays, schema)
         loss, acc = evaluator(arrays.to_torch_state_dict())
         on_round({
             "round": server_round,
             "test_loss": loss,
             "test_accuracy": acc,
-            "train_loss": _weighted_mean(ok, "train_loss"),
-            "train_accuracy": _weighted_mean(ok, "train_accuracy"),
-            "val_loss": _weighted_mean(ok, "val_loss"),
-            "val_accuracy": _weighted_mean(ok, "val_accuracy"),
+            "train_loss": _weighted_mean(accepted, "train_loss"),
+            "train_accuracy": _weighted_mean(accepted, "train_accuracy"),
+            "val_loss": _weighted_mean(accepted, "val_loss"),
+            "val_accuracy": _weighted_mean(accepted, "val_accuracy"),
             "clients_sampled": len(messages),
             "clients_replied": len(ok),
             "clients_failed": len(replies) - len(ok),
             "clients_timed_out": len(messages) - len(replies),
+            "clients_rejected": len(rejected),
             "bytes_down": bytes_down,
             "bytes_up": bytes_up,
             "wall_seconds": time.perf_counter() - t0,
