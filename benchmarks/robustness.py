@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.strategies:
         clean, attacked = results[f"{name}-clean"], results[f"{name}-attacked"]
-        row = [name, clean["final"], attacked["final"], 100 * (attacked["final"] - clean["final"])]
+        row = [name, clean["final"], attacked["final"], f"{100 * (attacked['final'] - clean['final']):+.1f}"]
         if fedavg_clean is not None:
-            row.append(100 * (attacked["final"] - fedavg_clean))
+            row.append(f"{100 * (attacked['final'] - fedavg_clean):+.1f}")
         rows.append(row + [clean["failed"] + attacked["failed"]])
     header = ["strategy", "no attack", "attacked", "change (points)"] + (["vs FedAvg no attack (points)"] if fedavg_clean is not None else []) + ["lost replies"]
     table = markdown_table(header, rows)

@@ -78,3 +78,50 @@ def test_plain_rounds_carry_no_scaffold_records():
     context = _context()
     reply = train(msg, context).content
     assert sorted(reply.array_records) == ["arrays"] and scaffold.STATE_KEY not in context.state
+
+
+def _quadratic_rounds(rounds: int, use_scaffold: bool) -> float:
+    """Two clients with f_i(w) = h_i/2 (w - a_i)^2, h = (1, 10), a = (0, 1), K = 20 local
+    SGD steps of 0.05. The minimiser of f_1 + f_2 is w* = (1*0 + 10*1)/11 = 10/11.
+    FedAvg's fixed point is biased: client 1 keeps 0.95^20 of its start, client 2
+    reaches 1, so w = (0.95^20 w + 1)/2, i.e. w = 1 / (2 - 0.95^20)."""
+    from flower_messages import FakeGrid, array_record, server_identity, train_reply
+
+    from fedft.client.corrections import attach_gradient_corrections
+    from strategies.scaffold import Scaffold
+
+    h, a, steps, lr = (1.0, 10.0), (0.0, 1.0), 20, 0.05
+    strategy = Scaffold(num_clients=2)
+    x = {"w": torch.zeros(1)}
+    client_controls = [{"w": torch.zeros(1)} for _ in range(2)]
+    for server_round in range(1, rounds + 1):
+        with server_identity():
+            sent = list(strategy.configure_train(server_round, ArrayRecord(x), ConfigRecord(), FakeGrid([1, 2])))
+        c = sent[0].content["scaffold-c"].to_torch_state_dict()
+        replies = []
+        for i in range(2):
+            model = torch.nn.Module()
+            model.w = torch.nn.Parameter(x["w"].clone())
+            optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+            offset = {"w": c["w"] - client_controls[i]["w"]} if use_scaffold else None
+            handle = attach_gradient_corrections(optimizer, model, gradient_offset=offset)
+            for _ in range(steps):
+                optimizer.zero_grad()
+                (0.5 * h[i] * (model.w - a[i]) ** 2).sum().backward()
+                optimizer.step()
+            if handle is not None:
+                handle.remove()
+            y = {"w": model.w.detach().clone()}
+            new = scaffold.updated_control(scaffold.Controls(c, client_controls[i]), x, y, steps, lr) if use_scaffold else client_controls[i]
+            dc = {"w": new["w"] - client_controls[i]["w"]}
+            client_controls[i] = new
+            replies.append(train_reply({"w": y["w"].numpy()}, 10.0, i + 1, {"scaffold-dc": {"w": dc["w"].numpy()}}))
+        arrays, _ = strategy.aggregate_train(server_round, replies)
+        x = {"w": torch.from_numpy(arrays["w"].numpy().copy())}
+    return float(x["w"])
+
+
+def test_scaffold_removes_the_client_drift_fedavg_keeps():
+    fedavg = _quadratic_rounds(40, use_scaffold=False)
+    assert abs(fedavg - 1 / (2 - 0.95**20)) < 1e-4  # FedAvg's biased fixed point, about 0.609
+    assert abs(_quadratic_rounds(40, use_scaffold=True) - 10 / 11) < 1e-3  # SCAFFOLD reaches w* = 0.909
