@@ -81,6 +81,19 @@ class StrategyConfig(_Section):
         return dict(self.model_extra or {})
 
 
+class AttackConfig(_Section):
+    """Simulated malicious clients (fedft.client.attack). With update u = y - x (local
+    minus received global model): sign_flip sends x - scale*u, scale sends x + scale*u,
+    gaussian sends x + N(0, noise_std^2) noise instead of u, label_flip trains on
+    labels c -> C-1-c. Which clients attack is a pure function of (seed, client id)."""
+
+    kind: Literal["none", "sign_flip", "scale", "gaussian", "label_flip"] = "none"
+    fraction: float = Field(0.0, ge=0.0, le=1.0)  # round(fraction * num_clients) clients attack in every round they are sampled
+    scale: float = Field(1.0, gt=0.0)  # lambda for sign_flip and scale
+    noise_std: float = Field(1.0, gt=0.0)  # gaussian
+    seed: int = Field(0, ge=0)  # picks the attackers
+
+
 class ClientResources(_Section):
     num_cpus: float = Field(1.0, gt=0.0)  # per virtual client; Ray runs cores/num_cpus at once
     num_gpus: float = Field(0.0, ge=0.0)  # fractions share a GPU, e.g. 0.25
@@ -151,6 +164,7 @@ class FedftConfig(_Section):
     checkpoint: CheckpointConfig = CheckpointConfig()
     output: OutputConfig = OutputConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    attack: AttackConfig = AttackConfig()
 
     def to_json(self) -> str:
         return self.model_dump_json()
@@ -266,6 +280,7 @@ def _cross_checks(cfg: FedftConfig) -> None:
 
     check_privacy_config(cfg)
     _text_checks(cfg)
+    _strategy_run_checks(cfg)
 
 
 def _text_checks(cfg: FedftConfig) -> None:
@@ -276,6 +291,16 @@ def _text_checks(cfg: FedftConfig) -> None:
         if cfg.partition.method == "roles":
             raise FedftError("partition.method", f"'roles' needs a text dataset, not '{cfg.data.name}'.", 'use data.name = "text" with data.path, or another partition method.')
         raise FedftError("partition.method", f"'{cfg.partition.method}' does not apply to text data ('{cfg.data.name}'): each speaking role is a client.", 'set partition.method = "roles".')
+
+
+def _strategy_run_checks(cfg: FedftConfig) -> None:
+    """Strategy rules that need the run (Krum's n > 2f + 2 with n = clients_per_round, ...)
+    and attack settings that would silently do nothing."""
+    from strategies import RunFacts, check_strategy
+
+    check_strategy(cfg.strategy.name, cfg.strategy.params(), RunFacts.from_config(cfg))
+    if cfg.attack.kind == "scale" and cfg.attack.scale == 1.0:
+        raise FedftError("attack.scale", "is 1, so the 'scale' attack would send honest updates.", "set attack.scale to the factor lambda, e.g. 10.")
 
 
 def _check_registries(cfg: FedftConfig) -> None:

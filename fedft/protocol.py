@@ -19,6 +19,9 @@ SERVER_ROUND = "server-round"
 NUM_EXAMPLES = "num-examples"
 PARTITION_ID = "partition-id"
 NUM_PARTITIONS = "num-partitions"
+PROXIMAL_MU = "proximal-mu"  # train config: FedProx's mu (Flower's FedProx sets it)
+SCAFFOLD_CONTROL = "scaffold-c"  # down, ArrayRecord: SCAFFOLD's server control variate c
+SCAFFOLD_DELTA = "scaffold-dc"  # up, ArrayRecord: a SCAFFOLD client's control change (c_i+ - c_i)
 
 
 def payload_bytes(content: RecordDict) -> int:

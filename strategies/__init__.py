@@ -1,8 +1,10 @@
 """Aggregation strategies: a registry of names -> Flower `Strategy` factories."""
 
 from strategies import flower as _flower  # noqa: F401  (registers Flower's strategies)
+from strategies import scaffold as _scaffold  # noqa: F401  (registers fedft's SCAFFOLD)
 from strategies.registry import (
     FIXED_BY_FEDFT,
+    RunFacts,
     build_strategy,
     check_strategy,
     register_strategy,
@@ -10,4 +12,4 @@ from strategies.registry import (
     strategy_parameters,
 )
 
-__all__ = ["FIXED_BY_FEDFT", "build_strategy", "check_strategy", "register_strategy", "strategy_names", "strategy_parameters"]
+__all__ = ["FIXED_BY_FEDFT", "RunFacts", "build_strategy", "check_strategy", "register_strategy", "strategy_names", "strategy_parameters"]

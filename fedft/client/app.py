@@ -12,7 +12,7 @@ from flwr.clientapp import ClientApp
 
 from fedft import client_state
 from fedft import protocol as p
-from fedft.client import faults
+from fedft.client import faults, scaffold
 from fedft.client.local import client_tensors, local_evaluate, local_update, parse_config
 from fedft.privacy.central import central_dp_mod
 
@@ -67,22 +67,28 @@ def train(msg: Message, context: Context) -> Message:
         return dropout
     global_state = msg.content[p.ARRAYS].to_torch_state_dict()
     node_data = _node_data(context, str(config[p.CONFIG_JSON]), global_state)
+    controls = scaffold.load_controls(msg.content, context)  # None unless the strategy is SCAFFOLD
+    proximal_mu = float(config.get(p.PROXIMAL_MU, 0.0))
+    gradient_offset = controls.offset if controls is not None else None
     if cfg.privacy.mode == "local":
         from fedft.privacy.local_dp import local_dp_update
 
         # DP-SGD; the accountant history persists in context.state; None = budget spent, no update
         state, metrics = local_dp_update(
             str(config[p.CONFIG_JSON]), _partition_id(context), int(config[p.SERVER_ROUND]),
-            global_state, context.state, node_data,
+            global_state, context.state, node_data, proximal_mu=proximal_mu, gradient_offset=gradient_offset,
         )
     else:
         state, metrics = local_update(
             str(config[p.CONFIG_JSON]), _partition_id(context), int(config[p.SERVER_ROUND]),
-            global_state, node_data,
+            global_state, node_data, proximal_mu=proximal_mu, gradient_offset=gradient_offset,
         )
     fault.after_training()
     arrays = {} if state is None else {p.ARRAYS: ArrayRecord(state)}
     content = RecordDict({**arrays, p.METRICS: MetricRecord(metrics)})
+    if controls is not None and state is not None:
+        lr = scaffold.effective_lr(cfg.train.optimizer, cfg.train.lr, cfg.train.momentum)
+        content[p.SCAFFOLD_DELTA] = scaffold.finish_round(controls, context, global_state, state, int(metrics["steps"]), lr)
     if cfg.checkpoint.client_state:
         client_state.attach_to_reply(content, context)
     return Message(content, reply_to=msg)

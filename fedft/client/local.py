@@ -10,6 +10,8 @@ from functools import lru_cache
 
 import torch
 
+from fedft.client.attack import attack_generator, attack_update, flip_labels, is_attacker
+from fedft.client.corrections import attach_gradient_corrections
 from fedft.config import FedftConfig
 from fedft.data import federated_data_for
 from fedft.models import build_model, model_options
@@ -33,10 +35,22 @@ def client_tensors(config_json: str, client_id: int) -> tuple[torch.Tensor, torc
     return as_t(train_set.x), as_t(train_set.y), as_t(val_set.x), as_t(val_set.y), data.full.num_classes
 
 
-def local_update(config_json: str, client_id: int, server_round: int, global_state: dict[str, torch.Tensor], data: tuple | None = None) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+def local_update(
+    config_json: str,
+    client_id: int,
+    server_round: int,
+    global_state: dict[str, torch.Tensor],
+    data: tuple | None = None,
+    proximal_mu: float = 0.0,
+    gradient_offset: dict[str, torch.Tensor] | None = None,
+) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """Evaluate the received global model on the local validation split, then train
     it locally; return the new state and metrics (`num-examples` weights the mean).
-    `data` (a deployed node's own tensors, see `fedft.client.node_data`) replaces the partition."""
+
+    `data` (a deployed node's own tensors, see `fedft.client.node_data`) replaces the
+    partition. `proximal_mu` (FedProx) and `gradient_offset` (SCAFFOLD's c - c_i)
+    correct every local gradient (fedft.client.corrections); a client picked by
+    `[attack]` poisons its labels or its update (fedft.client.attack)."""
     cfg = parse_config(config_json)
     torch.set_num_threads(max(1, int(cfg.simulation.client_resources.num_cpus)))
     x_tr, y_tr, x_val, y_val, num_classes = data or client_tensors(config_json, client_id)
@@ -44,13 +58,19 @@ def local_update(config_json: str, client_id: int, server_round: int, global_sta
     model = build_model(cfg.model.name, tuple(x_tr.shape[1:]), num_classes, **model_options(cfg.model))
     model.load_state_dict(global_state)
     val_loss, val_acc = evaluate(model, x_val, y_val, device)
+    attacker = is_attacker(cfg.attack, client_id, cfg.partition.num_clients)
+    if attacker and cfg.attack.kind == "label_flip":
+        y_tr = flip_labels(y_tr, num_classes)
     t = cfg.train
     optimizer = make_optimizer(t.optimizer, model.parameters(), t.lr, t.momentum, t.weight_decay)
+    corrections = attach_gradient_corrections(optimizer, model, proximal_mu=proximal_mu, gradient_offset=gradient_offset)
     result: TrainResult = train(
         model, x_tr, y_tr,
         epochs=t.local_epochs, batch_size=t.batch_size, optimizer=optimizer,
         generator=seed_generator(cfg.seed, server_round, client_id), device=device,
     )
+    if corrections is not None:
+        corrections.remove()
     metrics = {
         "num-examples": float(result.num_examples),
         "train_loss": result.loss,
@@ -60,6 +80,9 @@ def local_update(config_json: str, client_id: int, server_round: int, global_sta
     if len(y_val):
         metrics.update(val_loss=val_loss, val_accuracy=val_acc)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if attacker:
+        a = cfg.attack
+        state = attack_update(a.kind, global_state, state, scale=a.scale, noise_std=a.noise_std, generator=attack_generator(a.seed, server_round, client_id))
     return state, metrics
 
 

@@ -200,7 +200,8 @@ def client_noise_multiplier(noise_multiplier: float | None, target_epsilon: floa
 
 
 def local_dp_update(config_json: str, client_id: int, server_round: int, global_state: dict[str, torch.Tensor],
-                    node_state: RecordDict, data: tuple | None = None) -> tuple[dict[str, torch.Tensor] | None, dict[str, float]]:
+                    node_state: RecordDict, data: tuple | None = None, proximal_mu: float = 0.0,
+                    gradient_offset: dict[str, torch.Tensor] | None = None) -> tuple[dict[str, torch.Tensor] | None, dict[str, float]]:
     """The DP counterpart of `fedft.client.local.local_update`: validate the global
     model, then train with DP-SGD, or refuse (state None) when the budget is spent.
     `data` (a deployed node's own tensors) replaces the partition, as there."""
@@ -218,7 +219,7 @@ def local_dp_update(config_json: str, client_id: int, server_round: int, global_
     if n == 0:  # nothing to train on, nothing to account: the plain client's (empty) round
         from fedft.client.local import local_update
 
-        return local_update(config_json, client_id, server_round, global_state)
+        return local_update(config_json, client_id, server_round, global_state, data)
     q = dp_sgd_sample_rate(n, t.batch_size)
     steps_this_round = t.local_epochs * dp_sgd_steps_per_epoch(n, t.batch_size)
     sigma = client_noise_multiplier(pc.noise_multiplier, pc.target_epsilon, pc.target_delta, pc.accountant, n, t.batch_size,
@@ -236,9 +237,16 @@ def local_dp_update(config_json: str, client_id: int, server_round: int, global_
     val_loss, val_acc = evaluate(model, x_val, y_val, device)
     dp_model = make_dp_compatible(model)
     optimizer = make_optimizer(t.optimizer, dp_model.parameters(), t.lr, t.momentum, t.weight_decay)
+    # FedProx / SCAFFOLD corrections hook the inner optimizer's step, which Opacus'
+    # DPOptimizer calls after clipping and noising: they are never clipped away.
+    from fedft.client.corrections import attach_gradient_corrections
+
+    corrections = attach_gradient_corrections(optimizer, dp_model, proximal_mu=proximal_mu, gradient_offset=gradient_offset)
     out = dp_train(dp_model, x_tr, y_tr, epochs=t.local_epochs, batch_size=t.batch_size, optimizer=optimizer,
                    noise_multiplier=sigma, max_grad_norm=pc.max_grad_norm, history=history, accountant=pc.accountant,
                    seed_parts=(cfg.seed, server_round, client_id), device=device, secure_mode=pc.secure_mode)
+    if corrections is not None:
+        corrections.remove()
     save_history(node_state, pc.state_dir, client_id, out.history)
     eps = epsilon(out.history, pc.target_delta, pc.accountant)
     metrics = {

@@ -27,7 +27,7 @@ from fedft.server.loop import RoundCallback, run_rounds
 from fedft.server.checkpointing import CheckpointKeeper, ServerState, restore_state
 from fedft.privacy.central import wrap_strategy
 from fedft.privacy.tracker import PrivacyTracker
-from strategies import build_strategy
+from strategies import RunFacts, build_strategy
 
 if TYPE_CHECKING:
     from fedft.resume import ResumePoint
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback, resume: "ResumePoint | None" = None, stop: threading.Event | None = None) -> dict[str, torch.Tensor]:
     """Run all rounds (from a checkpoint when resuming), record and checkpoint each,
     save the final model; return its state."""
-    strategy = wrap_strategy(build_strategy(cfg.strategy.name, cfg.strategy.params()), cfg)  # central DP wraps it
+    strategy = wrap_strategy(build_strategy(cfg.strategy.name, cfg.strategy.params(), RunFacts.from_config(cfg)), cfg)  # central DP wraps it
     evaluator = central_evaluator(cfg)
     privacy = PrivacyTracker(cfg)
     data = federated_data_for(cfg)

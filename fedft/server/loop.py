@@ -25,6 +25,7 @@ from fedft.server.evaluation import Evaluator
 from fedft.server.exchange import check_stop, is_dropout, send_and_receive
 from fedft.server.node_log import log_round_failures
 from fedft.server.sampling import sample_clients
+from fedft.server.validation import conform, schema_of, screen_replies
 
 RoundCallback = Callable[[dict[str, float]], None]
 AfterRound = Callable[[int, dict], None]  # (round, global state dict) once the round is recorded
@@ -102,6 +103,8 @@ def run_rounds(
     if start_round == 0:
         on_round({"round": 0, "test_loss": loss, "test_accuracy": acc, "wall_seconds": time.perf_counter() - t0})
     config_json = cfg.to_json()
+    schema = schema_of(arrays)  # every reply must match the initial model's keys, shapes, dtypes
+    expected_records = getattr(strategy, "reply_array_records", (p.ARRAYS,))
     for server_round in range(start_round + 1, sim.rounds + 1):
         check_stop(stop)
         t0 = time.perf_counter()
@@ -122,25 +125,28 @@ def run_rounds(
             client_states.collect(ok, client_of)
         bytes_up = sum(p.payload_bytes(m.content) for m in ok)
         dropped = sum(1 for m in replies if is_dropout(m))
-        to_aggregate, refused = privacy.split(replies, client_of)  # local DP: out-of-budget replies carry no update
-        skipped = len(ok) - len(refused) < sim.min_replies  # too few updates: keep the global model, record the round
-        new_arrays, _ = (None, None) if skipped else strategy.aggregate_train(server_round, to_aggregate)
+        candidates, refused = privacy.split(ok, client_of)  # local DP: out-of-budget replies carry no update
+        describe = lambda m: f"client {client_of.get(m.metadata.src_node_id, '?')} (node {m.metadata.src_node_id})"  # noqa: E731
+        accepted, rejected = screen_replies(candidates, schema, expected_records, describe, server_round)
+        skipped = len(accepted) < sim.min_replies  # too few usable updates: keep the global model, record the round
+        new_arrays, _ = (None, None) if skipped else strategy.aggregate_train(server_round, accepted + [m for m in replies if m.has_error()])
         privacy_columns = privacy.end_round(ok, client_of, refused, released=new_arrays is not None)
         if new_arrays is not None:
-            arrays = new_arrays
+            arrays = conform(new_arrays, schema)
         loss, acc = evaluator(arrays.to_torch_state_dict())
         on_round({
             "round": server_round,
             "test_loss": loss,
             "test_accuracy": acc,
-            "train_loss": _weighted_mean(ok, "train_loss"),
-            "train_accuracy": _weighted_mean(ok, "train_accuracy"),
-            "val_loss": _weighted_mean(ok, "val_loss"),
-            "val_accuracy": _weighted_mean(ok, "val_accuracy"),
+            "train_loss": _weighted_mean(accepted, "train_loss"),
+            "train_accuracy": _weighted_mean(accepted, "train_accuracy"),
+            "val_loss": _weighted_mean(accepted, "val_loss"),
+            "val_accuracy": _weighted_mean(accepted, "val_accuracy"),
             "clients_sampled": len(messages),
             "clients_replied": len(ok),
             "clients_failed": len(replies) - len(ok) - dropped,
             "clients_timed_out": len(messages) - len(replies),
+            "clients_rejected": len(rejected),
             "bytes_down": bytes_down,
             "bytes_up": bytes_up,
             "wall_seconds": time.perf_counter() - t0,

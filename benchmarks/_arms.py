@@ -1,0 +1,68 @@
+"""Run one base config under several named override sets ("arms") and tabulate the results.
+
+Each arm is a full `fedft.run` (its own results folder under OUT/<arm>), so every
+number in a table can be traced to a metrics.csv. An arm whose folder already
+holds a completed run without failed clients is read back, not rerun, so an
+interrupted benchmark continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+from pathlib import Path
+
+import fedft
+
+
+def _read(run_dir: Path, overrides: list[str], seconds: float) -> dict | None:
+    summary_path = run_dir / "summary.json"
+    if not summary_path.is_file():
+        return None
+    summary = json.loads(summary_path.read_text())
+    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    return {
+        "status": summary["status"],
+        "final": summary["final_accuracy"],
+        "best": summary["best_accuracy"],
+        "curve": [float(r["test_accuracy"]) for r in rows],
+        "rejected": sum(int(r.get("clients_rejected") or 0) for r in rows),
+        "failed": sum(int(r.get("clients_failed") or 0) + int(r.get("clients_timed_out") or 0) for r in rows),
+        "seconds": round(seconds or summary.get("wall_seconds", 0.0), 1),
+        "overrides": overrides,
+    }
+
+
+def run_arms(config: str, arms: dict[str, list[str]], out: Path, common: list[str] | None = None) -> dict[str, dict]:
+    """{arm: {"final", "best", "curve" (accuracy per round), "rejected", "failed", "seconds"}}."""
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict] = {}
+    for arm, overrides in arms.items():
+        overrides = (common or []) + overrides
+        previous = _read(out / arm, overrides, 0.0)
+        stored = out / arm / "overrides.json"
+        same = stored.is_file() and json.loads(stored.read_text()) == overrides
+        if previous and same and previous["status"] == "completed" and previous["failed"] == 0:
+            results[arm] = previous
+            print(f"  {arm}: final accuracy {previous['final']:.4f} (read back from {out / arm})", flush=True)
+            continue
+        shutil.rmtree(out / arm, ignore_errors=True)
+        t0 = time.perf_counter()
+        run = fedft.run(config, overrides, out=out / arm, quiet=True)
+        results[arm] = _read(run.run_dir, overrides, time.perf_counter() - t0)
+        (out / arm / "overrides.json").write_text(json.dumps(overrides) + "\n")
+        note = f", {results[arm]['failed']} client replies lost" if results[arm]["failed"] else ""
+        print(f"  {arm}: final accuracy {results[arm]['final']:.4f} ({results[arm]['seconds']} s{note})", flush=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    def fmt(v: object) -> str:
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
