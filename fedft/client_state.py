@@ -82,3 +82,13 @@ class ClientStateStore:
     def load_plain(self, data: list[list[Any]]) -> None:
         self.states = {int(cid): {name: snapshot.decode(rec) for name, rec in recs.items()} for cid, recs in data}
         self.pending = set(self.states)
+
+
+def strip(replies: Iterable[Message]) -> None:
+    """Drop `client-state:*` records from replies when nobody keeps them (checkpointing
+    of client state off), so they never reach validation or aggregation."""
+    for msg in replies:
+        if msg.has_error():
+            continue
+        for key in [k for k in msg.content.keys() if k.startswith(PREFIX)]:
+            del msg.content[key]

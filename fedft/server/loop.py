@@ -20,6 +20,7 @@ from fedft import protocol as p
 from fedft.config import FedftConfig
 from fedft.errors import FedftError
 from fedft.client_state import ClientStateStore
+from fedft.client_state import strip as strip_client_state
 from fedft.privacy.tracker import PrivacyTracker
 from fedft.server.evaluation import Evaluator
 from fedft.server.exchange import check_stop, is_dropout, send_and_receive
@@ -123,6 +124,8 @@ def run_rounds(
         ok = [m for m in replies if not m.has_error()]
         if client_states is not None:
             client_states.collect(ok, client_of)
+        else:
+            strip_client_state(ok)
         bytes_up = sum(p.payload_bytes(m.content) for m in ok)
         dropped = sum(1 for m in replies if is_dropout(m))
         candidates, refused = privacy.split(ok, client_of)  # local DP: out-of-budget replies carry no update
