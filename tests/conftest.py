@@ -52,12 +52,47 @@ def _status(pid: int) -> str:
         return "zombie"
 
 
+def _ours(pid: int, token: str) -> bool:
+    """Started by this test: carries its guard token (inherited through the environment,
+    so daemons re-parented to init count too) or descends from this process. Processes
+    of other test sessions running at the same time are neither, and are left alone."""
+    try:
+        if f"{GUARD_ENV}={token}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+            return True
+    except OSError:
+        pass
+    me, seen = os.getpid(), set()
+    while pid > 1 and pid not in seen:
+        seen.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return False
+        if pid == me:
+            return True
+    return False
+
+
+GUARD_ENV = "FEDFT_TEST_GUARD"
+
+
 @pytest.fixture
 def process_guard():
     """Records processes before the test; afterwards reports and kills any Ray/Flower
     process the test left behind, so one failure never leaks into the next test."""
+    import uuid
+
     before = _pids()
-    yield before
+    token = uuid.uuid4().hex
+    os.environ[GUARD_ENV] = token
+    try:
+        yield before
+    finally:
+        os.environ.pop(GUARD_ENV, None)
+    _sweep(before, token)
+
+
+def _sweep(before: set[int], token: str) -> None:
     try:
         import ray
 
@@ -66,10 +101,10 @@ def process_guard():
     except ImportError:
         pass
     deadline = time.time() + 10
-    leftovers = new_processes(before)
+    leftovers = [p for p in new_processes(before) if _ours(p, token)]
     while leftovers and time.time() < deadline:  # Ray's own shutdown finishes asynchronously
         time.sleep(0.2)
-        leftovers = [p for p in new_processes(before) if "zombie" not in _status(p)]
+        leftovers = [p for p in new_processes(before) if "zombie" not in _status(p) and _ours(p, token)]
     kill_pids(leftovers)
 
 
