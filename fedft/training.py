@@ -73,7 +73,7 @@ def train(
             loss = F.cross_entropy(logits, yb)
             loss.backward()
             optimizer.step()
-            total_loss += float(loss) * len(idx)
+            total_loss += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == yb).sum())
             seen += len(idx)
             steps += 1

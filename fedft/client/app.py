@@ -32,7 +32,7 @@ def train(msg: Message, context: Context) -> Message:
     config = msg.content[p.CONFIG]
     state, metrics = local_update(
         str(config[p.CONFIG_JSON]), _partition_id(context), int(config[p.SERVER_ROUND]),
-        msg.content[p.ARRAYS].to_torch_state_dict(),
+        msg.content[p.ARRAYS].to_torch_state_dict(), str(config.get(p.FROZEN_DIGEST, "")),
     )
     content = RecordDict({p.ARRAYS: ArrayRecord(state), p.METRICS: MetricRecord(metrics)})
     return Message(content, reply_to=msg)

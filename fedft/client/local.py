@@ -12,6 +12,7 @@ import torch
 
 from fedft.config import FedftConfig
 from fedft.data import federated_data_for
+from fedft.finetune import client_start, freeze, merge_received, param_groups
 from fedft.models import build_model
 from fedft.training import TrainResult, evaluate, make_optimizer, resolve_device, seed_generator, train
 
@@ -33,18 +34,22 @@ def client_tensors(config_json: str, client_id: int) -> tuple[torch.Tensor, torc
     return as_t(train_set.x), as_t(train_set.y), as_t(val_set.x), as_t(val_set.y), data.full.num_classes
 
 
-def local_update(config_json: str, client_id: int, server_round: int, global_state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+def local_update(config_json: str, client_id: int, server_round: int, global_state: dict[str, torch.Tensor], frozen_digest: str = "") -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """Evaluate the received global model on the local validation split, then train
-    it locally; return the new state and metrics (`num-examples` weights the mean)."""
+    it locally; return the new state and metrics (`num-examples` weights the mean).
+    With `finetune.mode` other than full, `global_state` and the returned state hold
+    only the trainable arrays; the frozen rest comes from the client's own start state."""
     cfg = parse_config(config_json)
     torch.set_num_threads(max(1, int(cfg.simulation.client_resources.num_cpus)))
     x_tr, y_tr, x_val, y_val, num_classes = client_tensors(config_json, client_id)
     device = resolve_device(cfg.simulation.device)
     model = build_model(cfg.model.name, tuple(x_tr.shape[1:]), num_classes)
-    model.load_state_dict(global_state)
+    model.load_state_dict(merge_received(config_json, global_state, frozen_digest))
     val_loss, val_acc = evaluate(model, x_val, y_val, device)
     t = cfg.train
-    optimizer = make_optimizer(t.optimizer, model.parameters(), t.lr, t.momentum, t.weight_decay)
+    plan = client_start(config_json)[0]
+    freeze(model, plan)
+    optimizer = make_optimizer(t.optimizer, param_groups(model, plan, t.lr, cfg.finetune.body_lr_scale), t.lr, t.momentum, t.weight_decay)
     result: TrainResult = train(
         model, x_tr, y_tr,
         epochs=t.local_epochs, batch_size=t.batch_size, optimizer=optimizer,
@@ -58,7 +63,7 @@ def local_update(config_json: str, client_id: int, server_round: int, global_sta
     }
     if len(y_val):
         metrics.update(val_loss=val_loss, val_accuracy=val_acc)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items() if k in plan.sent}
     return state, metrics
 
 
@@ -66,6 +71,6 @@ def local_evaluate(config_json: str, client_id: int, global_state: dict[str, tor
     cfg = parse_config(config_json)
     _, _, x_val, y_val, num_classes = client_tensors(config_json, client_id)
     model = build_model(cfg.model.name, tuple(x_val.shape[1:]), num_classes)
-    model.load_state_dict(global_state)
+    model.load_state_dict(merge_received(config_json, global_state))
     loss, acc = evaluate(model, x_val, y_val, resolve_device(cfg.simulation.device))
     return {"num-examples": float(len(y_val)), "val_loss": loss, "val_accuracy": acc}

@@ -18,7 +18,8 @@ from fedft.checkpoint import save_checkpoint
 from fedft.config import FedftConfig, load_config
 from fedft.data import federated_data_for
 from fedft.results import RunWriter
-from fedft.server.evaluation import central_evaluator, initial_state
+from fedft.finetune import start_state
+from fedft.server.evaluation import central_evaluator
 from fedft.server.loop import RoundCallback, run_rounds
 from strategies import build_strategy
 
@@ -32,7 +33,7 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
         writer.record_round(row)
         on_round(row)
 
-    final = run_rounds(grid, strategy, cfg, ArrayRecord(initial_state(cfg)), evaluator, record).to_torch_state_dict()
+    final = run_rounds(grid, strategy, cfg, ArrayRecord(start_state(cfg)), evaluator, record).to_torch_state_dict()
     data = federated_data_for(cfg)
     save_checkpoint(
         writer.run_dir / "model.pt", final, architecture=cfg.model.name, num_classes=data.full.num_classes,
@@ -65,6 +66,9 @@ def flwr_main(grid: Grid, context: Context) -> None:
     config_path = Path(str(context.run_config.get("config", "simulations/quickstart.toml")))
     overrides = [o for o in str(context.run_config.get("overrides", "")).split(";") if o.strip()]
     cfg = load_config(config_path, overrides)
+    from fedft.finetune import check_start
+
+    check_start(cfg)  # model.init_from: absolute, readable, fits the model
     writer = RunWriter(new_run_dir(cfg), cfg)
     printer = RoundPrinter(cfg.simulation.rounds)
     t0 = time.perf_counter()

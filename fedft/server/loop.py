@@ -18,6 +18,7 @@ from flwr.serverapp.strategy import Strategy
 from fedft import protocol as p
 from fedft.config import FedftConfig
 from fedft.errors import FedftError
+from fedft.finetune import frozen_digest, plan_for
 from fedft.server.evaluation import Evaluator
 from fedft.server.sampling import sample_clients
 
@@ -59,6 +60,19 @@ def _weighted_mean(replies: list[Message], key: str) -> float:
     return sum(w * v for w, v in pairs) / total if total else float("nan")
 
 
+def select_arrays(arrays: ArrayRecord, keys: tuple[str, ...]) -> ArrayRecord:
+    """The arrays that travel this round (all of them unless some are frozen)."""
+    return arrays if len(keys) == len(arrays) else ArrayRecord({k: arrays[k] for k in keys})
+
+
+def merge_arrays(arrays: ArrayRecord, update: ArrayRecord, keys: tuple[str, ...]) -> ArrayRecord:
+    """The global arrays with the aggregated `keys` replaced; every other array stays as it was."""
+    if len(keys) == len(arrays) and set(update) == set(arrays):
+        return update
+    allowed = set(keys)
+    return ArrayRecord({k: (update[k] if k in allowed and k in update else v) for k, v in arrays.items()})
+
+
 def run_rounds(
     grid: Grid,
     strategy: Strategy,
@@ -74,13 +88,15 @@ def run_rounds(
     node_of = identify_nodes(grid, cfg.partition.num_clients, sim.round_timeout)
     on_round({"round": 0, "test_loss": loss, "test_accuracy": acc, "wall_seconds": time.perf_counter() - t0})
     config_json = cfg.to_json()
+    plan = plan_for(cfg)  # finetune.mode: only `plan.sent` arrays travel; the rest stays as it started
+    frozen = {} if plan.sends_everything else {p.FROZEN_DIGEST: frozen_digest(arrays.to_torch_state_dict(), plan)}
     for server_round in range(1, sim.rounds + 1):
         t0 = time.perf_counter()
         available = frozenset(c for c in range(cfg.partition.num_clients) if c not in node_of)
         clients = sample_clients(cfg.seed, server_round, cfg.partition.num_clients, sim.clients_per_round, exclude=available)
         view = SampledGrid(grid, [node_of[c] for c in clients])
-        train_config = ConfigRecord({p.CONFIG_JSON: config_json})
-        messages = list(strategy.configure_train(server_round, arrays, train_config, view))
+        train_config = ConfigRecord({p.CONFIG_JSON: config_json, **frozen})
+        messages = list(strategy.configure_train(server_round, select_arrays(arrays, plan.sent), train_config, view))
         bytes_down = sum(p.payload_bytes(m.content) for m in messages)
         replies = list(grid.send_and_receive(messages, timeout=sim.round_timeout))
         client_of = {n: c for c, n in node_of.items()}
@@ -89,7 +105,7 @@ def run_rounds(
         bytes_up = sum(p.payload_bytes(m.content) for m in ok)
         new_arrays, _ = strategy.aggregate_train(server_round, replies)
         if new_arrays is not None:
-            arrays = new_arrays
+            arrays = merge_arrays(arrays, new_arrays, plan.sent)
         loss, acc = evaluator(arrays.to_torch_state_dict())
         on_round({
             "round": server_round,
