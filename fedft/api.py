@@ -28,6 +28,9 @@ def prepare(config: str | Path | dict | FedftConfig, overrides: list[str] | None
     """Everything that can reject the input, before any folder or process exists."""
     cfg = load_config(config, overrides)
     federated_data_for(cfg)  # loads and partitions: bad data or impossible splits fail here
+    from fedft.finetune import check_start
+
+    check_start(cfg)  # model.init_from: readable, and fits this model and data
     return cfg
 
 
@@ -46,6 +49,10 @@ def run(
     from fedft.server.app import make_server_app
 
     cfg = prepare(config, overrides)
+    if cfg.compare.arms:
+        from fedft.errors import FedftError
+
+        raise FedftError("compare.arms", f"this config compares {len(cfg.compare.arms)} arms; fedft.run runs one simulation.", "use `fedft run CONFIG` on the command line or fedft.compare.compare(CONFIG) in Python.")
     run_dir = new_run_dir(cfg, out)
     writer = RunWriter(run_dir, cfg)
     printer = RoundPrinter(cfg.simulation.rounds, quiet=quiet)

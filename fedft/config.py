@@ -40,6 +40,7 @@ class PartitionConfig(_Section):
 class ModelConfig(_Section):
     name: str = "seed_cnn"  # registry name: seed_cnn, fedavg_cnn, seed_rnn
     init_from: str = ""  # checkpoint to start from ("" = random init from `seed`)
+    reset_head: bool = False  # with init_from: a new seeded head (other classes or class count)
 
 
 class TrainConfig(_Section):
@@ -49,6 +50,48 @@ class TrainConfig(_Section):
     weight_decay: float = Field(0.0, ge=0.0)
     local_epochs: int = Field(1, ge=1)
     batch_size: int = Field(32, ge=1)
+
+
+class FinetuneConfig(_Section):
+    mode: str | list[str] = "full"  # full, head, last:K, or parameter-name glob patterns
+    body_lr_scale: float = Field(1.0, gt=0.0)  # lr of trainable non-head layers = train.lr * this
+
+    @pydantic.field_validator("mode", mode="before")
+    @classmethod
+    def _mode(cls, value: Any) -> Any:
+        from fedft.finetune import check_mode_syntax
+
+        if not isinstance(value, (str, list)):
+            raise ValueError(f"must be a string or a list of patterns (got {value!r})")
+        try:
+            check_mode_syntax(value)
+        except FedftError as exc:
+            raise ValueError(f"{exc.problem.rstrip('.')}; {exc.fix.rstrip('.')}") from None
+        return value
+
+
+class PretrainConfig(_Section):
+    """Central training on public data (`fedft pretrain`)."""
+
+    dataset: str = ""  # public dataset by name, e.g. fashion-mnist or digits; must differ from data.name
+    path: str = ""  # where a file-backed public dataset lives ("" = its default place)
+    classes: list[int] = []  # keep only these classes, relabelled 0..k-1 ([] = all)
+    max_examples: int = Field(0, ge=0)  # a seeded sample of this many (0 = all)
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # held-out public validation split
+    epochs: int = Field(3, ge=1)
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = Field(0.05, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    batch_size: int = Field(64, ge=1)
+
+
+class CompareConfig(_Section):
+    """Arms for `fedft run` / `fedft compare`: each a list of --set overrides on this config."""
+
+    arms: dict[str, list[str]] = {}  # arm name -> ["key=value", ...]; {} = a single run
+    reference: str = ""  # arm whose final accuracy the others are timed against ("" = first arm)
+    pretrain: bool = False  # first pretrain into <out>/pretrained/; "{pretrained}" in arms = its model.pt
 
 
 class StrategyConfig(_Section):
@@ -90,6 +133,9 @@ class FedftConfig(_Section):
     strategy: StrategyConfig = StrategyConfig()
     simulation: SimulationConfig = SimulationConfig()
     output: OutputConfig = OutputConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    pretrain: PretrainConfig = PretrainConfig()
+    compare: CompareConfig = CompareConfig()
 
     def to_json(self) -> str:
         return self.model_dump_json()
@@ -186,6 +232,13 @@ def _cross_checks(cfg: FedftConfig) -> None:
             f"{cfg.simulation.clients_per_round} is more than partition.num_clients={cfg.partition.num_clients}.",
             "sample at most as many clients as there are.",
         )
+    from fedft.compare import check_compare
+    from fedft.finetune import check_finetune
+    from fedft.pretrain import check_pretrain
+
+    check_finetune(cfg)
+    check_pretrain(cfg)
+    check_compare(cfg)
 
 
 def _check_registries(cfg: FedftConfig) -> None:
