@@ -57,6 +57,8 @@ def check_compare(cfg: FedftConfig, fixed: tuple[str, ...] = FIXED) -> None:
                 raise FedftError(f"compare.arms.{name}", f"'{text}' changes {key}, which every arm must share (same seed, data, partitions and clients).", "set it in the base config instead.")
             if isinstance(value, str) and PRETRAINED in value and not cmp.pretrain:
                 raise FedftError(f"compare.arms.{name}", f"'{text}' uses {PRETRAINED} but compare.pretrain is false.", "set compare.pretrain = true (and [pretrain] dataset), or give a checkpoint path.")
+    if any(not 0.0 < t <= 1.0 for t in cmp.targets):
+        raise FedftError("compare.targets", f"{cmp.targets} has values outside (0, 1].", "give accuracies such as [0.9].")
     if cmp.reference and cmp.reference not in cmp.arms:
         raise FedftError("compare.reference", f"'{cmp.reference}' is not an arm.", f"use one of: {', '.join(cmp.arms)}.")
     if cmp.pretrain and not cfg.pretrain.dataset:
@@ -127,8 +129,11 @@ def rounds_to_reach(rows: list[dict[str, Any]], target: float | None) -> int | N
     return None
 
 
-def comparison_rows(results: list[ArmResult], reference: str = "") -> list[dict[str, Any]]:
-    """One row per arm; `rounds_to_target` counts rounds until the reference arm's final accuracy."""
+def comparison_rows(results: list[ArmResult], reference: str = "", targets: list[float] | None = None) -> list[dict[str, Any]]:
+    """One row per arm; `rounds_to_target` counts rounds until the reference arm's final
+    accuracy, `rounds_to_<t>` until each fixed accuracy in `targets`. Bytes are means over
+    trained rounds from metrics.csv (the actual messages); `bytes_vs_reference` compares
+    down+up per round, so read it together with `failed_replies` (a failed client sends nothing up)."""
     ref = next((r for r in results if r.name == reference), results[0])
     target = ref.summary.get("final_accuracy")
     ref_rounds = max(int(ref.summary.get("rounds") or 0), 1)
@@ -152,10 +157,12 @@ def comparison_rows(results: list[ArmResult], reference: str = "") -> list[dict[
             "target_accuracy": target,
             "rounds_to_target": reached,
             "rounds_fraction": None if reached is None else reached / ref_rounds,
+            **{f"rounds_to_{t:g}": rounds_to_reach(r.rows, t) for t in targets or []},
             "bytes_down_per_round": sum(row.get("bytes_down", 0) for row in trained) / len(trained) if trained else 0.0,
             "bytes_up_per_round": sum(row.get("bytes_up", 0) for row in trained) / len(trained) if trained else 0.0,
             "bytes_per_round": per_round,
             "bytes_total": int(r.summary.get("bytes_down", 0)) + int(r.summary.get("bytes_up", 0)),
+            "failed_replies": int(sum((row.get("clients_failed") or 0) + (row.get("clients_timed_out") or 0) for row in trained)),
             "wall_seconds": r.summary.get("wall_seconds"),
             "run_dir": str(r.run_dir),
         })
@@ -170,15 +177,19 @@ def _f(value: Any, spec: str) -> str:
 
 def markdown_table(rows: list[dict[str, Any]], reference: str) -> str:
     target = rows[0]["target_accuracy"] if rows else None
+    extra = [k for k in (rows[0] if rows else {}) if k.startswith("rounds_to_") and k != "rounds_to_target"]
     lines = [
-        f"| arm | start | mode | rounds | start acc | final acc | best acc | rounds to {_f(target, '.4f')} ({reference} final) | bytes/round (down+up) | vs {reference} | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| arm | start | mode | rounds | start acc | final acc | best acc | rounds to {_f(target, '.4f')} ({reference} final) | "
+        + "".join(f"rounds to {k.removeprefix('rounds_to_')} | " for k in extra)
+        + f"bytes down/round | bytes up/round | vs {reference} | failed replies | wall s |",
+        "|---" * (13 + len(extra)) + "|",
     ]
+    never = lambda v: "never" if v is None else str(v)  # noqa: E731
     for r in rows:
         lines.append(
             f"| {r['arm']} | {r['start']} | {r['finetune_mode']} | {r['rounds']} | {_f(r['start_accuracy'], '.4f')} | {_f(r['final_accuracy'], '.4f')} "
-            f"| {_f(r['best_accuracy'], '.4f')} | {'never' if r['rounds_to_target'] is None else r['rounds_to_target']} "
-            f"| {r['bytes_per_round']:,.0f} | {_f(r['bytes_vs_reference'], '.2%')} | {_f(r['wall_seconds'], '.1f')} |"
+            f"| {_f(r['best_accuracy'], '.4f')} | {never(r['rounds_to_target'])} | " + "".join(f"{never(r[k])} | " for k in extra)
+            + f"{r['bytes_down_per_round']:,.0f} | {r['bytes_up_per_round']:,.0f} | {_f(r['bytes_vs_reference'], '.2%')} | {r['failed_replies']} | {_f(r['wall_seconds'], '.1f')} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -195,11 +206,14 @@ def plot_comparison(results: list[ArmResult], path: Path, target: float | None =
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, label=r.name)
     if target is not None:
         ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:.3f}")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round")
     ax.set_ylabel("central test accuracy")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="lower right")
     ax.set_title(title)
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")
@@ -208,12 +222,12 @@ def plot_comparison(results: list[ArmResult], path: Path, target: float | None =
     os.replace(tmp, path)
 
 
-def write_comparison(out_dir: Path, results: list[ArmResult], reference: str = "", title: str = "") -> str:
+def write_comparison(out_dir: Path, results: list[ArmResult], reference: str = "", title: str = "", targets: list[float] | None = None) -> str:
     """comparison.csv, comparison.md and comparison.png in `out_dir`; returns the Markdown table."""
     from fedft.results import atomic_write
 
     reference = reference or results[0].name
-    rows = comparison_rows(results, reference)
+    rows = comparison_rows(results, reference, targets)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
@@ -275,7 +289,7 @@ def compare(config: str | Path | dict | FedftConfig, overrides: list[str] | None
     arms = {name: arm_config(base, name, o, pretrained) for name, o in cmp.arms.items()}
     results = run_arms(arms, out_dir, quiet=quiet, verbose=verbose)
     reference = cmp.reference or next(iter(cmp.arms))
-    table = write_comparison(out_dir, results, reference, title=base.name)
+    table = write_comparison(out_dir, results, reference, title=base.name, targets=cmp.targets)
     if not quiet:
         print()
         print(table, end="")

@@ -92,6 +92,7 @@ class CompareConfig(_Section):
     arms: dict[str, list[str]] = {}  # arm name -> ["key=value", ...]; {} = a single run
     reference: str = ""  # arm whose final accuracy the others are timed against ("" = first arm)
     pretrain: bool = False  # first pretrain into <out>/pretrained/; "{pretrained}" in arms = its model.pt
+    targets: list[float] = []  # extra accuracy thresholds: a "rounds to <t>" column each
 
 
 class StrategyConfig(_Section):

@@ -66,6 +66,7 @@ def test_pretrain_needs_a_public_dataset(tiny_config, tmp_path):
     ({"arms": {"a b": []}}, "compare.arms.a b"),
     ({"arms": {"a": []}, "reference": "b"}, "compare.reference"),
     ({"arms": {"a": []}, "pretrain": True}, "compare.pretrain"),  # no [pretrain] dataset
+    ({"arms": {"a": []}, "targets": [90]}, "compare.targets"),
 ])
 def test_bad_compare_tables_are_config_errors(tiny_config, compare, field):
     with pytest.raises(FedftError) as err:
@@ -104,8 +105,11 @@ def test_comparison_counts_rounds_to_the_reference_final_accuracy(tiny_config):
     fast = _arm("fast", [0.6, 0.85, 0.92, 0.95, 0.96], 10, cfg)
     never = _arm("never", [0.5, 0.6, 0.7, 0.8, 0.85], 10, cfg)
     assert rounds_to_reach(fast.rows, 0.9) == 2 and rounds_to_reach(never.rows, 0.9) is None
-    rows = comparison_rows([scratch, fast, never], "scratch")
+    rows = comparison_rows([scratch, fast, never], "scratch", targets=[0.8])
     assert [r["rounds_to_target"] for r in rows] == [4, 2, None]
+    assert [r["rounds_to_0.8"] for r in rows] == [3, 1, 3]
     assert rows[1]["rounds_fraction"] == 0.5 and rows[1]["bytes_vs_reference"] == pytest.approx(0.01)
     table = markdown_table(rows, "scratch")
-    assert table.count("\n") == 5 and "| never |" in table and "never |" in table.splitlines()[-1]
+    lines = table.splitlines()
+    assert len(lines) == 5 and "rounds to 0.8 |" in lines[0] and lines[-1].startswith("| never |")
+    assert all(line.count("|") == lines[0].count("|") for line in lines)
