@@ -33,6 +33,9 @@ def prepare(config: str | Path | dict | FedftConfig, overrides: list[str] | None
     from fedft.privacy.checks import check_privacy_data
 
     check_privacy_data(cfg, data)  # DP: Opacus can train the model, every client's budget covers a round
+    from fedft.finetune import check_start
+
+    check_start(cfg)  # model.init_from: readable, and fits this model and data
     return cfg
 
 
@@ -74,6 +77,8 @@ def run(
         if config is None:
             raise FedftError("config", "is missing.", "give a TOML config, e.g. `fedft run simulations/quickstart.toml`, or `--resume RUN_DIR`.")
         cfg = prepare(config, overrides)
+        if cfg.compare.arms:
+            raise FedftError("compare.arms", f"this config compares {len(cfg.compare.arms)} arms; fedft.run runs one simulation.", "use `fedft run CONFIG` on the command line or fedft.compare.compare(CONFIG) in Python.")
         run_dir = new_run_dir(cfg, out)
         writer = RunWriter(run_dir, cfg)
     printer = RoundPrinter(cfg.simulation.rounds, quiet=quiet)

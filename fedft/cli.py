@@ -26,7 +26,10 @@ def _add_run_args(p: argparse.ArgumentParser, config_optional: bool = False) -> 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from fedft.api import run
+    from fedft.compare import has_arms
 
+    if args.resume is None and args.config is not None and has_arms(args.config, args.overrides):  # a [compare] table: run every arm
+        return cmd_compare(args)
     result = run(args.config, args.overrides, out=args.out, quiet=args.quiet, verbose=args.verbose, resume=args.resume)
     status = result.summary["status"]
     if status == "interrupted":
@@ -34,6 +37,20 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"fedft: interrupted; resume with: {result.summary.get('resume')}", file=sys.stderr)
         return 143 if result.summary.get("signal") == "SIGTERM" else 130  # 128 + signal number
     return 0 if status == "completed" else 1
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from fedft.compare import compare
+
+    result = compare(args.config, args.overrides, out=args.out, quiet=args.quiet, verbose=args.verbose)
+    return 0 if all(arm.summary["status"] == "completed" for arm in result.arms) else 1
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from fedft.pretrain import pretrain
+
+    pretrain(args.config, args.overrides, out=args.out, quiet=args.quiet)
+    return 0
 
 
 def cmd_partitions(args: argparse.Namespace) -> int:
@@ -66,6 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p, config_optional=True)
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run in its results folder from its last checkpoint")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("compare", help="run the [compare] arms of a config and compare them (fedft run does this too)")
+    _add_run_args(p)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("pretrain", help="train the model centrally on the [pretrain] public data; writes model.pt")
+    p.add_argument("config", help="TOML config with a [pretrain] section, e.g. simulations/pretrain_public.toml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config field (repeatable)")
+    p.add_argument("--out", default=None, help="output folder (default: <output.dir>/<name>-<timestamp>)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("partitions", help="plot the label distribution per client")
     p.add_argument("config")

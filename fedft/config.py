@@ -60,6 +60,7 @@ class ModelConfig(_Section):
     embedding_dim: int = Field(8, ge=1)
     hidden_size: int = Field(256, ge=1)
     num_layers: int = Field(2, ge=1)
+    reset_head: bool = False  # with init_from: a new seeded head (other classes or class count)
 
 
 class TrainConfig(_Section):
@@ -69,6 +70,49 @@ class TrainConfig(_Section):
     weight_decay: float = Field(0.0, ge=0.0)
     local_epochs: int = Field(1, ge=1)
     batch_size: int = Field(32, ge=1)
+
+
+class FinetuneConfig(_Section):
+    mode: str | list[str] = "full"  # full, head, last:K, or parameter-name glob patterns
+    body_lr_scale: float = Field(1.0, gt=0.0)  # lr of trainable non-head layers = train.lr * this
+
+    @pydantic.field_validator("mode", mode="before")
+    @classmethod
+    def _mode(cls, value: Any) -> Any:
+        from fedft.finetune import check_mode_syntax
+
+        if not isinstance(value, (str, list)):
+            raise ValueError(f"must be a string or a list of patterns (got {value!r})")
+        try:
+            check_mode_syntax(value)
+        except FedftError as exc:
+            raise ValueError(f"{exc.problem.rstrip('.')}; {exc.fix.rstrip('.')}") from None
+        return value
+
+
+class PretrainConfig(_Section):
+    """Central training on public data (`fedft pretrain`)."""
+
+    dataset: str = ""  # public dataset by name, e.g. fashion-mnist or digits; must differ from data.name
+    path: str = ""  # where a file-backed public dataset lives ("" = its default place)
+    classes: list[int] = []  # keep only these classes, relabelled 0..k-1 ([] = all)
+    max_examples: int = Field(0, ge=0)  # a seeded sample of this many (0 = all)
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # held-out public validation split
+    epochs: int = Field(3, ge=1)
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = Field(0.05, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    batch_size: int = Field(64, ge=1)
+
+
+class CompareConfig(_Section):
+    """Arms for `fedft run` / `fedft compare`: each a list of --set overrides on this config."""
+
+    arms: dict[str, list[str]] = {}  # arm name -> ["key=value", ...]; {} = a single run
+    reference: str = ""  # arm whose final accuracy the others are timed against ("" = first arm)
+    pretrain: bool = False  # first pretrain into <out>/pretrained/; "{pretrained}" in arms = its model.pt
+    targets: list[float] = []  # extra accuracy thresholds: a "rounds to <t>" column each
 
 
 class StrategyConfig(_Section):
@@ -165,6 +209,9 @@ class FedftConfig(_Section):
     output: OutputConfig = OutputConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     attack: AttackConfig = AttackConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    pretrain: PretrainConfig = PretrainConfig()
+    compare: CompareConfig = CompareConfig()
 
     def to_json(self) -> str:
         return self.model_dump_json()
@@ -279,6 +326,13 @@ def _cross_checks(cfg: FedftConfig) -> None:
     from fedft.privacy.checks import check_privacy_config
 
     check_privacy_config(cfg)
+    from fedft.compare import check_compare
+    from fedft.finetune import check_finetune
+    from fedft.pretrain import check_pretrain
+
+    check_finetune(cfg)
+    check_pretrain(cfg)
+    check_compare(cfg)
     _text_checks(cfg)
     _strategy_run_checks(cfg)
 

@@ -2,7 +2,9 @@
 
 Down: `arrays` (ArrayRecord, the global model) and `config` (ConfigRecord with
 `server-round` and `fedft-config`, the run's validated config as JSON, so a
-client needs nothing but its own data). Up: `arrays` and `metrics`
+client needs nothing but its own data). With `finetune.mode` other than `full`,
+`arrays` holds only the trainable arrays, both ways, and `config` adds
+`frozen-sha256`, a digest of the frozen part the client rebuilds itself. Up: `arrays` and `metrics`
 (MetricRecord with `num-examples`, the weight for aggregation).
 """
 
@@ -22,6 +24,7 @@ NUM_PARTITIONS = "num-partitions"
 PROXIMAL_MU = "proximal-mu"  # train config: FedProx's mu (Flower's FedProx sets it)
 SCAFFOLD_CONTROL = "scaffold-c"  # down, ArrayRecord: SCAFFOLD's server control variate c
 SCAFFOLD_DELTA = "scaffold-dc"  # up, ArrayRecord: a SCAFFOLD client's control change (c_i+ - c_i)
+FROZEN_DIGEST = "frozen-sha256"  # with finetune.mode != full: sha256 of the frozen tensors the client must hold
 
 
 def payload_bytes(content: RecordDict) -> int:

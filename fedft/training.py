@@ -81,7 +81,7 @@ def train(
             loss = F.cross_entropy(logits, yb)
             loss.backward()
             optimizer.step()
-            total_loss += float(loss) * len(yb)
+            total_loss += float(loss.detach()) * len(yb)
             correct += int((logits.argmax(1) == yb).sum())
             seen += len(yb)
             steps += 1

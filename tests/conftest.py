@@ -71,10 +71,13 @@ def _status(pid: int) -> str:
         return "zombie"
 
 
+
+
 @pytest.fixture
 def process_guard():
     """Records processes before the test; afterwards reports and kills any Ray/Flower
     process the test left behind, so one failure never leaks into the next test."""
+    
     before = _pids()
     yield before
     ours = set(new_processes(before))  # while the process tree is intact; Ray's shutdown may orphan some

@@ -70,6 +70,7 @@ def train(msg: Message, context: Context) -> Message:
     controls = scaffold.load_controls(msg.content, context)  # None unless the strategy is SCAFFOLD
     proximal_mu = float(config.get(p.PROXIMAL_MU, 0.0))
     gradient_offset = controls.offset if controls is not None else None
+    frozen_digest = str(config.get(p.FROZEN_DIGEST, ""))  # finetune: only trainable arrays travel
     if cfg.privacy.mode == "local":
         from fedft.privacy.local_dp import local_dp_update
 
@@ -77,11 +78,13 @@ def train(msg: Message, context: Context) -> Message:
         state, metrics = local_dp_update(
             str(config[p.CONFIG_JSON]), _partition_id(context), int(config[p.SERVER_ROUND]),
             global_state, context.state, node_data, proximal_mu=proximal_mu, gradient_offset=gradient_offset,
+            frozen_digest=frozen_digest,
         )
     else:
         state, metrics = local_update(
             str(config[p.CONFIG_JSON]), _partition_id(context), int(config[p.SERVER_ROUND]),
             global_state, node_data, proximal_mu=proximal_mu, gradient_offset=gradient_offset,
+            frozen_digest=frozen_digest,
         )
     fault.after_training()
     arrays = {} if state is None else {p.ARRAYS: ArrayRecord(state)}

@@ -14,6 +14,7 @@ from fedft.client.attack import attack_generator, attack_update, flip_labels, is
 from fedft.client.corrections import attach_gradient_corrections
 from fedft.config import FedftConfig
 from fedft.data import federated_data_for
+from fedft.finetune import client_start, freeze, merge_received, param_groups
 from fedft.models import build_model, model_options
 from fedft.training import TrainResult, evaluate, make_optimizer, resolve_device, seed_generator, train
 
@@ -43,6 +44,7 @@ def local_update(
     data: tuple | None = None,
     proximal_mu: float = 0.0,
     gradient_offset: dict[str, torch.Tensor] | None = None,
+    frozen_digest: str = "",
 ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """Evaluate the received global model on the local validation split, then train
     it locally; return the new state and metrics (`num-examples` weights the mean).
@@ -50,19 +52,23 @@ def local_update(
     `data` (a deployed node's own tensors, see `fedft.client.node_data`) replaces the
     partition. `proximal_mu` (FedProx) and `gradient_offset` (SCAFFOLD's c - c_i)
     correct every local gradient (fedft.client.corrections); a client picked by
-    `[attack]` poisons its labels or its update (fedft.client.attack)."""
+    `[attack]` poisons its labels or its update (fedft.client.attack). With `finetune.mode` other than full, `global_state`
+    and the returned state hold only the trainable arrays; the frozen rest comes from
+    the client's own start state."""
     cfg = parse_config(config_json)
     torch.set_num_threads(max(1, int(cfg.simulation.client_resources.num_cpus)))
     x_tr, y_tr, x_val, y_val, num_classes = data or client_tensors(config_json, client_id)
     device = resolve_device(cfg.simulation.device)
     model = build_model(cfg.model.name, tuple(x_tr.shape[1:]), num_classes, **model_options(cfg.model))
-    model.load_state_dict(global_state)
+    model.load_state_dict(merge_received(config_json, global_state, frozen_digest))
     val_loss, val_acc = evaluate(model, x_val, y_val, device)
     attacker = is_attacker(cfg.attack, client_id, cfg.partition.num_clients)
     if attacker and cfg.attack.kind == "label_flip":
         y_tr = flip_labels(y_tr, num_classes)
     t = cfg.train
-    optimizer = make_optimizer(t.optimizer, model.parameters(), t.lr, t.momentum, t.weight_decay)
+    plan = client_start(config_json)[0]
+    freeze(model, plan)
+    optimizer = make_optimizer(t.optimizer, param_groups(model, plan, t.lr, cfg.finetune.body_lr_scale), t.lr, t.momentum, t.weight_decay)
     corrections = attach_gradient_corrections(optimizer, model, proximal_mu=proximal_mu, gradient_offset=gradient_offset)
     result: TrainResult = train(
         model, x_tr, y_tr,
@@ -79,7 +85,7 @@ def local_update(
     }
     if len(y_val):
         metrics.update(val_loss=val_loss, val_accuracy=val_acc)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items() if k in plan.sent}
     if attacker:
         a = cfg.attack
         state = attack_update(a.kind, global_state, state, scale=a.scale, noise_std=a.noise_std, generator=attack_generator(a.seed, server_round, client_id))
@@ -90,6 +96,6 @@ def local_evaluate(config_json: str, client_id: int, global_state: dict[str, tor
     cfg = parse_config(config_json)
     _, _, x_val, y_val, num_classes = data or client_tensors(config_json, client_id)
     model = build_model(cfg.model.name, tuple(x_val.shape[1:]), num_classes, **model_options(cfg.model))
-    model.load_state_dict(global_state)
+    model.load_state_dict(merge_received(config_json, global_state))
     loss, acc = evaluate(model, x_val, y_val, resolve_device(cfg.simulation.device))
     return {"num-examples": float(len(y_val)), "val_loss": loss, "val_accuracy": acc}

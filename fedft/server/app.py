@@ -21,8 +21,9 @@ from fedft.data import federated_data_for
 from fedft.data.text import TextFederatedData
 from fedft.errors import FedftError
 from fedft.results import RunWriter
+from fedft.finetune import start_state
 from fedft.server import text_metrics
-from fedft.server.evaluation import central_evaluator, initial_state
+from fedft.server.evaluation import central_evaluator
 from fedft.server.loop import RoundCallback, run_rounds
 from fedft.server.checkpointing import CheckpointKeeper, ServerState, restore_state
 from fedft.privacy.central import wrap_strategy
@@ -44,7 +45,7 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
     if text:
         writer.extra.update(text_metrics.text_summary(data))
     server_state = ServerState(strategy, extra={"privacy": privacy})
-    start, arrays = 0, ArrayRecord(initial_state(cfg))
+    start, arrays = 0, ArrayRecord(start_state(cfg))
     if resume is not None and resume.checkpoint is not None:
         start, arrays = resume.checkpoint.round, ArrayRecord(resume.checkpoint.arrays)
         restore_state(server_state, resume.checkpoint.state)
@@ -105,6 +106,9 @@ def flwr_main(grid: Grid, context: Context) -> None:
     # `config-json` (fedft server/launch) or a `config` path, `overrides`, `out`: see fedft/deploy/run_config.py
     cfg, out = config_from_run_config(context.run_config)
     writer = RunWriter(results_dir(cfg, out), cfg)
+    from fedft.finetune import check_start
+
+    check_start(cfg)  # model.init_from: absolute, readable, fits the model
     printer = RoundPrinter(cfg.simulation.rounds)
     t0 = time.perf_counter()
     status, extra = "failed", {}

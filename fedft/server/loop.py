@@ -22,6 +22,7 @@ from fedft.errors import FedftError
 from fedft.client_state import ClientStateStore
 from fedft.client_state import strip as strip_client_state
 from fedft.privacy.tracker import PrivacyTracker
+from fedft.finetune import frozen_digest, plan_for
 from fedft.server.evaluation import Evaluator
 from fedft.server.exchange import check_stop, is_dropout, send_and_receive
 from fedft.server.node_log import log_round_failures
@@ -76,6 +77,19 @@ def _weighted_mean(replies: list[Message], key: str) -> float:
     return sum(w * v for w, v in pairs) / total if total else float("nan")
 
 
+def select_arrays(arrays: ArrayRecord, keys: tuple[str, ...]) -> ArrayRecord:
+    """The arrays that travel this round (all of them unless some are frozen)."""
+    return arrays if len(keys) == len(arrays) else ArrayRecord({k: arrays[k] for k in keys})
+
+
+def merge_arrays(arrays: ArrayRecord, update: ArrayRecord, keys: tuple[str, ...]) -> ArrayRecord:
+    """The global arrays with the aggregated `keys` replaced; every other array stays as it was."""
+    if len(keys) == len(arrays) and set(update) == set(arrays):
+        return update
+    allowed = set(keys)
+    return ArrayRecord({k: (update[k] if k in allowed and k in update else v) for k, v in arrays.items()})
+
+
 def run_rounds(
     grid: Grid,
     strategy: Strategy,
@@ -104,7 +118,9 @@ def run_rounds(
     if start_round == 0:
         on_round({"round": 0, "test_loss": loss, "test_accuracy": acc, "wall_seconds": time.perf_counter() - t0})
     config_json = cfg.to_json()
-    schema = schema_of(arrays)  # every reply must match the initial model's keys, shapes, dtypes
+    plan = plan_for(cfg)  # finetune.mode: only `plan.sent` arrays travel; the rest stays as it started
+    frozen = {} if plan.sends_everything else {p.FROZEN_DIGEST: frozen_digest(arrays.to_torch_state_dict(), plan)}
+    schema = schema_of(select_arrays(arrays, plan.sent))  # every reply must match the sent arrays' keys, shapes, dtypes
     expected_records = getattr(strategy, "reply_array_records", (p.ARRAYS,))
     for server_round in range(start_round + 1, sim.rounds + 1):
         check_stop(stop)
@@ -112,8 +128,8 @@ def run_rounds(
         available = frozenset(c for c in range(cfg.partition.num_clients) if c not in node_of) | privacy.exclude
         clients = sample_clients(cfg.seed, server_round, cfg.partition.num_clients, sim.clients_per_round, exclude=available)
         view = SampledGrid(grid, [node_of[c] for c in clients])
-        train_config = ConfigRecord({p.CONFIG_JSON: config_json})
-        messages = list(strategy.configure_train(server_round, arrays, train_config, view))
+        train_config = ConfigRecord({p.CONFIG_JSON: config_json, **frozen})
+        messages = list(strategy.configure_train(server_round, select_arrays(arrays, plan.sent), train_config, view))
         privacy.begin_round(strategy)
         bytes_down = sum(p.payload_bytes(m.content) for m in messages)
         if client_states is not None:
@@ -135,7 +151,7 @@ def run_rounds(
         new_arrays, _ = (None, None) if skipped else strategy.aggregate_train(server_round, accepted + [m for m in replies if m.has_error()])
         privacy_columns = privacy.end_round(ok, client_of, refused, released=new_arrays is not None)
         if new_arrays is not None:
-            arrays = conform(new_arrays, schema)
+            arrays = merge_arrays(arrays, conform(new_arrays, schema), plan.sent)
         loss, acc = evaluator(arrays.to_torch_state_dict())
         on_round({
             "round": server_round,
