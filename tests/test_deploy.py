@@ -55,18 +55,30 @@ def _fedft(*args: str, log: Path) -> subprocess.Popen:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM lets fedft stop what it started; SIGKILL if it does not exit."""
+    """SIGTERM lets fedft stop what it started; then SIGKILL whatever of the tree is left
+    (children are listed first: once their parent is gone they are re-parented to init)."""
+    children = descendants(proc.pid)
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            for pid in [proc.pid, *descendants(proc.pid)]:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            proc.wait(timeout=10)
+            pass
+    left = [*children, *descendants(proc.pid)] + ([proc.pid] if proc.poll() is None else [])
+    for pid in left:
+        if any(tag in _cmdline(pid) for tag in ("flower-", "flwr", "fedft")):  # still ours, not a reused PID
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    proc.wait(timeout=10)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:

@@ -9,6 +9,9 @@ So every process fedft starts gets a unique `FEDFT_LAUNCH_ID` in its environment
 which all its descendants inherit; `stop_all` signals every live process that
 carries our id (found in /proc/<pid>/environ, Linux), plus the tree below each
 process we started (elsewhere), first SIGTERM, then SIGKILL after a grace period.
+Should fedft itself be killed with SIGKILL (no cleanup possible), the kernel sends
+each process it started a SIGTERM (Linux PR_SET_PDEATHSIG), and Flower's own
+`--parent-pid` watchdogs take the grandchildren along.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -83,6 +87,16 @@ def tagged(launch_id: str) -> list[int]:
     return found
 
 
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): get SIGTERM when fedft dies, even by SIGKILL, so
+    the SuperLink/SuperNodes shut down (and Flower's --parent-pid watchdogs take their
+    children along) instead of running on as orphans."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+
+
 @contextmanager
 def _signals_deferred() -> Iterator[None]:
     """Hold SIGINT/SIGTERM (delivered on exit from the block), so cleanup is never cut short."""
@@ -120,7 +134,8 @@ class ProcessSet:
             out = open(log, "ab")
             self._logs.append(out)
         proc = subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=self.env(env), cwd=cwd, start_new_session=True)
+                                env=self.env(env), cwd=cwd, start_new_session=True,
+                                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         self.procs[name] = proc
         return proc
 
