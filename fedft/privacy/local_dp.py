@@ -201,7 +201,7 @@ def client_noise_multiplier(noise_multiplier: float | None, target_epsilon: floa
 
 def local_dp_update(config_json: str, client_id: int, server_round: int, global_state: dict[str, torch.Tensor],
                     node_state: RecordDict, data: tuple | None = None, proximal_mu: float = 0.0,
-                    gradient_offset: dict[str, torch.Tensor] | None = None) -> tuple[dict[str, torch.Tensor] | None, dict[str, float]]:
+                    gradient_offset: dict[str, torch.Tensor] | None = None, frozen_digest: str = "") -> tuple[dict[str, torch.Tensor] | None, dict[str, float]]:
     """The DP counterpart of `fedft.client.local.local_update`: validate the global
     model, then train with DP-SGD, or refuse (state None) when the budget is spent.
     `data` (a deployed node's own tensors) replaces the partition, as there."""
@@ -232,11 +232,15 @@ def local_dp_update(config_json: str, client_id: int, server_round: int, global_
             return None, {"num-examples": 0.0, BUDGET_SPENT: 1.0, EPSILON: epsilon(history, pc.target_delta, pc.accountant),
                           DP_STEPS: float(total_steps(history)), **dp_metrics}
 
-    model = build_model(cfg.model.name, tuple(x_tr.shape[1:]), num_classes)
-    model.load_state_dict(global_state)
+    from fedft.finetune import client_start, freeze, merge_received
+    from fedft.models import model_options
+
+    model = build_model(cfg.model.name, tuple(x_tr.shape[1:]), num_classes, **model_options(cfg.model))
+    model.load_state_dict(merge_received(config_json, global_state, frozen_digest))  # finetune: frozen rest is local
     val_loss, val_acc = evaluate(model, x_val, y_val, device)
+    freeze(model, client_start(config_json)[0])  # frozen parameters get no per-sample gradients and no noise
     dp_model = make_dp_compatible(model)
-    optimizer = make_optimizer(t.optimizer, dp_model.parameters(), t.lr, t.momentum, t.weight_decay)
+    optimizer = make_optimizer(t.optimizer, [q for q in dp_model.parameters() if q.requires_grad], t.lr, t.momentum, t.weight_decay)
     # FedProx / SCAFFOLD corrections hook the inner optimizer's step, which Opacus'
     # DPOptimizer calls after clipping and noising: they are never clipped away.
     from fedft.client.corrections import attach_gradient_corrections
