@@ -33,6 +33,18 @@ def client_tensors(config_json: str, client_id: int) -> tuple[torch.Tensor, torc
     return as_t(train_set.x), as_t(train_set.y), as_t(val_set.x), as_t(val_set.y), data.full.num_classes
 
 
+@lru_cache(maxsize=4)
+def _worker_model(name: str, input_shape: tuple, num_classes: int, options: tuple) -> torch.nn.Module:
+    return build_model(name, input_shape, num_classes, **dict(options))
+
+
+def worker_model(cfg: FedftConfig, input_shape: tuple, num_classes: int) -> torch.nn.Module:
+    """This worker's model object, built once and reused: every call loads the global
+    state into it (all parameters and buffers) and makes a fresh optimizer, so reuse
+    changes no result; building seed_cnn costs about a third of a small client's round."""
+    return _worker_model(cfg.model.name, input_shape, num_classes, tuple(sorted(model_options(cfg.model).items())))
+
+
 def local_update(config_json: str, client_id: int, server_round: int, global_state: dict[str, torch.Tensor], data: tuple | None = None) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """Evaluate the received global model on the local validation split, then train
     it locally; return the new state and metrics (`num-examples` weights the mean).
@@ -41,7 +53,7 @@ def local_update(config_json: str, client_id: int, server_round: int, global_sta
     torch.set_num_threads(max(1, int(cfg.simulation.client_resources.num_cpus)))
     x_tr, y_tr, x_val, y_val, num_classes = data or client_tensors(config_json, client_id)
     device = resolve_device(cfg.simulation.device)
-    model = build_model(cfg.model.name, tuple(x_tr.shape[1:]), num_classes, **model_options(cfg.model))
+    model = worker_model(cfg, tuple(x_tr.shape[1:]), num_classes)
     model.load_state_dict(global_state)
     val_loss, val_acc = evaluate(model, x_val, y_val, device)
     t = cfg.train
@@ -59,7 +71,7 @@ def local_update(config_json: str, client_id: int, server_round: int, global_sta
     }
     if len(y_val):
         metrics.update(val_loss=val_loss, val_accuracy=val_acc)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}  # the model is reused
     return state, metrics
 
 
