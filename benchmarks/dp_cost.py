@@ -1,13 +1,13 @@
-"""What DP-SGD costs per client round on seed_cnn: wall time of a DP round over a plain one.
+"""What DP-SGD costs per client round on seed_cnn and seed_rnn: wall time of a DP round over a plain one.
 
 One client of simulations/dp_local_eps3.toml (mnist-5k, about 360 records, batch 32,
 1 local epoch: 12 steps either way) runs its round in-process, plain
 (`fedft.client.local.local_update`) and with Opacus DP-SGD
 (`fedft.privacy.local_dp.local_dp_update`: per-sample gradients, clipping, noise,
 Poisson batches, accountant), alternating, so both see the same machine load.
-Prints the median wall time of each and their ratio.
+Prints the median wall time of each and their ratio, per model (`--model a,b`).
 
-    python benchmarks/dp_cost.py [--repeats 15] [--device cpu|cuda]
+    python benchmarks/dp_cost.py [--repeats 15] [--device cpu|cuda] [--model seed_cnn,seed_rnn]
 """
 
 from __future__ import annotations
@@ -23,6 +23,20 @@ sys.path.insert(0, str(ROOT))
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", default="seed_cnn,seed_rnn", help="comma-separated model names")
+    parser.add_argument("--client", type=int, default=0)
+    args = parser.parse_args(argv)
+    ratios = [(m, measure(args, m)) for m in args.model.split(",")]
+    print()
+    for m, (p, d) in ratios:
+        print(f"{m:<10} plain {p * 1000:6.0f} ms  DP-SGD {d * 1000:6.0f} ms  DP / plain {d / p:.2f}x")
+    return 0
+
+
+def measure(args, model: str) -> tuple[float, float]:
     import torch
     from flwr.app import RecordDict
 
@@ -31,12 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from fedft.privacy.local_dp import local_dp_update
     from fedft.server.evaluation import initial_state
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--model", default="seed_cnn")
-    parser.add_argument("--client", type=int, default=0)
-    args = parser.parse_args(argv)
+    args.model = model
     cfg = prepare(ROOT / "simulations" / "dp_local_eps3.toml", [f"simulation.device={args.device}", f"model.name={args.model}"])
     config_json = cfg.to_json()
     state = initial_state(cfg)
@@ -63,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"plain round  median {p * 1000:.0f} ms  (min {min(times['plain']) * 1000:.0f})")
     print(f"DP-SGD round median {d * 1000:.0f} ms  (min {min(times['dp']) * 1000:.0f})")
     print(f"DP / plain wall-time ratio: {d / p:.2f}x (medians), {min(times['dp']) / min(times['plain']):.2f}x (minima)")
-    return 0
+    return p, d
 
 
 if __name__ == "__main__":

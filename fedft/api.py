@@ -88,13 +88,16 @@ def run(
         printer.say(f"fedft: {cfg.name}: resuming {run_dir} after round {point.round} of {cfg.simulation.rounds}")
     result: dict[str, Any] = {}
     stop = threading.Event()
-    server_app = make_server_app(cfg, writer, printer.on_round, result, point, stop)
+    from fedft.sim_fast import NodePartitions
+
+    nodes = NodePartitions()  # the engine's node -> partition mapping, instead of a handshake
+    server_app = make_server_app(cfg, writer, printer.on_round, result, point, stop, node_partitions=nodes)
     t0 = time.perf_counter()
     status = "failed"
     caught = None
     try:
         with stop_on_signals(stop, printer.say) as caught:
-            engine.simulate(server_app, client_app, cfg.partition.num_clients, cfg.simulation, verbose, on_ray_started=caught.reinstall)
+            engine.simulate(server_app, client_app, cfg.partition.num_clients, cfg.simulation, verbose, on_ray_started=caught.reinstall, node_partitions=nodes)
         status = "completed" if "state" in result else "failed"
     except RunInterrupted:
         status = "interrupted"

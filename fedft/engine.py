@@ -13,12 +13,15 @@ from __future__ import annotations
 import logging
 import warnings
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
 
 from fedft.config import SimulationConfig
+
+if TYPE_CHECKING:
+    from fedft.sim_fast import NodePartitions
 
 _DEPRECATION = "The `run_simulation` function is deprecated"
 
@@ -92,14 +95,17 @@ def _start_ray(init_args: dict) -> None:
     ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **init_args)
 
 
-def simulate(server_app: ServerApp, client_app: ClientApp, num_clients: int, sim: SimulationConfig, verbose: bool = False, on_ray_started: Callable[[], None] | None = None) -> None:
+def simulate(server_app: ServerApp, client_app: ClientApp, num_clients: int, sim: SimulationConfig, verbose: bool = False, on_ray_started: Callable[[], None] | None = None, node_partitions: "NodePartitions | None" = None) -> None:
     """Run `server_app` against `num_clients` virtual SuperNodes on Ray; blocks until done.
 
     With `on_ray_started`, Ray is started here first and the callback runs right after
     `ray.init` (fedft.interrupt takes SIGTERM back from Ray's handlers there); Ray is
-    shut down on the way out however the run ends."""
+    shut down on the way out however the run ends. `node_partitions` receives the
+    engine's node -> partition mapping (fedft.sim_fast: no per-node handshake)."""
     import ray
     from flwr.simulation import run_simulation
+
+    from fedft.sim_fast import patched_engine
 
     config = backend_config(sim, verbose)
     started_here = False
@@ -113,14 +119,15 @@ def simulate(server_app: ServerApp, client_app: ClientApp, num_clients: int, sim
                     _start_ray(dict(config["init_args"]))
                     started_here = True
                 on_ray_started()
-            run_simulation(
-                server_app=server_app,
-                client_app=client_app,
-                num_supernodes=num_clients,
-                backend_name="ray",
-                backend_config=config,
-                verbose_logging=verbose,
-            )
+            with patched_engine(node_partitions):  # many clients: no O(nodes x messages) scans
+                run_simulation(
+                    server_app=server_app,
+                    client_app=client_app,
+                    num_supernodes=num_clients,
+                    backend_name="ray",
+                    backend_config=config,
+                    verbose_logging=verbose,
+                )
     finally:
         if started_here and ray.is_initialized():
             ray.shutdown()

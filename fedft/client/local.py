@@ -36,6 +36,18 @@ def client_tensors(config_json: str, client_id: int) -> tuple[torch.Tensor, torc
     return as_t(train_set.x), as_t(train_set.y), as_t(val_set.x), as_t(val_set.y), data.full.num_classes
 
 
+@lru_cache(maxsize=4)
+def _worker_model(name: str, input_shape: tuple, num_classes: int, options: tuple) -> torch.nn.Module:
+    return build_model(name, input_shape, num_classes, **dict(options))
+
+
+def worker_model(cfg: FedftConfig, input_shape: tuple, num_classes: int) -> torch.nn.Module:
+    """This worker's model object, built once and reused: every call loads the global
+    state into it (all parameters and buffers) and makes a fresh optimizer, so reuse
+    changes no result; building seed_cnn costs about a third of a small client's round."""
+    return _worker_model(cfg.model.name, input_shape, num_classes, tuple(sorted(model_options(cfg.model).items())))
+
+
 def local_update(
     config_json: str,
     client_id: int,
@@ -59,7 +71,7 @@ def local_update(
     torch.set_num_threads(max(1, int(cfg.simulation.client_resources.num_cpus)))
     x_tr, y_tr, x_val, y_val, num_classes = data or client_tensors(config_json, client_id)
     device = resolve_device(cfg.simulation.device)
-    model = build_model(cfg.model.name, tuple(x_tr.shape[1:]), num_classes, **model_options(cfg.model))
+    model = worker_model(cfg, tuple(x_tr.shape[1:]), num_classes)
     model.load_state_dict(merge_received(config_json, global_state, frozen_digest))
     val_loss, val_acc = evaluate(model, x_val, y_val, device)
     attacker = is_attacker(cfg.attack, client_id, cfg.partition.num_clients)
@@ -85,7 +97,7 @@ def local_update(
     }
     if len(y_val):
         metrics.update(val_loss=val_loss, val_accuracy=val_acc)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items() if k in plan.sent}
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k in plan.sent}  # the model is reused
     if attacker:
         a = cfg.attack
         state = attack_update(a.kind, global_state, state, scale=a.scale, noise_std=a.noise_std, generator=attack_generator(a.seed, server_round, client_id))

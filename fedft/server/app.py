@@ -75,7 +75,7 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
     return final
 
 
-def make_server_app(cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback, result: dict, resume: "ResumePoint | None" = None, stop: threading.Event | None = None) -> ServerApp:
+def make_server_app(cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback, result: dict, resume: "ResumePoint | None" = None, stop: threading.Event | None = None, node_partitions=None) -> ServerApp:
     """`result` gets "state" (the final model) and "done", an Event set when `main` ends
     however it ends, so the caller can wait for the ServerApp thread before summarising."""
     app = ServerApp()
@@ -84,6 +84,10 @@ def make_server_app(cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback
     @app.main()
     def main(grid: Grid, context: Context) -> None:
         result["started"] = True
+        if node_partitions is not None:  # simulation: the engine's own node -> partition mapping
+            from fedft.sim_fast import KnownNodesGrid
+
+            grid = KnownNodesGrid(grid, node_partitions)
         try:
             result["state"] = serve(grid, cfg, writer, on_round, resume, stop)
         finally:

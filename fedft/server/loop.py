@@ -60,6 +60,11 @@ def identify_nodes(grid: Grid, num_clients: int, timeout: float, config_json: st
             raise FedftError("partition.num_clients", f"only {len(node_ids)} of {num_clients} client nodes connected within {timeout:.0f} s.", "start more clients or raise simulation.round_timeout.")
         check_stop(stop)
         time.sleep(0.2)
+    from fedft.sim_fast import WARM_UP_NODES, known_partitions
+
+    known = known_partitions(grid, timeout)
+    if known is not None:  # in-process simulation: mapping known; query only enough nodes to warm the workers
+        node_ids = [known[c] for c in sorted(known)[:WARM_UP_NODES]]
     def query() -> RecordDict:
         return RecordDict({p.CONFIG: ConfigRecord({p.CONFIG_JSON: config_json})} if config_json else {})
 
@@ -68,7 +73,7 @@ def identify_nodes(grid: Grid, num_clients: int, timeout: float, config_json: st
     for reply in send_and_receive(grid, queries, max(timeout, STARTUP_TIMEOUT), stop):
         if not reply.has_error():
             mapping[int(reply.content[p.IDENTITY][p.PARTITION_ID])] = reply.metadata.src_node_id
-    return mapping
+    return mapping if known is None else known
 
 
 def _weighted_mean(replies: list[Message], key: str) -> float:

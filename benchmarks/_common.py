@@ -1,0 +1,92 @@
+"""Shared by the benchmarks: run `fedft run` as a child process, sample the RSS of its
+whole process tree from /proc, and read back its per-round metrics."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        kids.setdefault(ppid, []).append(int(entry))
+    return kids
+
+
+def tree_rss_bytes(root_pid: int) -> int:
+    """Sum of resident memory over `root_pid` and all its descendants (shared pages,
+    e.g. Ray's object store, count once per process that touches them: an upper bound)."""
+    kids, total, todo = _children(), 0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        todo.extend(kids.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * PAGE
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def run_fedft(config: str | Path, overrides: list[str], sample_every: float = 0.5) -> dict:
+    """`python -m fedft run CONFIG --set ...` in a child process; returns wall time from
+    launch to exit, peak tree RSS, the metrics.csv rows and the time the first round row
+    appeared (start-up = launch to round 0 row, i.e. Ray, nodes and the handshake up)."""
+    out = Path(tempfile.mkdtemp(prefix="fedft-bench-")) / "run"
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    cmd = [sys.executable, "-m", "fedft", "run", str(config), "--quiet", "--out", str(out)]
+    for o in overrides:
+        cmd += ["--set", o]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak, first_row_at = 0, None
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak, first_row_at
+        while not stop.is_set():
+            peak = max(peak, tree_rss_bytes(proc.pid))
+            if first_row_at is None and (out / "metrics.csv").exists():
+                first_row_at = time.perf_counter() - t0
+            stop.wait(sample_every)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        output, _ = proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        stop.set()
+        sampler.join()
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"fedft run failed ({proc.returncode}):\n{output[-3000:]}")
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    summary = json.loads((out / "summary.json").read_text())
+    return {"wall": wall, "peak_rss": peak, "rows": rows, "summary": summary, "first_row_at": first_row_at, "run_dir": out}
+
+
+def round_seconds(rows: list[dict]) -> list[float]:
+    """wall_seconds of rounds 1.. (round 0 is the initial evaluation and handshake)."""
+    return [float(r["wall_seconds"]) for r in rows if int(r["round"]) > 0]

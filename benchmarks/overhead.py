@@ -1,0 +1,105 @@
+"""Overhead vs the floor: `fedft run` vs a plain sequential PyTorch loop doing the same work.
+
+Same config (default: simulations/quickstart.toml with fewer rounds): same data
+partition, model, clients per round, local epochs, batch size, optimizer, seeds. The
+plain loop runs in this one process with no Flower, no Ray and no messages: for each
+round and each sampled client it builds the model, loads the global state, evaluates it
+on the client's validation split, trains, then takes the example-weighted mean of the
+states (FedAvg) and evaluates centrally - exactly the work of a fedft round. torch uses
+all cores in the plain loop (its default); fedft runs `cores / num_cpus` clients at once.
+
+The ratio compares round-loop wall times: the median of fedft's per-round
+`wall_seconds` (metrics.csv, rounds >= 1) over the loop's per-round median. Start-up
+(process launch to the first round) is reported separately.
+
+    python benchmarks/overhead.py [--rounds 5] [--set KEY=VALUE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+from _common import ROOT, round_seconds, run_fedft
+
+sys.path.insert(0, str(ROOT))
+
+
+def plain_loop(config, overrides: list[str]) -> tuple[list[float], float]:
+    """Per-round wall times of the plain loop, and its set-up time (imports excluded)."""
+    t_setup = time.perf_counter()
+    import torch
+
+    from fedft.api import prepare
+    from fedft.data import federated_data_for
+    from fedft.models import build_model, model_options
+    from fedft.server.evaluation import central_evaluator, initial_state
+    from fedft.server.sampling import sample_clients
+    from fedft.training import evaluate, make_optimizer, resolve_device, seed_generator, train
+
+    cfg = prepare(config, overrides)
+    data = federated_data_for(cfg)
+    device = resolve_device(cfg.simulation.device)
+    tensors = {}
+    for c in range(cfg.partition.num_clients):
+        tr, val = data.client_sets(c)
+        tensors[c] = tuple(torch.from_numpy(a) for a in (tr.x, tr.y, val.x, val.y))
+    central = central_evaluator(cfg)
+    state = initial_state(cfg)
+    central(state)
+    setup = time.perf_counter() - t_setup
+    t = cfg.train
+    times = []
+    for server_round in range(1, cfg.simulation.rounds + 1):
+        t0 = time.perf_counter()
+        clients = sample_clients(cfg.seed, server_round, cfg.partition.num_clients, cfg.simulation.clients_per_round)
+        states, weights = [], []
+        for c in clients:
+            x_tr, y_tr, x_val, y_val = tensors[c]
+            model = build_model(cfg.model.name, tuple(x_tr.shape[1:]), data.full.num_classes, **model_options(cfg.model))
+            model.load_state_dict(state)
+            evaluate(model, x_val, y_val, device)
+            opt = make_optimizer(t.optimizer, model.parameters(), t.lr, t.momentum, t.weight_decay)
+            res = train(model, x_tr, y_tr, epochs=t.local_epochs, batch_size=t.batch_size, optimizer=opt,
+                        generator=seed_generator(cfg.seed, server_round, c), device=device)
+            states.append({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            weights.append(res.num_examples)
+        total = sum(weights)
+        state = {k: sum(s[k].double() * (w / total) for s, w in zip(states, weights)).to(states[0][k].dtype) for k in state}
+        central(state)
+        times.append(time.perf_counter() - t0)
+    return times, setup
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(ROOT / "simulations" / "quickstart.toml"))
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args(argv)
+    overrides = [f"simulation.rounds={args.rounds}", "simulation.device=cpu", *args.overrides]
+    t_imp = time.perf_counter()
+    import torch  # noqa: F401  (timed: the plain loop's import cost)
+
+    import fedft.training  # noqa: F401
+    imports = time.perf_counter() - t_imp
+    loop, setup = plain_loop(args.config, overrides)
+    fed = run_fedft(args.config, overrides)
+    fed_rounds = round_seconds(fed["rows"])
+    plain, fedft_r = statistics.median(loop), statistics.median(fed_rounds)
+    print(f"workload: {args.config} with {overrides}")
+    print(f"plain loop rounds (s): {' '.join('%.2f' % s for s in loop)}")
+    print(f"fedft rounds (s):      {' '.join('%.2f' % s for s in fed_rounds)}")
+    print()
+    print(f"{'':<12}{'start-up':>12}{'round (median)':>16}{'total':>10}")
+    print(f"{'plain loop':<12}{imports + setup:>10.1f} s{plain:>14.2f} s{imports + setup + sum(loop):>8.1f} s")
+    print(f"{'fedft run':<12}{fed['first_row_at'] or float('nan'):>10.1f} s{fedft_r:>14.2f} s{fed['wall']:>8.1f} s")
+    print(f"\nratio fedft / plain loop, round wall time: {fedft_r / plain:.2f}x (target <= 1.15); "
+          f"total incl. start-up: {fed['wall'] / (imports + setup + sum(loop)):.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
