@@ -65,30 +65,35 @@ def test_invalid_grid_fails_before_anything_runs(tmp_path, grid, field):
 
 
 def test_resume_after_kill_and_report_from_disk(tmp_path, process_guard):
-    """A 3-point sweep killed during point 2: point 1 completed, point 2 half written.
-    The resumed sweep runs points 2 and 3 only; the report is rebuilt from the folders."""
-    raw = {**_base(tmp_path), "sweep": {"train": {"lr": [0.05, 0.1, 0.2]}}}
-    first = sweep(raw, out=tmp_path / "sw", quiet=True)
-    assert first.ran == [p.name for p in first.points]
-    sw = first.sweep_dir
-    names = [p.name for p in first.points]
-    done0 = json.loads((sw / names[0] / "summary.json").read_text())
-    assert done0["status"] == "completed" and 0.0 <= done0["mia_auc"] <= 1.0 and done0["mia_samples"] == 50
-    # simulate the kill: point 2 half-written (no summary), point 3 never started
-    shutil.rmtree(sw / names[2])
-    (sw / names[1] / "summary.json").unlink()
-    (sw / names[1] / "model.pt").unlink()
+    """A 2-point sweep killed during point 2: point 1 completed (its folder written by hand,
+    so a rerun would show), point 2 half written. The resumed sweep runs point 2 only."""
+    import tomli_w
+
+    raw = {**_base(tmp_path), "sweep": {"train": {"lr": [0.05, 0.1]}}}
+    names = [p.name for p in expand_grid(raw)]
+    sw = tmp_path / "sw"
+    (sw / names[0]).mkdir(parents=True)
+    (sw / "sweep.toml").write_text(tomli_w.dumps(raw))
+    done0 = {"status": "completed", "final_accuracy": 0.5, "best_accuracy": 0.5, "rounds": 1, "marker": "by hand"}
+    (sw / names[0] / "summary.json").write_text(json.dumps(done0))
+    (sw / names[1]).mkdir()
+    (sw / names[1] / "config.toml").write_text("half-written")
+    (sw / names[1] / "metrics.jsonl").write_text("{}")
+
     resumed = sweep(sw, quiet=True)
-    assert resumed.ran == names[1:]
-    assert all(point_done(sw / n) for n in names)
+    assert resumed.ran == [names[1]]
     assert json.loads((sw / names[0] / "summary.json").read_text()) == done0  # not rerun
+    s1 = json.loads((sw / names[1] / "summary.json").read_text())
+    assert s1["status"] == "completed" and s1["rounds"] == 1 and 0.0 <= s1["mia_auc"] <= 1.0 and s1["mia_samples"] == 50
+    assert (sw / names[1] / "model.pt").exists() and (sw / names[1] / "config.toml").read_text() != "half-written"
+    assert sweep(sw, quiet=True).ran == []  # all complete: nothing runs again
 
     for f in ("sweep.csv", "sweep.md", "sweep.png"):
         (sw / f).unlink()
     assert main(["report", str(sw)]) == 0
     rows = sweep_rows(sw)
-    assert [r["point"] for r in rows] == names and [r["train.lr"] for r in rows] == [0.05, 0.1, 0.2]
-    assert all(r["status"] == "completed" and r["rounds"] == 1 and r["mia_auc"] is not None for r in rows)
+    assert [r["point"] for r in rows] == names and [r["train.lr"] for r in rows] == [0.05, 0.1]
+    assert rows[1]["mia_auc"] == s1["mia_auc"] and rows[1]["final_accuracy"] == s1["final_accuracy"]
     header = (sw / "sweep.csv").read_text().splitlines()[0].split(",")
     assert header[:2] == ["point", "train.lr"] and "mia_tpr_at_1pct_fpr" in header and "epsilon" in header
     assert (sw / "sweep.png").stat().st_size > 0 and "| train.lr | seeds |" in (sw / "sweep.md").read_text()
