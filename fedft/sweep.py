@@ -121,6 +121,10 @@ def point_config(base: dict[str, Any], point: Point) -> FedftConfig:
         raise FedftError(f"sweep point {point.name}: {exc.field}", exc.problem, exc.fix) from None
 
 
+def _g(value: Any) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
 def point_done(folder: Path) -> bool:
     try:
         return json.loads((folder / "summary.json").read_text()).get("status") == "completed"
@@ -187,10 +191,15 @@ def sweep(config: str | Path | dict, overrides: list[str] | None = None, out: st
                 shutil.rmtree(folder)  # half-written, failed or interrupted: redo from scratch
             progress.update(task, point=point.name)
             t0 = time.perf_counter()
-            result = run(configs[point.name], out=folder, quiet=True, verbose=verbose)
             ran.append(point.name)
-            status = result.summary.get("status")
-            progress.console.print(f"  {point.name}: {status}, accuracy {result.summary.get('final_accuracy')}, ε {result.summary.get('epsilon')}, {time.perf_counter() - t0:.0f}s")
+            try:
+                summary = run(configs[point.name], out=folder, quiet=True, verbose=verbose).summary
+            except Exception as exc:  # noqa: BLE001  the point's summary says "failed"; the next resume redoes it
+                progress.console.print(f"  {point.name}: failed: {type(exc).__name__}: {exc}")
+                progress.advance(task)
+                continue
+            status = summary.get("status")
+            progress.console.print(f"  {point.name}: {status}, accuracy {_g(summary.get('final_accuracy'))}, ε {_g(summary.get('epsilon'))}, MIA AUC {_g(summary.get('mia_auc'))}, {time.perf_counter() - t0:.0f}s")
             if status == "interrupted":
                 console.print(f"fedft sweep: interrupted; resume with: fedft sweep {sweep_dir}")
                 break

@@ -142,3 +142,4 @@ def test_mia_planted_case():
     # closed form: perfectly separated losses give AUC 1 and TPR 1; identical ones give 0.5
     assert loss_threshold_attack(np.array([0.1, 0.2]), np.array([1.0, 2.0])) == {"mia_auc": 1.0, "mia_tpr_at_1pct_fpr": 1.0}
     assert loss_threshold_attack(np.ones(4), np.ones(4))["mia_auc"] == 0.5
+    assert loss_threshold_attack(np.full(3, np.nan), np.array([np.inf, np.nan, np.nan]))["mia_auc"] == 0.5  # a diverged model

@@ -37,7 +37,9 @@ def loss_threshold_attack(member_losses: np.ndarray, nonmember_losses: np.ndarra
     from sklearn.metrics import roc_auc_score, roc_curve
 
     labels = np.concatenate([np.ones(len(member_losses)), np.zeros(len(nonmember_losses))])
-    scores = -np.concatenate([member_losses, nonmember_losses]).astype(np.float64)
+    losses = np.concatenate([member_losses, nonmember_losses]).astype(np.float64)
+    big = np.finfo(np.float64).max  # a diverged model (NaN/inf loss) tells the attacker nothing
+    scores = -np.nan_to_num(losses, nan=big, posinf=big, neginf=-big)
     auc = float(roc_auc_score(labels, scores))
     fprs, tprs, _ = roc_curve(labels, scores)
     ok = fprs <= fpr + 1e-12
