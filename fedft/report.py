@@ -151,7 +151,15 @@ def plot_sweep(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
         else:
             ax.axhline(0.5, color="red", linestyle=":", linewidth=1, label="chance (0.5)")
         if series:
+            from matplotlib.ticker import FuncFormatter, LogLocator
+
+            eps = [g["epsilon"] for gs in series.values() for g in gs]
             ax.set_xscale("log")
+            ax.set_xlim(min(eps) / 2, max(eps) * 2)  # at least a decade, so log ticks read cleanly
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+        ax.set_ylim(*((0, 1) if metric == "final_accuracy" else (0.4, 1.0)))
         ax.set_xlabel("ε (δ from the run; log scale)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3, which="both")
