@@ -72,6 +72,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from fedft.report import sweep_rows
+    from fedft.sweep import sweep
+
+    result = sweep(args.config, args.overrides, out=args.out, quiet=args.quiet, verbose=args.verbose, parallel=args.parallel)
+    return 0 if all(r["status"] == "completed" for r in sweep_rows(result.sweep_dir)) else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from fedft.report import write_report
+
+    print(write_report(args.sweep_dir), end="")
+    print(f"\nwrote {args.sweep_dir}/sweep.csv, sweep.md, sweep.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from fedft import __version__
 
@@ -108,6 +124,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0, help="below 1: safer, above 1: wilder, 0: greedy (default 1)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("sweep", help="run a [sweep] grid of runs (resumable: give the sweep folder to continue) and report it")
+    p.add_argument("config", help="TOML config with a [sweep] table, e.g. simulations/privacy_tradeoff.toml, or a sweep folder to resume")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a field of the base config (repeatable)")
+    p.add_argument("--out", default=None, help="sweep folder (default: <output.dir>/<name>-<timestamp>); an existing one resumes")
+    p.add_argument("--parallel", type=int, default=1, help="points at once (only 1 is supported for now)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--verbose", action="store_true", help="show Flower and Ray logs")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("report", help="re-render sweep.csv, sweep.md and sweep.png from a sweep folder")
+    p.add_argument("sweep_dir", help="a folder written by fedft sweep")
+    p.set_defaults(func=cmd_report)
 
     from fedft.deploy.cli import add_deploy_commands
 

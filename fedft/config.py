@@ -190,6 +190,13 @@ class PrivacyConfig(_Section):
     clipped_count_stddev: float | None = Field(None, ge=0.0)  # central adaptive (None: clients_per_round / 20)
 
 
+class AuditConfig(_Section):
+    """Empirical privacy audit of the final global model (see fedft/audit/)."""
+
+    mia: bool = False  # loss-threshold membership inference (Yeom et al. 2018); writes mia_auc, mia_tpr_at_1pct_fpr to summary.json
+    mia_samples: int = Field(500, ge=10)  # members (clients' training records) and as many non-members (server test set); fewer if the data has fewer
+
+
 class OutputConfig(_Section):
     dir: str = "runs"  # results go to <dir>/<name>-<timestamp>/
     plot_partitions: bool = False  # also write partitions.png (label counts per client)
@@ -212,6 +219,7 @@ class FedftConfig(_Section):
     finetune: FinetuneConfig = FinetuneConfig()
     pretrain: PretrainConfig = PretrainConfig()
     compare: CompareConfig = CompareConfig()
+    audit: AuditConfig = AuditConfig()
 
     def to_json(self) -> str:
         return self.model_dump_json()
@@ -335,6 +343,8 @@ def _cross_checks(cfg: FedftConfig) -> None:
     check_compare(cfg)
     _text_checks(cfg)
     _strategy_run_checks(cfg)
+    if cfg.audit.mia and cfg.partition.method == "roles":
+        raise FedftError("audit.mia", "supports labelled (image) data only, not next-character text.", "set audit.mia = false for text runs.")
 
 
 def _text_checks(cfg: FedftConfig) -> None:

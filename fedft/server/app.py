@@ -72,6 +72,10 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
         input_shape=tuple(data.full.x.shape[1:]), dataset=cfg.data.name, config_json=cfg.to_json(),
         extra=text_metrics.checkpoint_extra(cfg, data) if text else None,
     )
+    if cfg.audit.mia:  # empirical leakage of the final model next to the theoretical ε
+        from fedft.audit.mia import run_mia
+
+        writer.extra.update(run_mia(cfg, final, data))
     return final
 
 

@@ -1,0 +1,1 @@
+"""Empirical privacy audits of a trained model (membership inference)."""
