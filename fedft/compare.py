@@ -21,6 +21,8 @@ into `<out>/<arm>/`, then writes `comparison.csv`, `comparison.md` and
 
 from __future__ import annotations
 
+from fedft.results import save_figure
+
 import csv
 import io
 import json
@@ -216,10 +218,7 @@ def plot_comparison(results: list[ArmResult], path: Path, target: float | None =
     ax.legend(fontsize="small", loc="lower right")
     ax.set_title(title)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def write_comparison(out_dir: Path, results: list[ArmResult], reference: str = "", title: str = "", targets: list[float] | None = None) -> str:

@@ -7,6 +7,8 @@ sub-folder with a summary.json is a point and the varied fields are unknown).
 
 from __future__ import annotations
 
+from fedft.results import save_figure
+
 import csv
 import io
 import json
@@ -166,10 +168,7 @@ def plot_sweep(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
         ax.legend(fontsize="small")
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def write_report(sweep_dir: str | Path) -> str:

@@ -148,6 +148,13 @@ def plot_accuracy(rows: list[dict[str, Any]], path: Path, title: str = "") -> No
     ax.grid(alpha=0.3)
     ax.set_title(title)
     fig.tight_layout()
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> None:
+    """Write a matplotlib figure as PNG atomically (temp file + rename) and close it."""
+    import matplotlib.pyplot as plt
+
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
