@@ -150,19 +150,19 @@ def frozen_digest(state: dict[str, torch.Tensor], plan: FinetunePlan) -> str:
 def check_finetune(cfg) -> None:
     """Config-time check that `finetune.mode` names parameters this model has
     (parameter names do not depend on the input shape or class count)."""
-    from fedft.models import build_model
+    from fedft.models import build_model, model_options
 
     if cfg.finetune.mode != "full":
-        trainable_names(build_model(cfg.model.name), cfg.finetune.mode)
+        trainable_names(build_model(cfg.model.name, **model_options(cfg.model)), cfg.finetune.mode)
 
 
 def _model_for(cfg) -> tuple[nn.Module, tuple[int, ...], int]:  # cfg: FedftConfig
     from fedft.data import federated_data_for
-    from fedft.models import build_model
+    from fedft.models import build_model, model_options
 
     full = federated_data_for(cfg).full
     shape = tuple(full.x.shape[1:])
-    return build_model(cfg.model.name, shape, full.num_classes), shape, full.num_classes
+    return build_model(cfg.model.name, shape, full.num_classes, **model_options(cfg.model)), shape, full.num_classes
 
 
 def plan_for(cfg) -> FinetunePlan:

@@ -99,7 +99,7 @@ def pretrain(config: str | Path | dict | FedftConfig, overrides: list[str] | Non
 
     from fedft.checkpoint import save_checkpoint
     from fedft.config import to_toml
-    from fedft.models import build_model
+    from fedft.models import build_model, model_options
     from fedft.results import atomic_write, new_run_dir, versions
     from fedft.training import evaluate, make_optimizer, resolve_device, seed_generator, train
 
@@ -113,7 +113,7 @@ def pretrain(config: str | Path | dict | FedftConfig, overrides: list[str] | Non
     shape = tuple(train_set.x.shape[1:])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        model = build_model(cfg.model.name, shape, train_set.num_classes)
+        model = build_model(cfg.model.name, shape, train_set.num_classes, **model_options(cfg.model))
     x, y = torch.from_numpy(train_set.x), torch.from_numpy(train_set.y)
     xv, yv = torch.from_numpy(val_set.x), torch.from_numpy(val_set.y)
     optimizer = make_optimizer(pre.optimizer, model.parameters(), pre.lr, pre.momentum, pre.weight_decay)

@@ -302,3 +302,15 @@ def test_hf_shakespeare_rows_become_role_texts(monkeypatch):
 
     monkeypatch.setattr(flwr_datasets, "FederatedDataset", FakeFederatedDataset)
     assert load_hf_shakespeare_roles() == texts
+
+
+@needs_corpus
+def test_one_tiny_round_with_local_dp_sends_plain_lstm_names(tmp_path, process_guard):
+    # DP-SGD on a char_lstm through the real Ray engine: DPLSTM inside, plain names out.
+    cfg = _tiny_text_config(tmp_path)
+    cfg["privacy"] = {"mode": "local", "noise_multiplier": 1.0, "max_grad_norm": 1.0}
+    result = fedft.run(cfg, out=tmp_path / "dp", quiet=True)
+    plain = build_model("char_lstm", (cfg["data"].get("seq_len", 80),), 97, **{k: v for k, v in cfg["model"].items() if k != "name"})
+    assert result.summary["status"] == "completed"
+    assert result.summary["epsilon"] > 0  # the clients trained under DP and accounted for it
+    assert sorted(result.state) == sorted(plain.state_dict())

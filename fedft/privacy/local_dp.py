@@ -36,7 +36,7 @@ from fedft.privacy.accounting import (
     expected_participations,
     total_steps,
 )
-from fedft.training import TrainResult
+from fedft.training import TrainResult, flat_targets
 
 BUDGET_SPENT = "budget_spent"  # reply metric: 1 = this client's budget cannot cover another round
 EPSILON = "epsilon"  # reply metric: the client's ε after this round (local DP)
@@ -52,25 +52,18 @@ class DPIncompatibleModel(ValueError):
 def make_dp_compatible(model: nn.Module) -> nn.Module:
     """A copy of `model` that Opacus can train, with the same parameter names and values.
 
-    `nn.RNN` becomes Opacus' `DPRNN` here (ModuleValidator has no fixer for it);
-    `ModuleValidator.fix` then swaps LSTM/GRU for DPLSTM/DPGRU, BatchNorm for
+    RNN/LSTM/GRU become Opacus' DPRNN/DPLSTM/DPGRU with their plain names kept
+    (`fedft.models.dp_layers.to_dp`); `ModuleValidator.fix` then swaps BatchNorm for
     GroupNorm and so on. Raises `DPIncompatibleModel` listing what is left.
     """
     import copy
 
     from opacus import GradSampleModule
-    from opacus.layers import DPRNN
     from opacus.validators import ModuleValidator
 
-    model = copy.deepcopy(model)
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is nn.RNN:
-                dp = DPRNN(child.input_size, child.hidden_size, num_layers=child.num_layers, bias=child.bias,
-                           batch_first=child.batch_first, dropout=child.dropout, bidirectional=child.bidirectional,
-                           nonlinearity=child.nonlinearity)
-                dp.load_state_dict(child.state_dict())
-                setattr(parent, name, dp)
+    from fedft.models.dp_layers import to_dp
+
+    model = to_dp(copy.deepcopy(model))  # RNN/LSTM/GRU -> Opacus twins, same names (fedft.models.dp_layers)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = ModuleValidator.fix(model)
@@ -172,13 +165,15 @@ def dp_train(
                 xb, yb = xb.to(device), yb.to(device)
                 dp_optimizer.zero_grad(set_to_none=True)
                 logits = dp_model(xb)
-                # mean over the batch; an empty Poisson batch (possible) gives a zero loss, not NaN
-                loss = F.cross_entropy(logits, yb, reduction="sum") / max(len(yb), 1)
+                batch = len(yb)
+                flat_logits, flat_y = flat_targets(logits, yb)  # a sequence is one example of T targets
+                # mean over the batch's examples; an empty Poisson batch (possible) gives a zero loss, not NaN
+                loss = F.cross_entropy(flat_logits, flat_y, reduction="sum") / max(batch, 1)
                 loss.backward()
                 dp_optimizer.step()
-                total_loss += float(loss) * len(yb)
-                correct += int((logits.argmax(1) == yb).sum())
-                seen += len(yb)
+                total_loss += float(loss.detach()) * batch  # the batch's summed loss over all targets
+                correct += int((flat_logits.argmax(1) == flat_y).sum())
+                seen += len(flat_y)
                 steps += 1
     result = TrainResult(loss=total_loss / max(seen, 1), accuracy=correct / max(seen, 1), num_examples=len(y), steps=steps)
     new_history = [(float(s), float(q), int(n)) for s, q, n in engine.accountant.history]
