@@ -10,6 +10,7 @@ a plain-text play (fedft/data/text.py). Offline it fails with one line.
 
 from __future__ import annotations
 
+from fedft.data.huggingface import hub_error
 from fedft.errors import FedftError
 
 HUB_ID = "flwrlabs/shakespeare"
@@ -28,12 +29,7 @@ def load_hf_shakespeare_roles(hub_id: str = HUB_ID) -> dict[str, str]:
         fds = FederatedDataset(dataset=hub_id, partitioners={"train": NaturalIdPartitioner(partition_by="character_id")}, shuffle=False)
         table = fds.load_split("train")
     except Exception as exc:  # offline, unknown id, interrupted download: the fix is the same
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise FedftError(
-            "data.name",
-            f"cannot load '{hub_id}' from the Hugging Face hub ({reason[:160]}).",
-            'go online once (the download is cached), or use data.name = "text" with data.path set to a plain-text play.',
-        ) from None
+        raise hub_error(f"'{hub_id}' from the Hugging Face hub", exc, 'go online once (the download is cached), or use data.name = "text" with data.path set to a plain-text play.') from None
     finally:
         hub_logging.set_verbosity(verbosity)
     missing = {"character_id", "x", "y"} - set(table.column_names)

@@ -13,18 +13,19 @@ from fedft.data.registry import ArrayDataset
 from fedft.errors import FedftError
 
 
+def hub_error(what: str, exc: Exception, fix: str) -> FedftError:
+    """One line for any failed hub download (offline, unknown id, auth), naming `data.name`."""
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return FedftError("data.name", f"cannot load {what} ({reason[:160]}).", fix)
+
+
 def load_hf_dataset(hub_id: str, split: str = "train") -> ArrayDataset:
     try:
         import datasets
 
         ds = datasets.load_dataset(hub_id, split=split)
     except Exception as exc:  # network, auth, unknown id: all the user can fix is the same
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise FedftError(
-            "data.name",
-            f"cannot load Hugging Face dataset '{hub_id}' ({reason[:160]}).",
-            "check the hub id and your network, or use an offline dataset such as mnist-5k.",
-        ) from None
+        raise hub_error(f"Hugging Face dataset '{hub_id}'", exc, "check the hub id and your network, or use an offline dataset such as mnist-5k.") from None
     image_col = next((c for c in ("image", "img", "pixel_values") if c in ds.column_names), None)
     label_col = next((c for c in ("label", "labels", "fine_label") if c in ds.column_names), None)
     if image_col is None or label_col is None:
