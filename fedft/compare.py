@@ -26,7 +26,6 @@ from fedft.results import save_figure
 import csv
 import io
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path

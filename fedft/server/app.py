@@ -8,15 +8,14 @@ config path and overrides from the Flower run config.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import torch
 from flwr.app import ArrayRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
 from fedft.checkpoint import save_checkpoint
-from fedft.config import FedftConfig, load_config
+from fedft.config import FedftConfig
 from fedft.data import federated_data_for
 from fedft.data.text import TextFederatedData
 from fedft.errors import FedftError
