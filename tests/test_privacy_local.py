@@ -1,5 +1,6 @@
 """Local DP on one client, without Ray: real Opacus DP-SGD on real mnist-5k shards."""
 
+import json
 import math
 
 import pytest
@@ -135,3 +136,20 @@ def test_seeded_dp_round_is_reproducible():
     assert not all(torch.equal(a[k], c[k]) for k in a)
     plain, _ = local_update(config, 1, 1, _initial_state())
     assert list(plain) == list(a)
+
+
+@pytest.mark.parametrize("model_name", ["seed_cnn", "seed_rnn"])
+def test_reused_worker_dp_model_trains_exactly_like_a_fresh_one(model_name):
+    """A worker converts its DP model once; a round on the reused model (hooks removed
+    after the previous round) equals the same round on a freshly converted one."""
+    from fedft.privacy.local_dp import worker_dp_model
+
+    raw = json.loads(_config(noise_multiplier=1.0))
+    raw["model"] = {"name": model_name}
+    config = load_config(raw).to_json()
+    start = _initial_state(model_name)
+    local_dp_update(config, 1, 1, start, RecordDict())  # warms the worker's model
+    reused, metrics_reused = local_dp_update(config, 1, 2, start, RecordDict())
+    worker_dp_model.cache_clear()
+    fresh, metrics_fresh = local_dp_update(config, 1, 2, start, RecordDict())
+    assert all(torch.equal(reused[k], fresh[k]) for k in fresh) and metrics_reused == metrics_fresh

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -72,6 +73,16 @@ def make_dp_compatible(model: nn.Module) -> nn.Module:
     if errors:
         raise DPIncompatibleModel("; ".join(" ".join(str(e).split()) for e in errors))
     return model
+
+
+@lru_cache(maxsize=4)
+def worker_dp_model(name: str, input_shape: tuple, num_classes: int, options: tuple) -> nn.Module:
+    """This worker's DP-trainable model, converted once and reused like
+    `fedft.client.local.worker_model`: each round loads the global state into it, and
+    `dp_train` removes Opacus' hooks when it ends (Opacus refuses to hook a model twice)."""
+    from fedft.models import build_model
+
+    return make_dp_compatible(build_model(name, input_shape, num_classes, **dict(options)))
 
 
 def plain_state(dp_model: nn.Module, keys: list[str]) -> dict[str, torch.Tensor]:
@@ -139,6 +150,8 @@ def dp_train(
     """
     from opacus import PrivacyEngine
 
+    from fedft.privacy.fast_grad_sample import borrowed_grad_samples
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
         engine = PrivacyEngine(accountant=accountant, secure_mode=secure_mode)
@@ -156,25 +169,32 @@ def dp_train(
         noise_generator=None if secure_mode else _generator(device, *seed_parts, 0xD9),
     )
     dp_model.train()
-    total_loss, correct, seen, steps = 0.0, 0, 0, 0
-    with warnings.catch_warnings():
-        # Opacus' per-sample hooks on the first layer, whose input needs no gradient: harmless
-        warnings.filterwarnings("ignore", message="Full backward hook is firing")
-        for _ in range(epochs):
-            for xb, yb in dp_loader:
-                xb, yb = xb.to(device), yb.to(device)
-                dp_optimizer.zero_grad(set_to_none=True)
-                logits = dp_model(xb)
-                batch = len(yb)
-                flat_logits, flat_y = flat_targets(logits, yb)  # a sequence is one example of T targets
-                # mean over the batch's examples; an empty Poisson batch (possible) gives a zero loss, not NaN
-                loss = F.cross_entropy(flat_logits, flat_y, reduction="sum") / max(batch, 1)
-                loss.backward()
-                dp_optimizer.step()
-                total_loss += float(loss.detach()) * batch  # the batch's summed loss over all targets
-                correct += int((flat_logits.argmax(1) == flat_y).sum())
-                seen += len(flat_y)
-                steps += 1
+    try:
+        total_loss, correct, seen, steps = 0.0, 0, 0, 0
+        with warnings.catch_warnings(), borrowed_grad_samples():  # same gradients, one copy fewer per parameter and step
+            # Opacus' per-sample hooks on the first layer, whose input needs no gradient: harmless
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
+            for _ in range(epochs):
+                for xb, yb in dp_loader:
+                    xb, yb = xb.to(device), yb.to(device)
+                    dp_optimizer.zero_grad(set_to_none=True)
+                    logits = dp_model(xb)
+                    batch = len(yb)
+                    flat_logits, flat_y = flat_targets(logits, yb)  # a sequence is one example of T targets
+                    # mean over the batch's examples; an empty Poisson batch (possible) gives a zero loss, not NaN
+                    loss = F.cross_entropy(flat_logits, flat_y, reduction="sum") / max(batch, 1)
+                    loss.backward()
+                    dp_optimizer.step()
+                    total_loss += float(loss.detach()) * batch  # the batch's summed loss over all targets
+                    correct += int((flat_logits.argmax(1) == flat_y).sum())
+                    seen += len(flat_y)
+                    steps += 1
+    finally:  # leave `model` as it came: no hooks, no per-sample attributes (it may be trained again next round)
+        dp_model._close()
+        for param in model.parameters():
+            param.grad = None
+            if hasattr(param, "summed_grad"):
+                del param.summed_grad
     result = TrainResult(loss=total_loss / max(seen, 1), accuracy=correct / max(seen, 1), num_examples=len(y), steps=steps)
     new_history = [(float(s), float(q), int(n)) for s, q, n in engine.accountant.history]
     return DPTrainResult(train=result, history=new_history, sample_rate=1 / len(dp_loader))
@@ -200,8 +220,7 @@ def local_dp_update(config_json: str, client_id: int, server_round: int, global_
     """The DP counterpart of `fedft.client.local.local_update`: validate the global
     model, then train with DP-SGD, or refuse (state None) when the budget is spent.
     `data` (a deployed node's own tensors) replaces the partition, as there."""
-    from fedft.client.local import client_tensors, parse_config
-    from fedft.models import build_model
+    from fedft.client.local import client_tensors, parse_config, worker_model
     from fedft.privacy.state import load_history, save_history
     from fedft.training import evaluate, make_optimizer, resolve_device
 
@@ -230,11 +249,13 @@ def local_dp_update(config_json: str, client_id: int, server_round: int, global_
     from fedft.finetune import client_start, freeze, merge_received
     from fedft.models import model_options
 
-    model = build_model(cfg.model.name, tuple(x_tr.shape[1:]), num_classes, **model_options(cfg.model))
-    model.load_state_dict(merge_received(config_json, global_state, frozen_digest))  # finetune: frozen rest is local
+    received = merge_received(config_json, global_state, frozen_digest)  # finetune: frozen rest is local
+    model = worker_model(cfg, tuple(x_tr.shape[1:]), num_classes)
+    model.load_state_dict(received)
     val_loss, val_acc = evaluate(model, x_val, y_val, device)
-    freeze(model, client_start(config_json)[0])  # frozen parameters get no per-sample gradients and no noise
-    dp_model = make_dp_compatible(model)
+    dp_model = worker_dp_model(cfg.model.name, tuple(x_tr.shape[1:]), num_classes, tuple(sorted(model_options(cfg.model).items())))
+    dp_model.load_state_dict(received)
+    freeze(dp_model, client_start(config_json)[0])  # frozen parameters get no per-sample gradients and no noise
     optimizer = make_optimizer(t.optimizer, [q for q in dp_model.parameters() if q.requires_grad], t.lr, t.momentum, t.weight_decay)
     # FedProx / SCAFFOLD corrections hook the inner optimizer's step, which Opacus'
     # DPOptimizer calls after clipping and noising: they are never clipped away.
