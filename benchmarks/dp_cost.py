@@ -7,7 +7,7 @@ One client of simulations/dp_local_eps3.toml (mnist-5k, about 360 records, batch
 Poisson batches, accountant), alternating, so both see the same machine load.
 Prints the median wall time of each and their ratio, per model (`--model a,b`).
 
-    python benchmarks/dp_cost.py [--repeats 15] [--device cpu|cuda] [--model seed_cnn,seed_rnn]
+    python benchmarks/dp_cost.py [--repeats 15] [--device cpu|cuda] [--model seed_cnn,seed_rnn] [--profile 15]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--model", default="seed_cnn,seed_rnn", help="comma-separated model names")
     parser.add_argument("--client", type=int, default=0)
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="also print cProfile's top N functions (by own time) over 10 DP rounds")
     args = parser.parse_args(argv)
     ratios = [(m, measure(args, m)) for m in args.model.split(",")]
     print()
@@ -66,6 +67,13 @@ def measure(args, model: str) -> tuple[float, float]:
     for _ in range(args.repeats):
         times["plain"].append(plain())
         times["dp"].append(private())
+    if args.profile:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        profiler.runcall(lambda: [private() for _ in range(10)])
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
     p, d = statistics.median(times["plain"]), statistics.median(times["dp"])
     print(f"{args.model} on {args.device} ({torch.get_num_threads()} torch threads), client {args.client}: {n} records, "
           f"batch {cfg.train.batch_size}, {cfg.train.local_epochs} epoch, {args.repeats} alternating repeats")
