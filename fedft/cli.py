@@ -27,7 +27,10 @@ def _add_run_args(p: argparse.ArgumentParser, config_optional: bool = False) -> 
 def cmd_run(args: argparse.Namespace) -> int:
     from fedft.api import run
     from fedft.compare import has_arms
+    from fedft.sweep import is_sweep_config
 
+    if args.resume is None and args.config is not None and is_sweep_config(args.config):  # a [sweep] table: run the grid
+        return cmd_sweep(args)
     if args.resume is None and args.config is not None and has_arms(args.config, args.overrides):  # a [compare] table: run every arm
         return cmd_compare(args)
     result = run(args.config, args.overrides, out=args.out, quiet=args.quiet, verbose=args.verbose, resume=args.resume)
@@ -76,7 +79,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from fedft.report import sweep_rows
     from fedft.sweep import sweep
 
-    result = sweep(args.config, args.overrides, out=args.out, quiet=args.quiet, verbose=args.verbose, parallel=args.parallel)
+    result = sweep(args.config, args.overrides, out=args.out, quiet=args.quiet, verbose=args.verbose, parallel=getattr(args, "parallel", 1))
     return 0 if all(r["status"] == "completed" for r in sweep_rows(result.sweep_dir)) else 1
 
 

@@ -61,6 +61,12 @@ def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def is_sweep_config(config: str | Path) -> bool:
+    """True for a TOML file with a [sweep] table (so `fedft run` can run it as a sweep)."""
+    path = Path(config)
+    return path.is_file() and "sweep" in read_toml(path)
+
+
 def split_sweep(raw: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, list[Any]]]]:
     """(base config without [sweep], sub-grids with the common keys merged in)."""
     raw = copy.deepcopy(raw)

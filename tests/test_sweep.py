@@ -61,6 +61,7 @@ def test_invalid_grid_fails_before_anything_runs(tmp_path, grid, field):
 
     cfg.write_text(tomli_w.dumps(raw))
     assert main(["sweep", str(cfg), "--out", str(tmp_path / "sw2"), "--quiet"]) == 2
+    assert main(["run", str(cfg), "--out", str(tmp_path / "sw2"), "--quiet"]) == 2  # fedft run runs a sweep config as a sweep
     assert not (tmp_path / "sw2").exists()
 
 
@@ -87,6 +88,9 @@ def test_resume_after_kill_and_report_from_disk(tmp_path, process_guard):
     assert s1["status"] == "completed" and s1["rounds"] == 1 and 0.0 <= s1["mia_auc"] <= 1.0 and s1["mia_samples"] == 50
     assert (sw / names[1] / "model.pt").exists() and (sw / names[1] / "config.toml").read_text() != "half-written"
     assert sweep(sw, quiet=True).ran == []  # all complete: nothing runs again
+    mtime = (sw / names[1] / "summary.json").stat().st_mtime_ns
+    assert main(["run", str(sw / "sweep.toml"), "--out", str(sw), "--quiet"]) == 0  # fedft run on a sweep config: the sweep
+    assert (sw / names[1] / "summary.json").stat().st_mtime_ns == mtime
 
     for f in ("sweep.csv", "sweep.md", "sweep.png"):
         (sw / f).unlink()
