@@ -83,6 +83,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if all(r["status"] == "completed" for r in sweep_rows(result.sweep_dir)) else 1
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from fedft.check import check
+
+    print(f"{args.config}: ok, {check(args.config, args.overrides)}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from fedft.report import write_report
 
@@ -102,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p, config_optional=True)
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run in its results folder from its last checkpoint")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check", help="check a config (every arm, every sweep point: data, model, privacy) without running anything")
+    p.add_argument("config", help="TOML config, e.g. simulations/privacy_tradeoff.toml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config field (repeatable)")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("compare", help="run the [compare] arms of a config and compare them (fedft run does this too)")
     _add_run_args(p)

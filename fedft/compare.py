@@ -251,16 +251,12 @@ def has_arms(config: str | Path | dict | FedftConfig, overrides: list[str] | Non
     return bool(load_config(config, overrides).compare.arms)
 
 
-def compare(config: str | Path | dict | FedftConfig, overrides: list[str] | None = None, out: str | Path | None = None, quiet: bool = False, verbose: bool = False) -> ComparisonResult:
-    """Validate every arm (and the pretraining), then pretrain if asked, run the arms, write the comparison."""
-    from rich.console import Console
-
+def prepare_arms(base: FedftConfig) -> FedftConfig:
+    """Check every arm (and the pretraining) before anything runs; returns the base
+    config without its [compare] table (what pretraining uses)."""
     from fedft.api import prepare
-    from fedft.config import to_toml
-    from fedft.pretrain import prepare_pretrain, pretrain
-    from fedft.results import atomic_write, new_run_dir
+    from fedft.pretrain import prepare_pretrain
 
-    base = load_config(config, overrides)
     cmp = base.compare
     if not cmp.arms:
         raise FedftError("compare.arms", "is empty: nothing to compare.", "add arms under [compare.arms], or use `fedft run` for one run.")
@@ -268,7 +264,7 @@ def compare(config: str | Path | dict | FedftConfig, overrides: list[str] | None
     if cmp.pretrain:
         prepare_pretrain(plain)
     placeholder = str(Path(base.output.dir).resolve() / "pretrained" / "model.pt")  # the file comes later
-    for name, arm_overrides in cmp.arms.items():  # every arm is checked before anything runs
+    for name, arm_overrides in cmp.arms.items():
         uses_pretrained = any(PRETRAINED in text for text in arm_overrides)
         cfg = arm_config(base, name, arm_overrides, placeholder if uses_pretrained else "")
         if not uses_pretrained:
@@ -276,6 +272,20 @@ def compare(config: str | Path | dict | FedftConfig, overrides: list[str] | None
                 prepare(cfg)
             except FedftError as exc:
                 raise FedftError(f"compare.arms.{name}: {exc.field}", exc.problem, exc.fix) from None
+    return plain
+
+
+def compare(config: str | Path | dict | FedftConfig, overrides: list[str] | None = None, out: str | Path | None = None, quiet: bool = False, verbose: bool = False) -> ComparisonResult:
+    """Validate every arm (and the pretraining), then pretrain if asked, run the arms, write the comparison."""
+    from rich.console import Console
+
+    from fedft.config import to_toml
+    from fedft.pretrain import pretrain
+    from fedft.results import atomic_write, new_run_dir
+
+    base = load_config(config, overrides)
+    cmp = base.compare
+    plain = prepare_arms(base)
     out_dir = new_run_dir(base, out)
     atomic_write(out_dir / "config.toml", to_toml(base))
     console = Console(highlight=False, quiet=quiet)

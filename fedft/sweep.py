@@ -127,6 +127,21 @@ def point_config(base: dict[str, Any], point: Point) -> FedftConfig:
         raise FedftError(f"sweep point {point.name}: {exc.field}", exc.problem, exc.fix) from None
 
 
+def prepare_points(raw: dict[str, Any]) -> dict[str, FedftConfig]:
+    """Every point's config, each through `fedft.api.prepare` (data, partitions, privacy
+    calibration): a sweep that would fail at point 7 fails here, before anything runs."""
+    from fedft.api import prepare
+
+    base, _ = split_sweep(raw)
+    configs = {p.name: point_config(base, p) for p in expand_grid(raw)}
+    for name, cfg in configs.items():
+        try:
+            prepare(cfg)
+        except FedftError as exc:
+            raise FedftError(f"sweep point {name}: {exc.field}", exc.problem, exc.fix) from None
+    return configs
+
+
 def _g(value: Any) -> str:
     return "-" if value is None else f"{value:.4g}"
 
@@ -153,7 +168,7 @@ def sweep(config: str | Path | dict, overrides: list[str] | None = None, out: st
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from fedft.api import prepare, run
+    from fedft.api import run
     from fedft.report import write_report
     from fedft.results import atomic_write, new_run_dir
 
@@ -166,12 +181,7 @@ def sweep(config: str | Path | dict, overrides: list[str] | None = None, out: st
     raw = apply_overrides(read_toml(config) if isinstance(config, (str, Path)) else copy.deepcopy(config), overrides)
     points = expand_grid(raw)
     base, _ = split_sweep(raw)
-    configs = {p.name: point_config(base, p) for p in points}
-    for name, cfg in configs.items():  # data, partitions and privacy calibration: before anything runs
-        try:
-            prepare(cfg)
-        except FedftError as exc:
-            raise FedftError(f"sweep point {name}: {exc.field}", exc.problem, exc.fix) from None
+    configs = prepare_points(raw)
     base_cfg = load_config(copy.deepcopy(base))
     if out is not None and (Path(out) / SWEEP_TOML).exists():
         sweep_dir = Path(out)

@@ -4,7 +4,6 @@ node state, private data, and the input checks that must fail before anything st
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 
 import numpy as np

@@ -85,7 +85,7 @@ def _quadratic_rounds(rounds: int, use_scaffold: bool) -> float:
     SGD steps of 0.05. The minimiser of f_1 + f_2 is w* = (1*0 + 10*1)/11 = 10/11.
     FedAvg's fixed point is biased: client 1 keeps 0.95^20 of its start, client 2
     reaches 1, so w = (0.95^20 w + 1)/2, i.e. w = 1 / (2 - 0.95^20)."""
-    from flower_messages import FakeGrid, array_record, server_identity, train_reply
+    from flower_messages import FakeGrid, server_identity, train_reply
 
     from fedft.client.corrections import attach_gradient_corrections
     from strategies.scaffold import Scaffold

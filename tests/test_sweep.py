@@ -1,7 +1,6 @@
 """Sweeps: grid expansion, resume after a kill, report regeneration, and the MIA audit."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from fedft.audit.mia import loss_threshold_attack, per_example_losses
 from fedft.cli import main
 from fedft.errors import FedftError
 from fedft.report import pareto_front, sweep_rows, write_report
-from fedft.sweep import expand_grid, point_done, sweep
+from fedft.sweep import expand_grid, sweep
 
 
 def _base(tmp_path):
