@@ -157,11 +157,11 @@ def run_rounds(
         privacy_columns = privacy.end_round(ok, client_of, refused, released=new_arrays is not None)
         if new_arrays is not None:
             arrays = merge_arrays(arrays, conform(new_arrays, schema), plan.sent)
-        loss, acc = evaluator(arrays.to_torch_state_dict())
+        evaluated = server_round % sim.evaluate_every == 0 or server_round == sim.rounds
+        test = dict(zip(("test_loss", "test_accuracy"), evaluator(arrays.to_torch_state_dict()))) if evaluated else {}
         on_round({
             "round": server_round,
-            "test_loss": loss,
-            "test_accuracy": acc,
+            **test,
             "train_loss": _weighted_mean(accepted, "train_loss"),
             "train_accuracy": _weighted_mean(accepted, "train_accuracy"),
             "val_loss": _weighted_mean(accepted, "val_loss"),
