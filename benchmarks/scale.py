@@ -12,7 +12,7 @@ What the idle clients themselves cost is measured apart, on the real objects: Fl
 per-node records (tracemalloc around the engine's own registration functions) and
 fedft's per-client shard indices.
 
-    python benchmarks/scale.py [--rounds 3] [--clients 10000] [--per-round 100]
+    python benchmarks/scale.py [--rounds 3] [--clients 10000] [--per-round 100] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -94,9 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, default=10_000)
     parser.add_argument("--per-round", type=int, default=100)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="added to both runs, e.g. simulation.evaluate_every=4")
     args = parser.parse_args(argv)
     common = ["data.name=fashion-mnist", "data.val_fraction=0.0", "train.local_epochs=1", "train.batch_size=32",
-              f"simulation.rounds={args.rounds}", f"simulation.clients_per_round={args.per_round}", "simulation.device=cpu"]
+              f"simulation.rounds={args.rounds}", f"simulation.clients_per_round={args.per_round}", "simulation.device=cpu", *args.overrides]
     test = 3500
     pool = 70_000 - test
     small_pool = pool * args.per_round // args.clients
