@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="TOML config with a [sweep] table, e.g. simulations/privacy_tradeoff.toml, or a sweep folder to resume")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a field of the base config (repeatable)")
     p.add_argument("--out", default=None, help="sweep folder (default: <output.dir>/<name>-<timestamp>); an existing one resumes")
-    p.add_argument("--parallel", type=int, default=1, help="points at once (only 1 is supported for now)")
+    p.add_argument("--parallel", type=int, default=1, help="points at once, each a `fedft run` process with its own local Ray on CPUs/N (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--verbose", action="store_true", help="show Flower and Ray logs")
     p.set_defaults(func=cmd_sweep)

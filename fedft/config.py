@@ -150,6 +150,7 @@ class SimulationConfig(_Section):
     client_resources: ClientResources = ClientResources()
     round_timeout: float = Field(600.0, gt=0.0)  # seconds to wait for replies per round
     ray_address: str = ""  # "" = start a local Ray; else connect, e.g. "auto" or "HOST:6379"
+    ray_num_cpus: int = Field(0, ge=0)  # CPUs the local Ray may use; 0 = all of this machine's (not with ray_address)
     min_replies: int = Field(1, ge=0)  # fewer successful replies: the round is skipped (global model unchanged) and recorded
     evaluate_every: int = Field(1, ge=1)  # central test-set evaluation after round 0, every K-th round and the last; other rows leave test_* empty
 
@@ -323,6 +324,8 @@ def _cross_checks(cfg: FedftConfig) -> None:
             f"{cfg.simulation.min_replies} is more than simulation.clients_per_round={cfg.simulation.clients_per_round}, so every round would be skipped.",
             "require at most as many replies as clients are sampled.",
         )
+    if cfg.simulation.ray_num_cpus and cfg.simulation.ray_address:
+        raise FedftError("simulation.ray_num_cpus", f"is set with simulation.ray_address={cfg.simulation.ray_address!r}: a running cluster's CPUs are set by `ray start`.", "drop ray_num_cpus, or start the cluster with `ray start --num-cpus N`.")
     f = cfg.faults
     if f.dropout_probability + f.crash_probability + f.straggler_probability > 1.0:
         raise FedftError(

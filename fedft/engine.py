@@ -74,6 +74,8 @@ def backend_config(sim: SimulationConfig, verbose: bool = False) -> dict:
     }
     if sim.ray_address:
         init_args["address"] = sim.ray_address
+    elif sim.ray_num_cpus:
+        init_args["num_cpus"] = sim.ray_num_cpus
     return {
         "client_resources": {"num_cpus": sim.client_resources.num_cpus, "num_gpus": sim.client_resources.num_gpus},
         "init_args": init_args,

@@ -146,11 +146,20 @@ def _g(value: Any) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
-def point_done(folder: Path) -> bool:
+def _summary(folder: Path) -> dict[str, Any]:
     try:
-        return json.loads((folder / "summary.json").read_text()).get("status") == "completed"
+        return json.loads((folder / "summary.json").read_text())
     except (OSError, ValueError):
-        return False
+        return {}
+
+
+def point_done(folder: Path) -> bool:
+    return _summary(folder).get("status") == "completed"
+
+
+def _describe(summary: dict[str, Any]) -> str:
+    return (f"{summary.get('status', 'failed')}, accuracy {_g(summary.get('final_accuracy'))}, ε {_g(summary.get('epsilon'))}, "
+            f"MIA AUC {_g(summary.get('mia_auc'))}")
 
 
 @dataclass(frozen=True)
@@ -172,8 +181,8 @@ def sweep(config: str | Path | dict, overrides: list[str] | None = None, out: st
     from fedft.report import write_report
     from fedft.results import atomic_write, new_run_dir
 
-    if parallel != 1:
-        raise FedftError("--parallel", f"{parallel}: parallel points are not supported yet (each point starts its own Ray cluster).", "drop --parallel; points run one after another.")
+    if parallel < 1:
+        raise FedftError("--parallel", f"is {parallel}.", "give the number of points to run at once, 1 or more.")
     if isinstance(config, (str, Path)) and Path(config).is_dir():
         if out is not None and Path(out).resolve() != Path(config).resolve():
             raise FedftError("--out", "cannot differ from the sweep folder being resumed.", "drop --out.")
@@ -183,6 +192,10 @@ def sweep(config: str | Path | dict, overrides: list[str] | None = None, out: st
     base, _ = split_sweep(raw)
     configs = prepare_points(raw)
     base_cfg = load_config(copy.deepcopy(base))
+    if parallel > 1:
+        from fedft.parallel_points import available_cpus, cpus_per_point
+
+        ray_num_cpus = cpus_per_point(list(configs.values()), parallel, available_cpus())
     if out is not None and (Path(out) / SWEEP_TOML).exists():
         sweep_dir = Path(out)
         import tomllib
@@ -202,21 +215,37 @@ def sweep(config: str | Path | dict, overrides: list[str] | None = None, out: st
     with Progress(*columns, console=console, transient=False, disable=quiet) as progress:
         task = progress.add_task("sweep", total=len(points), completed=len(points) - len(todo), point="")
         for point in todo:
-            folder = sweep_dir / point.name
-            if folder.exists():
-                shutil.rmtree(folder)  # half-written, failed or interrupted: redo from scratch
+            if (sweep_dir / point.name).exists():
+                shutil.rmtree(sweep_dir / point.name)  # half-written, failed or interrupted: redo from scratch
+        if parallel > 1:
+            from fedft.parallel_points import run_in_children
+
+            started = time.perf_counter()
+
+            def done(name: str, code: int, last_line: str) -> None:
+                ran.append(name)
+                summary = _summary(sweep_dir / name)
+                detail = "" if code == 0 else f" (exit {code}: {last_line})"
+                progress.console.print(f"  {name}: {_describe(summary)}{detail}, {time.perf_counter() - started:.0f}s into the sweep")
+                progress.advance(task)
+
+            progress.update(task, point=f"{min(parallel, len(todo))} at a time")
+            try:
+                run_in_children([(p.name, configs[p.name], sweep_dir / p.name) for p in todo], parallel, ray_num_cpus, done, verbose)
+            except KeyboardInterrupt:
+                console.print(f"fedft sweep: interrupted; resume with: fedft sweep {sweep_dir}")
+        for point in todo if parallel == 1 else []:
             progress.update(task, point=point.name)
             t0 = time.perf_counter()
             ran.append(point.name)
             try:
-                summary = run(configs[point.name], out=folder, quiet=True, verbose=verbose).summary
+                summary = run(configs[point.name], out=sweep_dir / point.name, quiet=True, verbose=verbose).summary
             except Exception as exc:  # noqa: BLE001  the point's summary says "failed"; the next resume redoes it
                 progress.console.print(f"  {point.name}: failed: {type(exc).__name__}: {exc}")
                 progress.advance(task)
                 continue
-            status = summary.get("status")
-            progress.console.print(f"  {point.name}: {status}, accuracy {_g(summary.get('final_accuracy'))}, ε {_g(summary.get('epsilon'))}, MIA AUC {_g(summary.get('mia_auc'))}, {time.perf_counter() - t0:.0f}s")
-            if status == "interrupted":
+            progress.console.print(f"  {point.name}: {_describe(summary)}, {time.perf_counter() - t0:.0f}s")
+            if summary.get("status") == "interrupted":
                 console.print(f"fedft sweep: interrupted; resume with: fedft sweep {sweep_dir}")
                 break
             progress.advance(task)

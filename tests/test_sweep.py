@@ -146,3 +146,44 @@ def test_mia_planted_case():
     assert loss_threshold_attack(np.array([0.1, 0.2]), np.array([1.0, 2.0])) == {"mia_auc": 1.0, "mia_tpr_at_1pct_fpr": 1.0}
     assert loss_threshold_attack(np.ones(4), np.ones(4))["mia_auc"] == 0.5
     assert loss_threshold_attack(np.full(3, np.nan), np.array([np.inf, np.nan, np.nan]))["mia_auc"] == 0.5  # a diverged model
+
+
+def test_parallel_points_run_side_by_side_in_their_own_processes(tmp_path, process_guard):
+    """Two points with --parallel 2 on 2 CPUs: each a `fedft run` child with a 1-CPU Ray,
+    both complete, their run times overlap, and the report covers both."""
+    import tomli_w
+
+    raw = {**_base(tmp_path), "audit": {"mia": False}, "sweep": {"train": {"lr": [0.05, 0.1]}}}
+    cfg = tmp_path / "par.toml"
+    cfg.write_text(tomli_w.dumps(raw))
+    sw = tmp_path / "sw"
+    assert main(["sweep", str(cfg), "--out", str(sw), "--parallel", "2", "--quiet"]) == 0
+    names = [p.name for p in expand_grid(raw)]
+    spans = []
+    for name in names:
+        summary = json.loads((sw / name / "summary.json").read_text())
+        assert summary["status"] == "completed" and summary["rounds"] == 1
+        assert "ray_num_cpus = 1" in (sw / name / "config.toml").read_text()
+        spans.append(((sw / name / "config.toml").stat().st_mtime, (sw / name / "summary.json").stat().st_mtime))
+    (start_a, end_a), (start_b, end_b) = spans
+    assert start_a < end_b and start_b < end_a  # both were running at once
+    assert [r["point"] for r in sweep_rows(sw)] == names
+
+
+def test_parallel_split_refusals():
+    from fedft.config import load_config
+    from fedft.parallel_points import cpus_per_point
+
+    plain = load_config({"name": "x"})
+    assert cpus_per_point([plain], 2, cpus=8) == 4
+    for configs, parallel, cpus, says in [
+        ([plain], 3, 2, "less than one CPU per point"),
+        ([load_config({"simulation": {"client_resources": {"num_cpus": 2}}})], 2, 2, "client_resources.num_cpus=2"),
+        ([load_config({"simulation": {"ray_address": "auto"}})], 2, 4, "share the Ray cluster"),
+    ]:
+        with pytest.raises(FedftError) as exc:
+            cpus_per_point(configs, parallel, cpus)
+        assert exc.value.field == "--parallel" and says in exc.value.one_line()
+    with pytest.raises(FedftError) as exc:
+        load_config({"simulation": {"ray_address": "auto", "ray_num_cpus": 2}})
+    assert exc.value.field == "simulation.ray_num_cpus"
