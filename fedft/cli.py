@@ -80,6 +80,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from fedft.sweep import sweep
 
     result = sweep(args.config, args.overrides, out=args.out, quiet=args.quiet, verbose=args.verbose, parallel=getattr(args, "parallel", 1))
+    if result.interrupted:
+        return 130  # as `fedft run` after Ctrl-C; the sweep resumes with `fedft sweep SWEEP_DIR`
     return 0 if all(r["status"] == "completed" for r in sweep_rows(result.sweep_dir)) else 1
 
 

@@ -168,6 +168,7 @@ class SweepResult:
     points: list[Point]
     ran: list[str]  # points run by this call (the others were already complete)
     table: str  # sweep.md
+    interrupted: bool = False  # stopped by Ctrl-C/SIGTERM; `fedft sweep SWEEP_DIR` resumes
 
 
 def sweep(config: str | Path | dict, overrides: list[str] | None = None, out: str | Path | None = None, quiet: bool = False, verbose: bool = False, parallel: int = 1) -> SweepResult:
@@ -211,6 +212,7 @@ def sweep(config: str | Path | dict, overrides: list[str] | None = None, out: st
     todo = [p for p in points if not point_done(sweep_dir / p.name)]
     console.print(f"fedft sweep: {base_cfg.name}: {len(points)} points, {len(points) - len(todo)} already complete -> {sweep_dir}")
     ran: list[str] = []
+    interrupted = False
     columns = (TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("points"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[point]}"))
     with Progress(*columns, console=console, transient=False, disable=quiet) as progress:
         task = progress.add_task("sweep", total=len(points), completed=len(points) - len(todo), point="")
@@ -233,7 +235,8 @@ def sweep(config: str | Path | dict, overrides: list[str] | None = None, out: st
             try:
                 run_in_children([(p.name, configs[p.name], sweep_dir / p.name) for p in todo], parallel, ray_num_cpus, done, verbose)
             except KeyboardInterrupt:
-                console.print(f"fedft sweep: interrupted; resume with: fedft sweep {sweep_dir}")
+                interrupted = True
+                console.print(f"fedft sweep: interrupted; resume with: fedft sweep {sweep_dir}", soft_wrap=True)
         for point in todo if parallel == 1 else []:
             progress.update(task, point=point.name)
             t0 = time.perf_counter()
@@ -246,7 +249,8 @@ def sweep(config: str | Path | dict, overrides: list[str] | None = None, out: st
                 continue
             progress.console.print(f"  {point.name}: {_describe(summary)}, {time.perf_counter() - t0:.0f}s")
             if summary.get("status") == "interrupted":
-                console.print(f"fedft sweep: interrupted; resume with: fedft sweep {sweep_dir}")
+                interrupted = True
+                console.print(f"fedft sweep: interrupted; resume with: fedft sweep {sweep_dir}", soft_wrap=True)
                 break
             progress.advance(task)
     table = write_report(sweep_dir)
@@ -254,4 +258,4 @@ def sweep(config: str | Path | dict, overrides: list[str] | None = None, out: st
         print()
         print(table, end="")
         print(f"\nwrote {sweep_dir / 'sweep.csv'}, sweep.md, sweep.png")
-    return SweepResult(sweep_dir, points, ran, table)
+    return SweepResult(sweep_dir, points, ran, table, interrupted)

@@ -468,3 +468,29 @@ def test_truncated_checkpoint_cli_process_exits_2(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "corrupt or truncated" in lines[0], proc.stderr
     assert _snapshot_files(run_dir) == before
+
+
+def test_ctrl_c_stops_a_parallel_sweep_and_every_point_it_started(tmp_path, process_guard):
+    """Ctrl-C at the terminal reaches the sweep (its points run in their own sessions);
+    it sends each running point one SIGTERM: both record themselves as interrupted,
+    the sweep exits 130 with the resume command, and no process is left running."""
+    cfg = small_config(tmp_path)
+    cfg["simulation"]["rounds"] = 40  # long enough to be stopped in the middle
+    cfg["sweep"] = {"train": {"lr": [0.05, 0.1]}}
+    config_file = tmp_path / "sweep.toml"
+    config_file.write_text(tomli_w.dumps(cfg))
+    sw = tmp_path / "sw"
+    sweep_proc = FedftProcess(["sweep", str(config_file), "--out", str(sw), "--parallel", "2"], tmp_path / "sweep.log")
+    try:
+        points = lambda: [d for d in sw.iterdir() if d.is_dir()] if sw.exists() else []  # noqa: E731
+        sweep_proc.watch_until(lambda: len(points()) == 2 and all(1 in rounds_in(d) for d in points()))
+        sweep_proc.signal_group(signal.SIGINT)
+        assert sweep_proc.wait() == 130, sweep_proc.output()
+        assert sweep_proc.leftovers() == [], f"processes left running after Ctrl-C:\n{sweep_proc.output()}"
+        assert f"resume with: fedft sweep {sw}" in sweep_proc.output()
+    finally:
+        sweep_proc.stop()
+    for point in points():
+        summary = json.loads((point / "summary.json").read_text())
+        assert summary["status"] == "interrupted" and summary["signal"] == "SIGTERM", point.name
+        assert 1 <= rounds_in(point)[-1] < 40
