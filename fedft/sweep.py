@@ -178,7 +178,6 @@ def sweep(config: str | Path | dict, overrides: list[str] | None = None, out: st
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from fedft.api import run
     from fedft.report import write_report
     from fedft.results import atomic_write, new_run_dir
 
@@ -193,6 +192,7 @@ def sweep(config: str | Path | dict, overrides: list[str] | None = None, out: st
     base, _ = split_sweep(raw)
     configs = prepare_points(raw)
     base_cfg = load_config(copy.deepcopy(base))
+    ray_num_cpus = 0
     if parallel > 1:
         from fedft.parallel_points import available_cpus, cpus_per_point
 
@@ -212,50 +212,62 @@ def sweep(config: str | Path | dict, overrides: list[str] | None = None, out: st
     todo = [p for p in points if not point_done(sweep_dir / p.name)]
     console.print(f"fedft sweep: {base_cfg.name}: {len(points)} points, {len(points) - len(todo)} already complete -> {sweep_dir}")
     ran: list[str] = []
-    interrupted = False
     columns = (TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("points"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[point]}"))
     with Progress(*columns, console=console, transient=False, disable=quiet) as progress:
         task = progress.add_task("sweep", total=len(points), completed=len(points) - len(todo), point="")
         for point in todo:
             if (sweep_dir / point.name).exists():
                 shutil.rmtree(sweep_dir / point.name)  # half-written, failed or interrupted: redo from scratch
-        if parallel > 1:
-            from fedft.parallel_points import run_in_children
-
-            started = time.perf_counter()
-
-            def done(name: str, code: int, last_line: str) -> None:
-                ran.append(name)
-                summary = _summary(sweep_dir / name)
-                detail = "" if code == 0 else f" (exit {code}: {last_line})"
-                progress.console.print(f"  {name}: {_describe(summary)}{detail}, {time.perf_counter() - started:.0f}s into the sweep")
-                progress.advance(task)
-
-            progress.update(task, point=f"{min(parallel, len(todo))} at a time")
-            try:
-                run_in_children([(p.name, configs[p.name], sweep_dir / p.name) for p in todo], parallel, ray_num_cpus, done, verbose)
-            except KeyboardInterrupt:
-                interrupted = True
-                console.print(f"fedft sweep: interrupted; resume with: fedft sweep {sweep_dir}", soft_wrap=True)
-        for point in todo if parallel == 1 else []:
-            progress.update(task, point=point.name)
-            t0 = time.perf_counter()
-            ran.append(point.name)
-            try:
-                summary = run(configs[point.name], out=sweep_dir / point.name, quiet=True, verbose=verbose).summary
-            except Exception as exc:  # noqa: BLE001  the point's summary says "failed"; the next resume redoes it
-                progress.console.print(f"  {point.name}: failed: {type(exc).__name__}: {exc}")
-                progress.advance(task)
-                continue
-            progress.console.print(f"  {point.name}: {_describe(summary)}, {time.perf_counter() - t0:.0f}s")
-            if summary.get("status") == "interrupted":
-                interrupted = True
-                console.print(f"fedft sweep: interrupted; resume with: fedft sweep {sweep_dir}", soft_wrap=True)
-                break
-            progress.advance(task)
+        runner = _run_side_by_side if parallel > 1 else _run_one_by_one
+        interrupted = runner(todo, configs, sweep_dir, progress, task, ran, verbose=verbose, parallel=parallel, ray_num_cpus=ray_num_cpus)
+    if interrupted:
+        console.print(f"fedft sweep: interrupted; resume with: fedft sweep {sweep_dir}", soft_wrap=True)
     table = write_report(sweep_dir)
     if not quiet:
         print()
         print(table, end="")
         print(f"\nwrote {sweep_dir / 'sweep.csv'}, sweep.md, sweep.png")
     return SweepResult(sweep_dir, points, ran, table, interrupted)
+
+
+def _run_one_by_one(todo: list[Point], configs: dict[str, FedftConfig], sweep_dir: Path, progress: Any, task: Any, ran: list[str], *,
+                    verbose: bool, **_: Any) -> bool:
+    """Each point in this process with `fedft.run`; True if one was interrupted (the sweep stops there)."""
+    from fedft.api import run
+
+    for point in todo:
+        progress.update(task, point=point.name)
+        t0 = time.perf_counter()
+        ran.append(point.name)
+        try:
+            summary = run(configs[point.name], out=sweep_dir / point.name, quiet=True, verbose=verbose).summary
+        except Exception as exc:  # noqa: BLE001  the point's summary says "failed"; the next resume redoes it
+            progress.console.print(f"  {point.name}: failed: {type(exc).__name__}: {exc}")
+            progress.advance(task)
+            continue
+        progress.console.print(f"  {point.name}: {_describe(summary)}, {time.perf_counter() - t0:.0f}s")
+        if summary.get("status") == "interrupted":
+            return True
+        progress.advance(task)
+    return False
+
+
+def _run_side_by_side(todo: list[Point], configs: dict[str, FedftConfig], sweep_dir: Path, progress: Any, task: Any, ran: list[str], *,
+                      verbose: bool, parallel: int, ray_num_cpus: int) -> bool:
+    """`parallel` points at once, each a child process (fedft.parallel_points); True on Ctrl-C."""
+    from fedft.parallel_points import run_in_children
+
+    started = time.perf_counter()
+
+    def done(name: str, code: int, last_line: str) -> None:
+        ran.append(name)
+        detail = "" if code == 0 else f" (exit {code}: {last_line})"
+        progress.console.print(f"  {name}: {_describe(_summary(sweep_dir / name))}{detail}, {time.perf_counter() - started:.0f}s into the sweep")
+        progress.advance(task)
+
+    progress.update(task, point=f"{min(parallel, len(todo))} at a time")
+    try:
+        run_in_children([(p.name, configs[p.name], sweep_dir / p.name) for p in todo], parallel, ray_num_cpus, done, verbose)
+    except KeyboardInterrupt:
+        return True
+    return False
