@@ -187,3 +187,16 @@ def test_parallel_split_refusals():
     with pytest.raises(FedftError) as exc:
         load_config({"simulation": {"ray_address": "auto", "ray_num_cpus": 2}})
     assert exc.value.field == "simulation.ray_num_cpus"
+
+
+def test_parallel_points_split_the_gpus(monkeypatch):
+    from fedft.parallel_points import parent_gpus, visible_gpus
+
+    assert [visible_gpus(s, 2, ["0", "1", "2", "3"]) for s in range(2)] == ["0,1", "2,3"]  # disjoint shares
+    assert [visible_gpus(s, 3, ["0", "1", "2", "3"]) for s in range(3)] == ["0", "1", "2"]  # 4 // 3: one each, one idle
+    assert [visible_gpus(s, 3, ["5", "7"]) for s in range(3)] == ["5", "7", "5"]  # fewer GPUs than points: shared
+    assert visible_gpus(0, 2, []) is None
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5, 7")  # the parent's own restriction is respected
+    assert parent_gpus() == ["5", "7"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert parent_gpus() == []
