@@ -14,7 +14,7 @@ a version that keeps the computed tensor when its batch size is already
 several times per batch, e.g. DPLSTM's gates once per time step) never writes into
 a kept tensor: the first sum goes into a copy this module owns, later ones into that
 copy, so no tensor that autograd or a grad sampler still holds is modified. Per-sample gradients, clipping and noise are unchanged;
-tests/test_dp_fast_grad_sample.py checks them bit for bit against Opacus' own.
+tests/test_dp_fast_paths.py checks them bit for bit against Opacus' own.
 """
 
 from __future__ import annotations
