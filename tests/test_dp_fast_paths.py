@@ -1,5 +1,5 @@
-"""fedft's DP-SGD fast paths against Opacus' own behaviour, bit for bit: per-sample gradients
-(fedft.privacy.fast_grad_sample) and whole-batch loading (fedft.privacy.local_dp._BatchTensors)."""
+"""fedft's DP-SGD fast path (fedft.privacy.fast_grad_sample) against Opacus' own per-sample
+gradients, bit for bit."""
 
 import pytest
 import torch
@@ -74,22 +74,3 @@ def test_accumulation_never_writes_into_a_kept_tensor():
     assert torch.equal(first, torch.ones(3, 2))
     assert torch.equal(param._current_grad_sample, torch.full((3, 2), 2.0))
 
-
-def test_batch_gather_loader_yields_opacus_batches_exactly():
-    """fedft's one-gather dataset through Opacus' Poisson DPDataLoader gives the same
-    batches as a plain TensorDataset (same generator), empty batches included."""
-    from opacus.data_loader import DPDataLoader
-    from torch.utils.data import DataLoader, TensorDataset
-
-    from fedft.privacy.local_dp import _BatchTensors, _whole_batch
-
-    x, y = torch.randn(3, 1, 4, 4), torch.tensor([0, 1, 2])
-
-    def batches(dataset, **kwargs):
-        loader = DPDataLoader.from_data_loader(DataLoader(dataset, batch_size=1, **kwargs), generator=torch.Generator().manual_seed(5))
-        return [b for _ in range(10) for b in loader]  # q = 1/3: some batches are empty
-
-    ours, theirs = batches(_BatchTensors(x, y), collate_fn=_whole_batch), batches(TensorDataset(x, y))
-    assert len(ours) == len(theirs) == 30 and any(len(b[1]) == 0 for b in theirs)
-    for (xa, ya), (xb, yb) in zip(ours, theirs):
-        assert xa.shape == xb.shape and torch.equal(xa, xb) and torch.equal(ya, yb) and ya.dtype == yb.dtype

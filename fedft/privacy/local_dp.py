@@ -102,20 +102,6 @@ def _generator(device: torch.device, *parts: int) -> torch.Generator:
     return gen
 
 
-class _BatchTensors(TensorDataset):
-    """Hands the loader a whole batch by one index gather, instead of one `__getitem__`
-    per example and a stack (torch's `__getitems__` protocol); same examples, same order."""
-
-    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
-        index = torch.as_tensor(indices, dtype=torch.long)
-        return tuple(t[index] for t in self.tensors)
-
-
-def _whole_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    """The collate step for `_BatchTensors`: its batches are already stacked."""
-    return batch
-
-
 class _PermutationBatches:
     """The batches of `fedft.training.train`: each epoch one randperm, cut in order."""
 
@@ -171,10 +157,10 @@ def dp_train(
         engine = PrivacyEngine(accountant=accountant, secure_mode=secure_mode)
     engine.accountant.history = list(history)
     if poisson_sampling:  # make_private turns it into Poisson sampling driven by this generator (secure_mode: csprng)
-        loader = DataLoader(_BatchTensors(x, y), batch_size=batch_size, collate_fn=_whole_batch,
+        loader = DataLoader(TensorDataset(x, y), batch_size=batch_size,
                             generator=None if secure_mode else _generator(torch.device("cpu"), *seed_parts))
     else:
-        loader = DataLoader(_BatchTensors(x, y), collate_fn=_whole_batch, batch_sampler=_PermutationBatches(len(y), batch_size, _generator(torch.device("cpu"), *seed_parts)),
+        loader = DataLoader(TensorDataset(x, y), batch_sampler=_PermutationBatches(len(y), batch_size, _generator(torch.device("cpu"), *seed_parts)),
                             generator=torch.Generator().manual_seed(0))
     model.to(device)
     dp_model, dp_optimizer, dp_loader = engine.make_private(
