@@ -200,3 +200,18 @@ def test_parallel_points_split_the_gpus(monkeypatch):
     assert parent_gpus() == ["5", "7"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert parent_gpus() == []
+
+
+def test_ray_num_cpus_limits_the_local_ray(process_guard):
+    """What each parallel point's Ray gets: `simulation.ray_num_cpus` reaches ray.init."""
+    import ray
+
+    from fedft.config import SimulationConfig
+    from fedft.engine import _start_ray, backend_config
+
+    assert "num_cpus" not in backend_config(SimulationConfig())["init_args"]  # 0: all of the machine's
+    _start_ray(backend_config(SimulationConfig(ray_num_cpus=1))["init_args"])
+    try:
+        assert ray.cluster_resources()["CPU"] == 1
+    finally:
+        ray.shutdown()
