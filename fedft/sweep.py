@@ -192,12 +192,15 @@ def sweep(config: str | Path | dict, overrides: list[str] | None = None, out: st
     base, _ = split_sweep(raw)
     configs = prepare_points(raw)
     base_cfg = load_config(copy.deepcopy(base))
+    resuming = out is not None and (Path(out) / SWEEP_TOML).exists()
+    todo = [p for p in points if not (resuming and point_done(Path(out) / p.name))]
+    parallel = min(parallel, max(1, len(todo)))  # CPUs are split among the points that will run
     ray_num_cpus = 0
     if parallel > 1:
         from fedft.parallel_points import available_cpus, cpus_per_point
 
-        ray_num_cpus = cpus_per_point(list(configs.values()), parallel, available_cpus())
-    if out is not None and (Path(out) / SWEEP_TOML).exists():
+        ray_num_cpus = cpus_per_point([configs[p.name] for p in todo], parallel, available_cpus())
+    if resuming:
         sweep_dir = Path(out)
         import tomllib
 
@@ -209,7 +212,6 @@ def sweep(config: str | Path | dict, overrides: list[str] | None = None, out: st
     atomic_write(sweep_dir / POINTS_JSON, json.dumps([{"name": p.name, "values": p.values} for p in points], indent=2) + "\n")
 
     console = Console(highlight=False, quiet=quiet)
-    todo = [p for p in points if not point_done(sweep_dir / p.name)]
     console.print(f"fedft sweep: {base_cfg.name}: {len(points)} points, {len(points) - len(todo)} already complete -> {sweep_dir}")
     ran: list[str] = []
     columns = (TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("points"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[point]}"))

@@ -149,7 +149,7 @@ def test_mia_planted_case():
 
 
 def test_parallel_points_run_side_by_side_in_their_own_processes(tmp_path, process_guard):
-    """Two points with --parallel 2 on 2 CPUs: each a `fedft run` child with a 1-CPU Ray,
+    """Two points side by side on 2 CPUs: each a `fedft run` child with a 1-CPU Ray,
     both complete, their run times overlap, and the report covers both."""
     import tomli_w
 
@@ -157,7 +157,8 @@ def test_parallel_points_run_side_by_side_in_their_own_processes(tmp_path, proce
     cfg = tmp_path / "par.toml"
     cfg.write_text(tomli_w.dumps(raw))
     sw = tmp_path / "sw"
-    assert main(["sweep", str(cfg), "--out", str(sw), "--parallel", "2", "--quiet"]) == 0
+    # --parallel 4 with 2 points: the 2 CPUs are split between the 2 points that run
+    assert main(["sweep", str(cfg), "--out", str(sw), "--parallel", "4", "--quiet"]) == 0
     names = [p.name for p in expand_grid(raw)]
     spans = []
     for name in names:
