@@ -142,7 +142,7 @@ def test_seeded_dp_round_is_reproducible():
 def test_reused_worker_dp_model_trains_exactly_like_a_fresh_one(model_name):
     """A worker converts its DP model once; a round on the reused model (hooks removed
     after the previous round) equals the same round on a freshly converted one."""
-    from fedft.privacy.local_dp import worker_dp_model
+    from fedft.privacy.local_dp import _worker_dp_model
 
     raw = json.loads(_config(noise_multiplier=1.0))
     raw["model"] = {"name": model_name}
@@ -150,6 +150,6 @@ def test_reused_worker_dp_model_trains_exactly_like_a_fresh_one(model_name):
     start = _initial_state(model_name)
     local_dp_update(config, 1, 1, start, RecordDict())  # warms the worker's model
     reused, metrics_reused = local_dp_update(config, 1, 2, start, RecordDict())
-    worker_dp_model.cache_clear()
+    _worker_dp_model.cache_clear()
     fresh, metrics_fresh = local_dp_update(config, 1, 2, start, RecordDict())
     assert all(torch.equal(reused[k], fresh[k]) for k in fresh) and metrics_reused == metrics_fresh

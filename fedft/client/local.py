@@ -41,11 +41,17 @@ def _worker_model(name: str, input_shape: tuple, num_classes: int, options: tupl
     return build_model(name, input_shape, num_classes, **dict(options))
 
 
+def model_key(cfg: FedftConfig) -> tuple[str, tuple]:
+    """(model name, sorted size options): what a worker's cached model objects are keyed by."""
+    return cfg.model.name, tuple(sorted(model_options(cfg.model).items()))
+
+
 def worker_model(cfg: FedftConfig, input_shape: tuple, num_classes: int) -> torch.nn.Module:
     """This worker's model object, built once and reused: every call loads the global
     state into it (all parameters and buffers) and makes a fresh optimizer, so reuse
     changes no result; building seed_cnn costs about a third of a small client's round."""
-    return _worker_model(cfg.model.name, input_shape, num_classes, tuple(sorted(model_options(cfg.model).items())))
+    name, options = model_key(cfg)
+    return _worker_model(name, input_shape, num_classes, options)
 
 
 def local_update(

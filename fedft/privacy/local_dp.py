@@ -76,13 +76,20 @@ def make_dp_compatible(model: nn.Module) -> nn.Module:
 
 
 @lru_cache(maxsize=4)
-def worker_dp_model(name: str, input_shape: tuple, num_classes: int, options: tuple) -> nn.Module:
-    """This worker's DP-trainable model, converted once and reused like
-    `fedft.client.local.worker_model`: each round loads the global state into it, and
-    `dp_train` removes Opacus' hooks when it ends (Opacus refuses to hook a model twice)."""
+def _worker_dp_model(name: str, input_shape: tuple, num_classes: int, options: tuple) -> nn.Module:
     from fedft.models import build_model
 
     return make_dp_compatible(build_model(name, input_shape, num_classes, **dict(options)))
+
+
+def worker_dp_model(cfg, input_shape: tuple, num_classes: int) -> nn.Module:  # cfg: FedftConfig
+    """This worker's DP-trainable model, converted once and reused like
+    `fedft.client.local.worker_model`: each round loads the global state into it, and
+    `dp_train` removes Opacus' hooks when it ends (Opacus refuses to hook a model twice)."""
+    from fedft.client.local import model_key
+
+    name, options = model_key(cfg)
+    return _worker_dp_model(name, input_shape, num_classes, options)
 
 
 def plain_state(dp_model: nn.Module, keys: list[str]) -> dict[str, torch.Tensor]:
@@ -247,13 +254,12 @@ def local_dp_update(config_json: str, client_id: int, server_round: int, global_
                           DP_STEPS: float(total_steps(history)), **dp_metrics}
 
     from fedft.finetune import client_start, freeze, merge_received
-    from fedft.models import model_options
 
     received = merge_received(config_json, global_state, frozen_digest)  # finetune: frozen rest is local
     model = worker_model(cfg, tuple(x_tr.shape[1:]), num_classes)
     model.load_state_dict(received)
     val_loss, val_acc = evaluate(model, x_val, y_val, device)
-    dp_model = worker_dp_model(cfg.model.name, tuple(x_tr.shape[1:]), num_classes, tuple(sorted(model_options(cfg.model).items())))
+    dp_model = worker_dp_model(cfg, tuple(x_tr.shape[1:]), num_classes)
     dp_model.load_state_dict(received)
     freeze(dp_model, client_start(config_json)[0])  # frozen parameters get no per-sample gradients and no noise
     optimizer = make_optimizer(t.optimizer, [q for q in dp_model.parameters() if q.requires_grad], t.lr, t.momentum, t.weight_decay)
