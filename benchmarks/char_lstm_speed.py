@@ -15,7 +15,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from fedft.models import build_model
+from fedft.ml.models import build_model
 
 
 def chars_per_second(hidden: int, steps: int, batch: int = 16, seq_len: int = 80, vocab: int = 97) -> float:

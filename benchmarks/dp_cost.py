@@ -2,8 +2,8 @@
 
 One client of simulations/dp_local_eps3.toml (mnist-5k, about 360 records, batch 32,
 1 local epoch: 12 steps either way) runs its round in-process, plain
-(`fedft.client.local.local_update`) and with Opacus DP-SGD
-(`fedft.privacy.local_dp.local_dp_update`: per-sample gradients, clipping, noise,
+(`fedft.fl.client.pipeline.local_update`) and with Opacus DP-SGD
+(`fedft.privacy.dp_sgd.local_dp_update`: per-sample gradients, clipping, noise,
 Poisson batches, accountant), alternating, so both see the same machine load.
 Prints the median wall time of each and their ratio, per model (`--model a,b`).
 
@@ -42,9 +42,9 @@ def measure(args, model: str) -> tuple[float, float]:
     from flwr.app import RecordDict
 
     from fedft.api import prepare
-    from fedft.client.local import client_tensors, local_update
-    from fedft.privacy.local_dp import local_dp_update
-    from fedft.server.evaluation import initial_state
+    from fedft.fl.client.pipeline import client_tensors, local_update
+    from fedft.privacy.dp_sgd import local_dp_update
+    from fedft.fl.server.evaluation import initial_state
 
     args.model = model
     cfg = prepare(ROOT / "simulations" / "dp_local_eps3.toml", [f"simulation.device={args.device}", f"model.name={args.model}"])

@@ -14,7 +14,7 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from torch.utils.data import DataLoader
 
-from fedft.models import build_model
+from fedft.ml.models import build_model
 
 _pool = None  # like the template's `fds` cache: the partitioner, not the partitions
 
@@ -25,7 +25,7 @@ def _partitioner(num_partitions: int):
         from datasets import Dataset
         from flwr_datasets.partitioner import IidPartitioner
 
-        from fedft.data.registry import load_dataset
+        from fedft.ml.data.registry import load_dataset
 
         data = load_dataset("mnist-5k")
         n_train = int(len(data) * 0.8)

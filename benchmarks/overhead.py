@@ -33,11 +33,11 @@ def plain_loop(config, overrides: list[str]) -> tuple[list[float], float]:
     import torch
 
     from fedft.api import prepare
-    from fedft.data import federated_data_for
-    from fedft.models import build_model, model_options
-    from fedft.server.evaluation import central_evaluator, initial_state
-    from fedft.server.sampling import sample_clients
-    from fedft.training import evaluate, make_optimizer, resolve_device, seed_generator, train
+    from fedft.ml.data import federated_data_for
+    from fedft.ml.models import build_model, model_options
+    from fedft.fl.server.evaluation import central_evaluator, initial_state
+    from fedft.fl.server.sampling import sample_clients
+    from fedft.ml.training import evaluate, make_optimizer, resolve_device, seed_generator, train
 
     cfg = prepare(config, overrides)
     data = federated_data_for(cfg)
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     t_imp = time.perf_counter()
     import torch  # noqa: F401  (timed: the plain loop's import cost)
 
-    import fedft.training  # noqa: F401
+    import fedft.ml.training  # noqa: F401
     imports = time.perf_counter() - t_imp
     loop, setup = plain_loop(args.config, overrides)
     fed = run_fedft(args.config, overrides)

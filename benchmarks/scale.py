@@ -33,7 +33,7 @@ def truncated_fashion_mnist(total: int) -> Path:
     """The first `total` Fashion-MNIST images (train file, then t10k) as IDX files in a temp folder."""
     import numpy as np
 
-    from fedft.data.images import FASHION_MNIST_DIR, _find, _read_idx
+    from fedft.ml.data.images import FASHION_MNIST_DIR, _find, _read_idx
 
     folder = Path(tempfile.mkdtemp(prefix="fmnist-"))
     src, left = Path(FASHION_MNIST_DIR), total
@@ -82,7 +82,7 @@ def shard_bytes_per_client(overrides: list[str]) -> float:
     """fedft's own record per client, in the driver and in every worker: its shard's
     train/validation index arrays."""
     from fedft.api import prepare
-    from fedft.data import federated_data_for
+    from fedft.ml.data import federated_data_for
 
     cfg = prepare(ROOT / "simulations" / "quickstart.toml", overrides)
     clients = federated_data_for(cfg).clients

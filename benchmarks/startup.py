@@ -1,7 +1,7 @@
 """Start-up: time from `fedft run` to its first round, and how it splits.
 
 Each part is timed in a fresh child process (nothing cached by an earlier part):
-  imports  - `import torch, flwr, ray, fedft.api, fedft.server.app, fedft.client.app`
+  imports  - `import torch, flwr, ray, fedft.api, fedft.fl.server.app, fedft.fl.client.app`
   data     - `fedft.api.prepare(config)`: validate, load, partition (after imports)
   ray      - `ray.init()` + `ray.shutdown()` with fedft's arguments (after imports)
   fedft run to round 0 row - the whole command until metrics.csv appears (round 0 =
@@ -21,9 +21,9 @@ import sys
 from _common import ROOT, run_fedft
 
 PARTS = {
-    "imports": "import time; t=time.perf_counter(); import torch, flwr, ray, fedft.api, fedft.server.app, fedft.client.app; print(time.perf_counter()-t)",
+    "imports": "import time; t=time.perf_counter(); import torch, flwr, ray, fedft.api, fedft.fl.server.app, fedft.fl.client.app; print(time.perf_counter()-t)",
     "data": "import time, sys, fedft.api; t=time.perf_counter(); fedft.api.prepare(sys.argv[1], sys.argv[2:]); print(time.perf_counter()-t)",
-    "ray": ("import time, ray; from fedft.engine import backend_config, _start_ray; from fedft.config import SimulationConfig; "
+    "ray": ("import time, ray; from fedft.runtime.engine import backend_config, _start_ray; from fedft.config import SimulationConfig; "
             "t=time.perf_counter(); _start_ray(backend_config(SimulationConfig())['init_args']); ray.shutdown(); print(time.perf_counter()-t)"),
 }
 

@@ -29,10 +29,10 @@ def run_plain_flower(rounds: int, num_clients: int) -> tuple[list[float], float]
     from flwr.serverapp.strategy import FedAvg
 
     import flower_quickstart_app as plain
-    from fedft import engine
+    from fedft.runtime import engine
     from fedft.config import SimulationConfig
-    from fedft.data.registry import load_dataset
-    from fedft.training import evaluate
+    from fedft.ml.data.registry import load_dataset
+    from fedft.ml.training import evaluate
 
     data = load_dataset("mnist-5k")
     n_train = int(len(data) * 0.8)

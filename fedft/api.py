@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from fedft.config import FedftConfig, load_config
-from fedft.data import federated_data_for
+from fedft.ml.data import federated_data_for
 from fedft.errors import FedftError
 
 
@@ -33,7 +33,7 @@ def prepare(config: str | Path | dict | FedftConfig, overrides: list[str] | None
     from fedft.privacy.checks import check_privacy_data
 
     check_privacy_data(cfg, data)  # DP: Opacus can train the model, every client's budget covers a round
-    from fedft.finetune import check_start
+    from fedft.ml.finetune import check_start
 
     check_start(cfg)  # model.init_from: readable, and fits this model and data
     return cfg
@@ -51,14 +51,14 @@ def run(
     the run in that folder from its last checkpoint instead (`config` and `overrides`, if
     given, must equal the folder's config). SIGINT/SIGTERM stop it cleanly: the summary
     says "interrupted" and how to resume."""
-    from fedft import engine
-    from fedft.client.app import app as client_app
-    from fedft.interrupt import stop_on_signals
-    from fedft.progress import RoundPrinter
-    from fedft.results import RunWriter, new_run_dir
-    from fedft.resume import is_complete, prepare_resume, resume_command
-    from fedft.server.app import make_server_app
-    from fedft.server.exchange import RunInterrupted
+    from fedft.runtime import engine
+    from fedft.fl.client.app import app as client_app
+    from fedft.runtime.interrupt import stop_on_signals
+    from fedft.runtime.progress import RoundPrinter
+    from fedft.state.run_folder import RunWriter, new_run_dir
+    from fedft.jobs.resume import is_complete, prepare_resume, resume_command
+    from fedft.fl.server.app import make_server_app
+    from fedft.fl.server.exchange import RunInterrupted
 
     point = None
     if resume is not None:
@@ -78,7 +78,7 @@ def run(
             raise FedftError("config", "is missing.", "give a TOML config, e.g. `fedft run simulations/quickstart.toml`, or `--resume RUN_DIR`.")
         cfg = prepare(config, overrides)
         if cfg.compare.arms:
-            raise FedftError("compare.arms", f"this config compares {len(cfg.compare.arms)} arms; fedft.run runs one simulation.", "use `fedft run CONFIG` on the command line or fedft.compare.compare(CONFIG) in Python.")
+            raise FedftError("compare.arms", f"this config compares {len(cfg.compare.arms)} arms; fedft.run runs one simulation.", "use `fedft run CONFIG` on the command line or fedft.jobs.compare.compare(CONFIG) in Python.")
         run_dir = new_run_dir(cfg, out)
         writer = RunWriter(run_dir, cfg)
     printer = RoundPrinter(cfg.simulation.rounds, quiet=quiet)
@@ -88,7 +88,7 @@ def run(
         printer.say(f"fedft: {cfg.name}: resuming {run_dir} after round {point.round} of {cfg.simulation.rounds}")
     result: dict[str, Any] = {}
     stop = threading.Event()
-    from fedft.sim_fast import NodePartitions
+    from fedft.runtime.engine_patches import NodePartitions
 
     nodes = NodePartitions()  # the engine's node -> partition mapping, instead of a handshake
     server_app = make_server_app(cfg, writer, printer.on_round, result, point, stop, node_partitions=nodes)

@@ -26,8 +26,8 @@ def _add_run_args(p: argparse.ArgumentParser, config_optional: bool = False) -> 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from fedft.api import run
-    from fedft.compare import has_arms
-    from fedft.sweep import is_sweep_config
+    from fedft.jobs.compare import has_arms
+    from fedft.jobs.sweep import is_sweep_config
 
     if args.resume is None and args.config is not None and is_sweep_config(args.config):  # a [sweep] table: run the grid
         return cmd_sweep(args)
@@ -43,14 +43,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from fedft.compare import compare
+    from fedft.jobs.compare import compare
 
     result = compare(args.config, args.overrides, out=args.out, quiet=args.quiet, verbose=args.verbose)
     return 0 if all(arm.summary["status"] == "completed" for arm in result.arms) else 1
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from fedft.pretrain import pretrain
+    from fedft.jobs.pretrain import pretrain
 
     pretrain(args.config, args.overrides, out=args.out, quiet=args.quiet)
     return 0
@@ -58,8 +58,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def cmd_partitions(args: argparse.Namespace) -> int:
     from fedft.api import prepare
-    from fedft.data import federated_data_for
-    from fedft.data.plot import plot_label_counts
+    from fedft.ml.data import federated_data_for
+    from fedft.ml.data.plot import plot_label_counts
 
     cfg = prepare(args.config, args.overrides)
     path = plot_label_counts(federated_data_for(cfg), args.out_png, title=f"{cfg.data.name}, {cfg.partition.method}")
@@ -68,7 +68,7 @@ def cmd_partitions(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from fedft.generate import generate, load_text_model
+    from fedft.ml.generate import generate, load_text_model
 
     model, vocab = load_text_model(args.model)
     print(generate(model, vocab, args.prompt, args.length, args.temperature, args.seed))
@@ -76,8 +76,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from fedft.report import sweep_rows
-    from fedft.sweep import sweep
+    from fedft.jobs.report import sweep_rows
+    from fedft.jobs.sweep import sweep
 
     result = sweep(args.config, args.overrides, out=args.out, quiet=args.quiet, verbose=args.verbose, parallel=getattr(args, "parallel", 1))
     if result.interrupted:
@@ -86,14 +86,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from fedft.check import check
+    from fedft.jobs.check import check
 
     print(f"{args.config}: ok, {check(args.config, args.overrides)}")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from fedft.report import write_report
+    from fedft.jobs.report import write_report
 
     print(write_report(args.sweep_dir), end="")
     print(f"\nwrote {args.sweep_dir}/sweep.csv, sweep.md, sweep.png")

@@ -38,7 +38,7 @@ class DataConfig(_Section):
     path: str = ""  # where a file-backed dataset lives ("" = its default place)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)  # server-side test set, never seen by clients
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # each client's local validation split
-    # text datasets only (data.name = "text" or "hf:flwrlabs/shakespeare"; fedft/data/text.py)
+    # text datasets only (data.name = "text" or "hf:flwrlabs/shakespeare"; fedft/ml/data/text.py)
     seq_len: int = Field(80, ge=1)  # characters per training sequence (LEAF: 80)
     min_chars: int = Field(2000, ge=1)  # roles with fewer characters are small roles
     small_roles: Literal["drop", "merge"] = "drop"  # drop them, or merge them into one client
@@ -79,7 +79,7 @@ class FinetuneConfig(_Section):
     @pydantic.field_validator("mode", mode="before")
     @classmethod
     def _mode(cls, value: Any) -> Any:
-        from fedft.finetune import check_mode_syntax
+        from fedft.ml.finetune import check_mode_syntax
 
         if not isinstance(value, (str, list)):
             raise ValueError(f"must be a string or a list of patterns (got {value!r})")
@@ -126,7 +126,7 @@ class StrategyConfig(_Section):
 
 
 class AttackConfig(_Section):
-    """Simulated malicious clients (fedft.client.attack). With update u = y - x (local
+    """Simulated malicious clients (fedft.fl.client.attack). With update u = y - x (local
     minus received global model): sign_flip sends x - scale*u, scale sends x + scale*u,
     gaussian sends x + N(0, noise_std^2) noise instead of u, label_flip trains on
     labels c -> C-1-c. Which clients attack is a pure function of (seed, client id)."""
@@ -338,9 +338,9 @@ def _cross_checks(cfg: FedftConfig) -> None:
     from fedft.privacy.checks import check_privacy_config
 
     check_privacy_config(cfg)
-    from fedft.compare import check_compare
-    from fedft.finetune import check_finetune
-    from fedft.pretrain import check_pretrain
+    from fedft.jobs.compare import check_compare
+    from fedft.ml.finetune import check_finetune
+    from fedft.jobs.pretrain import check_pretrain
 
     check_finetune(cfg)
     check_pretrain(cfg)
@@ -353,7 +353,7 @@ def _cross_checks(cfg: FedftConfig) -> None:
 
 def _text_checks(cfg: FedftConfig) -> None:
     """Text data is split by speaking role; image data by label."""
-    from fedft.data.text import is_text_dataset
+    from fedft.ml.data.text import is_text_dataset
 
     if is_text_dataset(cfg.data.name) != (cfg.partition.method == "roles"):
         if cfg.partition.method == "roles":
@@ -372,8 +372,8 @@ def _strategy_run_checks(cfg: FedftConfig) -> None:
 
 
 def _check_registries(cfg: FedftConfig) -> None:
-    from fedft.data import check_dataset_name
-    from fedft.models import check_model_name
+    from fedft.ml.data import check_dataset_name
+    from fedft.ml.models import check_model_name
     from strategies import check_strategy
 
     check_dataset_name(cfg.data.name)

@@ -99,7 +99,7 @@ def check_qfedavg(params: dict[str, Any], run: RunFacts) -> None:
 
 register_strategy("fedavg")(fs.FedAvg)  # McMahan et al. 2017
 register_strategy("fedavgm", check_fedavgm)(fs.FedAvgM)  # Hsu et al. 2019
-register_strategy("fedprox", check_fedprox)(fs.FedProx)  # Li et al. 2020; the client half is fedft.client.corrections
+register_strategy("fedprox", check_fedprox)(fs.FedProx)  # Li et al. 2020; the client half is fedft.fl.client.corrections
 register_strategy("fedadam", _check_fedopt({"eta": 0.1, "eta_l": 0.1, "tau": 1e-3, "beta_1": 0.9, "beta_2": 0.99}))(fs.FedAdam)  # Reddi et al. 2021
 register_strategy("fedyogi", _check_fedopt({"eta": 0.01, "eta_l": 0.0316, "tau": 1e-3, "beta_1": 0.9, "beta_2": 0.99}))(fs.FedYogi)
 register_strategy("fedadagrad", _check_fedopt({"eta": 0.1, "eta_l": 0.1, "tau": 1e-3}))(fs.FedAdagrad)

@@ -1,7 +1,7 @@
 """Aggregation strategies by name, with parameters checked before any run starts.
 
 A registry entry is a factory `(**params) -> flwr.serverapp.strategy.Strategy`.
-Client sampling is fedft's job (seeded per round, see `fedft.server.sampling`),
+Client sampling is fedft's job (seeded per round, see `fedft.fl.server.sampling`),
 so the sampling knobs of Flower's strategies are fixed here and not user settings.
 
 Parameters are typed from the factory's signature (the default's type, or the

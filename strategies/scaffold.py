@@ -1,6 +1,6 @@
 r"""SCAFFOLD (Karimireddy et al. 2020, "SCAFFOLD: Stochastic Controlled Averaging
 for Federated Learning"), which Flower does not ship. Server half; the client
-half is `fedft.client.scaffold`.
+half is `fedft.fl.client.scaffold`.
 
 State: the global model x and the server control variate c, the mean of all N
 clients' control variates c_i (everything starts at 0). Round t, sampled set S:
@@ -32,7 +32,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 from flwr.supercore import log
 
-from fedft import protocol as p
+from fedft.fl import protocol as p
 from fedft.errors import FedftError
 from strategies.aggregation import weighted_mean
 from strategies.registry import RunFacts, register_strategy
@@ -50,7 +50,7 @@ class Scaffold(FedAvg):
         0 means "everyone who replied", i.e. full participation.
     """
 
-    reply_array_records = (p.ARRAYS, p.SCAFFOLD_DELTA)  # what a valid reply carries (fedft.server.validation)
+    reply_array_records = (p.ARRAYS, p.SCAFFOLD_DELTA)  # what a valid reply carries (fedft.fl.server.validation)
 
     def __init__(
         self,

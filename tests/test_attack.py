@@ -2,10 +2,10 @@
 
 import torch
 
-from fedft.client.attack import attack_generator, attack_update, attacker_key, attackers, flip_labels, is_attacker
-from fedft.client.local import local_update
+from fedft.fl.client.attack import attack_generator, attack_update, attacker_key, attackers, flip_labels, is_attacker
+from fedft.fl.client.pipeline import local_update
 from fedft.config import AttackConfig, load_config
-from fedft.server.evaluation import initial_state
+from fedft.fl.server.evaluation import initial_state
 
 
 def test_attackers_are_exact_and_reproducible():

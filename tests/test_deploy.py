@@ -18,9 +18,9 @@ import tomli_w
 import torch
 
 import fedft
-from fedft.checkpoint import load_checkpoint
+from fedft.state.model_file import load_checkpoint
 from fedft.deploy.processes import descendants, free_port, tagged
-from fedft.server.sampling import sample_clients
+from fedft.fl.server.sampling import sample_clients
 
 ROOT = Path(__file__).resolve().parents[1]
 

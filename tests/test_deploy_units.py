@@ -15,14 +15,14 @@ from cryptography.hazmat.primitives.serialization import load_ssh_private_key, l
 from flwr.common.config import parse_config_args
 
 from fedft.cli import main
-from fedft.client.node_data import cached_shard, load_private, node_tensors
-from fedft.client.state_store import load_state, save_state
+from fedft.fl.client.node_data import cached_shard, load_private, node_tensors
+from fedft.state.node_store import load_state, save_state
 from fedft.config import load_config
 from fedft.deploy.certs import make_certs, make_supernode_keys
 from fedft.deploy.run_config import config_from_run_config, results_dir, write_run_config
 from fedft.deploy.supernode import node_config_text
 from fedft.errors import FedftError
-from fedft.models import build_model
+from fedft.ml.models import build_model
 
 
 def test_certs_chain_and_names(tmp_path):
@@ -112,7 +112,7 @@ def test_private_data_is_checked_and_split(tmp_path):
 
 
 def test_node_shard_cached_on_disk_equals_partition(tmp_path, tiny_config):
-    from fedft.client.local import client_tensors
+    from fedft.fl.client.pipeline import client_tensors
 
     config_json = load_config(tiny_config).to_json()
     first = cached_shard(tmp_path, config_json, 2)

@@ -7,9 +7,9 @@ import torch.nn.functional as F
 from opacus import GradSampleModule
 from opacus.grad_sample.grad_sample_module import create_or_accumulate_grad_sample
 
-from fedft.models import build_model
+from fedft.ml.models import build_model
 from fedft.privacy.fast_grad_sample import borrowed_grad_samples, keep_or_accumulate
-from fedft.privacy.local_dp import make_dp_compatible
+from fedft.privacy.dp_sgd import make_dp_compatible
 
 SHAPES = {"seed_cnn": (1, 28, 28), "seed_rnn": (1, 28, 28), "char_lstm": (12,)}
 

@@ -5,10 +5,10 @@ import warnings
 import torch
 from torch import nn
 
-from fedft.client.corrections import attach_gradient_corrections
-from fedft.client.local import local_update
+from fedft.fl.client.corrections import attach_gradient_corrections
+from fedft.fl.client.pipeline import local_update
 from fedft.config import load_config
-from fedft.server.evaluation import initial_state
+from fedft.fl.server.evaluation import initial_state
 
 
 def _tiny_problem(seed=0):
@@ -133,7 +133,7 @@ def test_client_app_reads_flowers_proximal_mu():
     from flower_messages import train_instruction
     from flwr.app import ArrayRecord, ConfigRecord, Context, RecordDict
 
-    from fedft.client.app import train
+    from fedft.fl.client.app import train
 
     cfg = _config()
     x = initial_state(cfg)

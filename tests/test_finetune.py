@@ -7,13 +7,13 @@ import sys
 import pytest
 import torch
 
-from fedft.checkpoint import load_checkpoint, save_checkpoint
-from fedft.client.local import local_update
+from fedft.state.model_file import load_checkpoint, save_checkpoint
+from fedft.fl.client.pipeline import local_update
 from fedft.config import load_config
 from fedft.errors import FedftError
-from fedft.finetune import freeze, make_plan, param_groups, plan_for, start_state, trainable_names
-from fedft.models import build_model
-from fedft.server.evaluation import initial_state
+from fedft.ml.finetune import freeze, make_plan, param_groups, plan_for, start_state, trainable_names
+from fedft.ml.models import build_model
+from fedft.fl.server.evaluation import initial_state
 
 from conftest import ROOT
 

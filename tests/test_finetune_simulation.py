@@ -7,9 +7,9 @@ import torch
 from flwr.app import ArrayRecord
 
 import fedft
-from fedft.checkpoint import load_checkpoint, save_checkpoint
+from fedft.state.model_file import load_checkpoint, save_checkpoint
 from fedft.cli import main
-from fedft.models import build_model
+from fedft.ml.models import build_model
 
 
 def test_head_mode_freezes_the_body_and_sends_only_the_head(tiny_config, tmp_path, process_guard):

@@ -3,7 +3,7 @@ import torch
 from opacus.validators import ModuleValidator
 
 from fedft.errors import FedftError
-from fedft.models import build_model, model_names
+from fedft.ml.models import build_model, model_names
 
 EXPECTED_PARAMS = {"seed_cnn": 93_322, "fedavg_cnn": 1_663_370}
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from fedft.data import federated_data, load_dataset
-from fedft.data.partition import label_counts, partition_pool, split_pool_test
+from fedft.ml.data import federated_data, load_dataset
+from fedft.ml.data.partition import label_counts, partition_pool, split_pool_test
 from fedft.errors import FedftError
 
 

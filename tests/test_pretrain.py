@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from fedft.checkpoint import load_checkpoint
-from fedft.compare import ArmResult, comparison_rows, markdown_table, rounds_to_reach
+from fedft.state.model_file import load_checkpoint
+from fedft.jobs.compare import ArmResult, comparison_rows, markdown_table, rounds_to_reach
 from fedft.config import load_config
 from fedft.errors import FedftError
-from fedft.pretrain import pretrain
+from fedft.jobs.pretrain import pretrain
 
 
 def _pretrain_config(tiny_config, **pre):
@@ -75,7 +75,7 @@ def test_bad_compare_tables_are_config_errors(tiny_config, compare, field):
 
 
 def test_arm_overrides_are_validated_before_anything_runs(tiny_config, tmp_path):
-    from fedft.compare import compare
+    from fedft.jobs.compare import compare
 
     raw = {**tiny_config, "compare": {"arms": {"ok": [], "bad": ["finetune.mode=tail"]}}}
     with pytest.raises(FedftError) as err:

@@ -12,7 +12,7 @@ from torch import nn
 from fedft.api import prepare
 from fedft.config import load_config
 from fedft.errors import FedftError
-from fedft.models.registry import register_model
+from fedft.ml.models.registry import register_model
 from fedft.privacy.checks import PrivacyWarning
 
 ROOT = Path(__file__).resolve().parents[1]

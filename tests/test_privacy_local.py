@@ -9,12 +9,12 @@ from flwr.app import RecordDict
 from opacus.accountants import PRVAccountant, RDPAccountant
 from opacus.layers import DPRNN
 
-from fedft.client.local import client_tensors, local_update
+from fedft.fl.client.pipeline import client_tensors, local_update
 from fedft.config import load_config
-from fedft.models import build_model
+from fedft.ml.models import build_model
 from fedft.privacy.accounting import dp_sgd_sample_rate, dp_sgd_steps_per_epoch
-from fedft.privacy.local_dp import BUDGET_SPENT, EPSILON, dp_train, local_dp_update, make_dp_compatible, plain_state
-from fedft.training import make_optimizer, seed_generator, train
+from fedft.privacy.dp_sgd import BUDGET_SPENT, EPSILON, dp_train, local_dp_update, make_dp_compatible, plain_state
+from fedft.ml.training import make_optimizer, seed_generator, train
 
 CPU = torch.device("cpu")
 
@@ -142,7 +142,7 @@ def test_seeded_dp_round_is_reproducible():
 def test_reused_worker_dp_model_trains_exactly_like_a_fresh_one(model_name):
     """A worker converts its DP model once; a round on the reused model (hooks removed
     after the previous round) equals the same round on a freshly converted one."""
-    from fedft.privacy.local_dp import _worker_dp_model
+    from fedft.privacy.dp_sgd import _worker_dp_model
 
     raw = json.loads(_config(noise_multiplier=1.0))
     raw["model"] = {"name": model_name}

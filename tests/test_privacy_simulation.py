@@ -7,9 +7,9 @@ import pytest
 from opacus.accountants import RDPAccountant
 
 import fedft
-from fedft.data import federated_data_for
+from fedft.ml.data import federated_data_for
 from fedft.config import load_config
-from fedft.models import build_model
+from fedft.ml.models import build_model
 from fedft.privacy.accounting import dp_sgd_sample_rate, dp_sgd_steps_per_epoch
 
 

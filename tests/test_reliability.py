@@ -16,10 +16,10 @@ import tomli_w
 import torch
 
 import fedft
-from fedft.client.faults import CRASH, DROPOUT, STRAGGLER, fault_for
+from fedft.fl.client.faults import CRASH, DROPOUT, STRAGGLER, fault_for
 from fedft.config import load_config
-from fedft.server.checkpointing import FILENAME
-from fedft.server.sampling import sample_clients
+from fedft.state.run_checkpoint import FILENAME
+from fedft.fl.server.sampling import sample_clients
 
 from conftest import ROOT, _status, kill_pids
 
@@ -298,7 +298,7 @@ def test_strategy_state_survives_a_checkpoint_bit_exactly(name, params, flower_t
     from flwr.app import Array, ArrayRecord, ConfigRecord
     from flwr.serverapp.strategy import FedAdam, FedAvgM
 
-    from fedft import snapshot
+    from fedft.state import snapshot
     from strategies.registry import FIXED_BY_FEDFT
 
     factory = {"fedadam": FedAdam, "fedavgm": FedAvgM}[name]
@@ -338,7 +338,7 @@ def test_client_state_travels_through_the_checkpoint(flower_task):
     import numpy as np
     from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
-    from fedft import client_state
+    from fedft.state import client_records as client_state
 
     context = Context(run_id=1, node_id=5, node_config={}, state=RecordDict(), run_config={})
     context.state["dp-accountant"] = ConfigRecord({"history": [1.5, 0.04, 100.0]})
@@ -394,9 +394,9 @@ def _finished_folder(tmp_path: Path, data: dict | None = None) -> tuple[Path, di
     """A results folder as a run leaves it after round 2 of 4 (no Ray needed)."""
     from strategies import build_strategy
 
-    from fedft.results import RunWriter
-    from fedft.server.checkpointing import ServerState, capture_state, save_run_checkpoint
-    from fedft.server.evaluation import initial_state
+    from fedft.state.run_folder import RunWriter
+    from fedft.state.run_checkpoint import ServerState, capture_state, save_run_checkpoint
+    from fedft.fl.server.evaluation import initial_state
 
     cfg_dict = small_config(tmp_path, data=data or {})
     cfg = load_config(cfg_dict)
@@ -442,7 +442,7 @@ def test_bad_resume_input_exits_2_and_touches_nothing(tmp_path, capsys, damage):
         record["arrays"]["head.bias"] = torch.zeros(3)
         torch.save(record, ckpt)
     elif damage == "data_unreadable":
-        from fedft.data import federated_data
+        from fedft.ml.data import federated_data
 
         path = tmp_path / "fmnist" / "train-images-idx3-ubyte"
         path.write_bytes(path.read_bytes()[:100])

@@ -1,4 +1,4 @@
-from fedft.server.sampling import sample_clients
+from fedft.fl.server.sampling import sample_clients
 
 
 def test_sampling_depends_only_on_seed_and_round():

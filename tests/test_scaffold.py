@@ -4,11 +4,11 @@ import torch
 from flower_messages import train_instruction
 from flwr.app import ArrayRecord, ConfigRecord, Context, RecordDict
 
-from fedft.client import scaffold
-from fedft.client.app import train
-from fedft.client.local import local_update
+from fedft.fl.client import scaffold
+from fedft.fl.client.app import train
+from fedft.fl.client.pipeline import local_update
 from fedft.config import load_config
-from fedft.server.evaluation import initial_state
+from fedft.fl.server.evaluation import initial_state
 
 CFG = load_config({
     "seed": 5,
@@ -87,7 +87,7 @@ def _quadratic_rounds(rounds: int, use_scaffold: bool) -> float:
     reaches 1, so w = (0.95^20 w + 1)/2, i.e. w = 1 / (2 - 0.95^20)."""
     from flower_messages import FakeGrid, server_identity, train_reply
 
-    from fedft.client.corrections import attach_gradient_corrections
+    from fedft.fl.client.corrections import attach_gradient_corrections
     from strategies.scaffold import Scaffold
 
     h, a, steps, lr = (1.0, 10.0), (0.0, 1.0), 20, 0.05

@@ -9,7 +9,7 @@ def test_iid_shards_equal_flwr_datasets(pool_size, num_clients):
     import datasets
     from flwr_datasets.partitioner import IidPartitioner
 
-    from fedft.data.partition import iid_shards
+    from fedft.ml.data.partition import iid_shards
 
     part = IidPartitioner(num_partitions=num_clients)
     part.dataset = datasets.Dataset.from_dict({"position": list(range(pool_size))})

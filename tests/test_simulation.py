@@ -6,7 +6,7 @@ import json
 import torch
 
 import fedft
-from fedft.checkpoint import load_checkpoint
+from fedft.state.model_file import load_checkpoint
 
 
 def _accuracy_column(run_dir):

@@ -15,11 +15,11 @@ from flwr.app import Array, ArrayRecord, Context, Message
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
-import fedft.client.app as fedft_client
-from fedft import engine
+import fedft.fl.client.app as fedft_client
+from fedft.runtime import engine
 from fedft.config import load_config
-from fedft.server.evaluation import central_evaluator, initial_state
-from fedft.server.loop import run_rounds
+from fedft.fl.server.evaluation import central_evaluator, initial_state
+from fedft.fl.server.loop import run_rounds
 from strategies import RunFacts, build_strategy, strategy_names
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import test modules

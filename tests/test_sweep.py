@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from fedft.audit.mia import loss_threshold_attack, per_example_losses
+from fedft.privacy.audit import loss_threshold_attack, per_example_losses
 from fedft.cli import main
 from fedft.errors import FedftError
-from fedft.report import pareto_front, sweep_rows, write_report
-from fedft.sweep import expand_grid, sweep
+from fedft.jobs.report import pareto_front, sweep_rows, write_report
+from fedft.jobs.sweep import expand_grid, sweep
 
 
 def _base(tmp_path):
@@ -173,7 +173,7 @@ def test_parallel_points_run_side_by_side_in_their_own_processes(tmp_path, proce
 
 def test_parallel_split_refusals():
     from fedft.config import load_config
-    from fedft.parallel_points import cpus_per_point
+    from fedft.jobs.parallel import cpus_per_point
 
     plain = load_config({"name": "x"})
     assert cpus_per_point([plain], 2, cpus=8) == 4
@@ -191,7 +191,7 @@ def test_parallel_split_refusals():
 
 
 def test_parallel_points_split_the_gpus(monkeypatch):
-    from fedft.parallel_points import parent_gpus, visible_gpus
+    from fedft.jobs.parallel import parent_gpus, visible_gpus
 
     assert [visible_gpus(s, 2, ["0", "1", "2", "3"]) for s in range(2)] == ["0,1", "2,3"]  # disjoint shares
     assert [visible_gpus(s, 3, ["0", "1", "2", "3"]) for s in range(3)] == ["0", "1", "2"]  # 4 // 3: one each, one idle
@@ -208,7 +208,7 @@ def test_ray_num_cpus_limits_the_local_ray(process_guard):
     import ray
 
     from fedft.config import SimulationConfig
-    from fedft.engine import _start_ray, backend_config
+    from fedft.runtime.engine import _start_ray, backend_config
 
     assert "num_cpus" not in backend_config(SimulationConfig())["init_args"]  # 0: all of the machine's
     _start_ray(backend_config(SimulationConfig(ray_num_cpus=1))["init_args"])

@@ -14,14 +14,14 @@ import pytest
 import torch
 
 import fedft
-from fedft.bigram import bigram_accuracy, bigram_counts, bigram_perplexity, bigram_predictions
-from fedft.checkpoint import load_checkpoint
+from fedft.ml.bigram import bigram_accuracy, bigram_counts, bigram_perplexity, bigram_predictions
+from fedft.state.model_file import load_checkpoint
 from fedft.cli import main as cli_main
-from fedft.data import federated_data
-from fedft.data.text import MERGED_ROLE, UNKNOWN, TextFederatedData, Vocabulary, parse_play, role_texts, select_roles, sequences
+from fedft.ml.data import federated_data
+from fedft.ml.data.text import MERGED_ROLE, UNKNOWN, TextFederatedData, Vocabulary, parse_play, role_texts, select_roles, sequences
 from fedft.errors import FedftError
-from fedft.models import build_model
-from fedft.models.dp_layers import from_dp, to_dp
+from fedft.ml.models import build_model
+from fedft.ml.models.dp_layers import from_dp, to_dp
 
 from conftest import ROOT, SHAKESPEARE
 
@@ -117,7 +117,7 @@ def test_text_federated_data_shape_and_splits(tmp_path):
     assert first_test in gloucester[int(len(gloucester) * 0.8) - 1 :]  # test text is the role's tail
 
 
-    from fedft.data.plot import plot_label_counts
+    from fedft.ml.data.plot import plot_label_counts
 
     assert plot_label_counts(data, tmp_path / "roles.png", "roles").is_file()  # `fedft partitions`: text per role
 
@@ -237,7 +237,7 @@ def test_tiny_text_round_writes_perplexity_baseline_and_generates(tmp_path, proc
 
 
 def test_generate_rejects_an_image_model(tmp_path, capsys):
-    from fedft.checkpoint import save_checkpoint
+    from fedft.state.model_file import save_checkpoint
 
     path = save_checkpoint(tmp_path / "cnn.pt", build_model("seed_cnn").state_dict(), architecture="seed_cnn", num_classes=10, input_shape=(1, 28, 28), dataset="mnist-5k")
     assert cli_main(["generate", "--model", str(path)]) == 2
@@ -283,7 +283,7 @@ def test_hf_shakespeare_rows_become_role_texts(monkeypatch):
     import datasets
     import flwr_datasets
 
-    from fedft.data.hf_shakespeare import load_hf_shakespeare_roles
+    from fedft.ml.data.hf_shakespeare import load_hf_shakespeare_roles
 
     texts = {"PLAY_ROMEO": "But soft, what light through yonder window breaks? " * 3, "PLAY_JULIET": "O Romeo, Romeo! wherefore art thou Romeo? " * 3}
     rows = {"character_id": [], "x": [], "y": []}

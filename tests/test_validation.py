@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flower_messages import array_record, train_reply
 
-from fedft.server.validation import check_reply, conform, schema_of, screen_replies
+from fedft.fl.server.validation import check_reply, conform, schema_of, screen_replies
 
 GOOD = {"w": np.ones((2, 3), dtype=np.float32), "b": np.asarray(0.5, dtype=np.float32)}
 SCHEMA = schema_of(array_record(GOOD))

@@ -44,7 +44,7 @@ def _prepare(args: argparse.Namespace, clients: int = 0):
     from fedft.deploy.certs import CertPaths
     from fedft.deploy.launch import DeployOptions
     from fedft.deploy.submit import app_dir
-    from fedft.results import new_run_dir
+    from fedft.state.run_folder import new_run_dir
 
     cfg = prepare(_config_path(args), args.overrides)
     _check_flower_tools("flower-superlink", "flwr", *(["flower-supernode"] if clients else []))
@@ -61,7 +61,7 @@ def _prepare(args: argparse.Namespace, clients: int = 0):
 def cmd_launch(args: argparse.Namespace) -> int:
     from fedft.config import load_config
     from fedft.deploy.launch import deploy
-    from fedft.progress import RoundPrinter
+    from fedft.runtime.progress import RoundPrinter
 
     cfg = load_config(_config_path(args), args.overrides)
     clients = cfg.partition.num_clients if args.clients is None else args.clients
@@ -77,7 +77,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 def cmd_server(args: argparse.Namespace) -> int:
     from fedft.deploy.launch import deploy
-    from fedft.progress import RoundPrinter
+    from fedft.runtime.progress import RoundPrinter
 
     args.certs = None if args.insecure else args.certs
     if args.enable_supernode_auth and not args.insecure and not list(Path(args.supernode_keys or "/nonexistent").glob("*.pub")):

@@ -80,7 +80,7 @@ def _read_rows(path: Path, done: int) -> tuple[list[dict[str, Any]], int]:
 
 def _finish_here(cfg: FedftConfig, run_dir: Path, status: str, wall: float, error: str) -> dict[str, Any]:
     """summary.json when the ServerApp could not write one (it never started, or was killed)."""
-    from fedft.results import RunWriter
+    from fedft.state.run_folder import RunWriter
 
     writer = RunWriter(run_dir, cfg)
     rows, _ = _read_rows(run_dir / "metrics.jsonl", 0)

@@ -68,7 +68,7 @@ def write_run_config(path: str | Path, cfg: FedftConfig, out: str | Path) -> Pat
 def results_dir(cfg: FedftConfig, out: str | None) -> Path:
     """The ServerApp's results folder: `out` may already exist (the launcher puts
     Flower's logs in `out/logs/` first) but must not hold results yet."""
-    from fedft.results import new_run_dir
+    from fedft.state.run_folder import new_run_dir
 
     if not out:
         return new_run_dir(cfg).resolve()

@@ -1,6 +1,6 @@
 """The `flower-supernode` command line for one fedft client node.
 
-The node config is what the ClientApp reads (see `fedft.client.node_data`):
+The node config is what the ClientApp reads (see `fedft.fl.client.node_data`):
 `partition-id`, `num-partitions`, optionally `data-path` (a private .npz) and
 `state-dir` (the node's own folder for state that outlives a round).
 """

@@ -77,8 +77,8 @@ def central_dp_mod(msg: Message, ctxt: Context, call_next: ClientAppCallable) ->
     the run is not central DP."""
     from flwr.clientapp.mod import adaptiveclipping_mod, fixedclipping_mod
 
-    from fedft import protocol as p
-    from fedft.client.local import parse_config
+    from fedft.fl import protocol as p
+    from fedft.fl.client.pipeline import parse_config
 
     config = msg.content.config_records.get(p.CONFIG)
     if config is None or p.CONFIG_JSON not in config:

@@ -76,9 +76,9 @@ def check_privacy_data(cfg: FedftConfig, data) -> None:
     pc = cfg.privacy
     if pc.mode != "local":
         return
-    from fedft.models import build_model
+    from fedft.ml.models import build_model
     from fedft.privacy.accounting import AccountingError, UnreachableBudget, compose, dp_sgd_sample_rate, dp_sgd_steps_per_epoch, epsilon
-    from fedft.privacy.local_dp import DPIncompatibleModel, client_noise_multiplier, make_dp_compatible
+    from fedft.privacy.dp_sgd import DPIncompatibleModel, client_noise_multiplier, make_dp_compatible
 
     try:
         make_dp_compatible(build_model(cfg.model.name, tuple(data.full.x.shape[1:]), data.full.num_classes))

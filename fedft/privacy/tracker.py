@@ -19,10 +19,10 @@ from typing import Any
 from flwr.app import Message
 from flwr.serverapp.strategy import Strategy
 
-from fedft import protocol as p
+from fedft.fl import protocol as p
 from fedft.config import FedftConfig
 from fedft.privacy.accounting import epsilon as account
-from fedft.privacy.local_dp import BUDGET_SPENT, DP_STEPS, EPSILON, NOISE_MULTIPLIER, SAMPLE_RATE
+from fedft.privacy.dp_sgd import BUDGET_SPENT, DP_STEPS, EPSILON, NOISE_MULTIPLIER, SAMPLE_RATE
 
 
 class PrivacyTracker:

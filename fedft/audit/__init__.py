@@ -1,1 +1,0 @@
-"""Empirical privacy audits of a trained model (membership inference)."""

@@ -1,0 +1,105 @@
+"""The ClientApp: Flower glue around `fedft.fl.client.pipeline`.
+
+A node knows only its own `partition-id` (from its node config, set by the
+simulation engine or by `flower-supernode --node-config`), and learns the run's
+config from the message. It replies with arrays and metrics, never data.
+"""
+
+from __future__ import annotations
+
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from fedft.state import client_records as client_state
+from fedft.fl import protocol as p
+from fedft.fl.client import faults, scaffold
+from fedft.fl.client.pipeline import client_tensors, local_evaluate, local_update, parse_config
+from fedft.privacy.central import central_dp_mod
+
+app = ClientApp()
+
+
+def _partition_id(context: Context) -> int:
+    return int(context.node_config[p.PARTITION_ID])
+
+
+def _node_data(context: Context, config_json: str, state: dict) -> tuple | None:
+    """A deployed node's own data (`data-path`, or its shard cached in `state-dir`); None in simulation."""
+    from fedft.fl.client.node_data import node_tensors
+
+    return node_tensors(context.node_config, config_json, _partition_id(context), state)
+
+
+def _preload(context: Context, config_json: str) -> None:
+    """Simulation: fill this worker's cache. Deployment (a fresh process per message): cache
+    the shard in the node's `state-dir`; a node's own `data-path` file is read when training."""
+    from fedft.fl.client.node_data import DATA_PATH, cached_shard
+    from fedft.state.node_store import node_dir
+
+    if context.node_config.get(DATA_PATH):
+        return
+    folder = node_dir(context)
+    if folder is None:
+        client_tensors(config_json, _partition_id(context))
+    else:
+        cached_shard(folder, config_json, _partition_id(context))
+
+
+@app.query()
+def identify(msg: Message, context: Context) -> Message:
+    """Tell the server which partition this node holds, so sampling is by client id."""
+    if p.CONFIG in msg.content:  # load this client's data now, outside round 1's timeout
+        try:
+            _preload(context, str(msg.content[p.CONFIG][p.CONFIG_JSON]))
+        except Exception:  # noqa: BLE001  (the training call reports it, with the round)
+            pass
+    identity = ConfigRecord({p.PARTITION_ID: _partition_id(context)})
+    return Message(RecordDict({p.IDENTITY: identity}), reply_to=msg)
+
+
+@app.train(mods=[central_dp_mod])  # central DP: Flower's client-side clipping when configured
+def train(msg: Message, context: Context) -> Message:
+    config = msg.content[p.CONFIG]
+    cfg = parse_config(str(config[p.CONFIG_JSON]))
+    client_state.restore_into_context(msg, context)  # after a resume: state the server checkpointed
+    fault = faults.injection_for(cfg.faults, cfg.seed, int(config[p.SERVER_ROUND]), _partition_id(context))
+    if (dropout := fault.reply_instead(msg)) is not None:
+        return dropout
+    global_state = msg.content[p.ARRAYS].to_torch_state_dict()
+    node_data = _node_data(context, str(config[p.CONFIG_JSON]), global_state)
+    controls = scaffold.load_controls(msg.content, context)  # None unless the strategy is SCAFFOLD
+    proximal_mu = float(config.get(p.PROXIMAL_MU, 0.0))
+    gradient_offset = controls.offset if controls is not None else None
+    frozen_digest = str(config.get(p.FROZEN_DIGEST, ""))  # finetune: only trainable arrays travel
+    if cfg.privacy.mode == "local":
+        from fedft.privacy.dp_sgd import local_dp_update
+
+        # DP-SGD; the accountant history persists in context.state; None = budget spent, no update
+        state, metrics = local_dp_update(
+            str(config[p.CONFIG_JSON]), _partition_id(context), int(config[p.SERVER_ROUND]),
+            global_state, context.state, node_data, proximal_mu=proximal_mu, gradient_offset=gradient_offset,
+            frozen_digest=frozen_digest,
+        )
+    else:
+        state, metrics = local_update(
+            str(config[p.CONFIG_JSON]), _partition_id(context), int(config[p.SERVER_ROUND]),
+            global_state, node_data, proximal_mu=proximal_mu, gradient_offset=gradient_offset,
+            frozen_digest=frozen_digest,
+        )
+    fault.after_training()
+    arrays = {} if state is None else {p.ARRAYS: ArrayRecord(state)}
+    content = RecordDict({**arrays, p.METRICS: MetricRecord(metrics)})
+    if controls is not None and state is not None:
+        lr = scaffold.effective_lr(cfg.train.optimizer, cfg.train.lr, cfg.train.momentum)
+        content[p.SCAFFOLD_DELTA] = scaffold.finish_round(controls, context, global_state, state, int(metrics["steps"]), lr)
+    if cfg.checkpoint.client_state:
+        client_state.attach_to_reply(content, context)
+    return Message(content, reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    config = msg.content[p.CONFIG]
+    global_state = msg.content[p.ARRAYS].to_torch_state_dict()
+    metrics = local_evaluate(str(config[p.CONFIG_JSON]), _partition_id(context), global_state, _node_data(context, str(config[p.CONFIG_JSON]), global_state))
+    return Message(RecordDict({p.METRICS: MetricRecord(metrics)}), reply_to=msg)

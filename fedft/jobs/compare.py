@@ -1,0 +1,305 @@
+"""Comparisons: several arms of one config, each a full `fedft.run`, in one table and one plot.
+
+A config with a `[compare]` table, e.g.
+
+    [compare]
+    reference = "scratch"
+    pretrain = true
+    [compare.arms]
+    scratch = []
+    pretrained_full = ["model.init_from={pretrained}", "model.reset_head=true"]
+
+runs every arm with the same seed, data, partitions and sampled clients (arms
+may not override `seed`, `data.*`, `partition.*` or `simulation.clients_per_round`)
+into `<out>/<arm>/`, then writes `comparison.csv`, `comparison.md` and
+`comparison.png` (test accuracy per round, all arms) into `<out>/`. With
+`pretrain = true` it first runs `fedft pretrain` on the same config into
+`<out>/pretrained/`, and `{pretrained}` in an arm stands for that `model.pt`.
+
+`run_arms`, `comparison_rows` and `write_comparison` are the reusable parts (sweeps).
+"""
+
+from __future__ import annotations
+
+from fedft.state.run_folder import save_figure
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fedft.config import FedftConfig, apply_overrides, load_config, parse_override
+from fedft.errors import FedftError
+
+PRETRAINED = "{pretrained}"
+FIXED = ("seed", "data", "partition", "simulation.clients_per_round")  # same for every arm
+_ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def check_compare(cfg: FedftConfig, fixed: tuple[str, ...] = FIXED) -> None:
+    """Config-time rules for `[compare]`: names, the reference, and what arms may change."""
+    cmp = cfg.compare
+    if not cmp.arms:
+        if cmp.pretrain or cmp.reference:
+            raise FedftError("compare.arms", "is empty but compare.pretrain or compare.reference is set.", "add arms under [compare.arms] or remove the [compare] settings.")
+        return
+    for name, overrides in cmp.arms.items():
+        if not _ARM_NAME.match(name) or name == "pretrained":
+            raise FedftError(f"compare.arms.{name}", "is not a usable arm name (it names a folder).", "use letters, digits, '_', '-' or '.', and not 'pretrained'.")
+        for text in overrides:
+            path, value = parse_override(text)
+            key = ".".join(path)
+            if path[0] == "compare":
+                raise FedftError(f"compare.arms.{name}", f"'{text}' changes [compare] itself.", "arms may override any run setting but not [compare].")
+            if any(key == f or key.startswith(f + ".") for f in fixed):
+                raise FedftError(f"compare.arms.{name}", f"'{text}' changes {key}, which every arm must share (same seed, data, partitions and clients).", "set it in the base config instead.")
+            if isinstance(value, str) and PRETRAINED in value and not cmp.pretrain:
+                raise FedftError(f"compare.arms.{name}", f"'{text}' uses {PRETRAINED} but compare.pretrain is false.", "set compare.pretrain = true (and [pretrain] dataset), or give a checkpoint path.")
+    if any(not 0.0 < t <= 1.0 for t in cmp.targets):
+        raise FedftError("compare.targets", f"{cmp.targets} has values outside (0, 1].", "give accuracies such as [0.9].")
+    if cmp.reference and cmp.reference not in cmp.arms:
+        raise FedftError("compare.reference", f"'{cmp.reference}' is not an arm.", f"use one of: {', '.join(cmp.arms)}.")
+    if cmp.pretrain and not cfg.pretrain.dataset:
+        raise FedftError("compare.pretrain", "is true but [pretrain] dataset is not set.", 'set pretrain.dataset, e.g. "fashion-mnist".')
+
+
+def _substitute(node: Any, token: str, value: str) -> Any:
+    if isinstance(node, dict):
+        return {k: _substitute(v, token, value) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute(v, token, value) for v in node]
+    return node.replace(token, value) if isinstance(node, str) else node
+
+
+def arm_config(base: FedftConfig, name: str, overrides: list[str], pretrained: str = "") -> FedftConfig:
+    """The base config with an arm's overrides, as a plain single-run config."""
+    raw = base.model_dump(mode="json")
+    raw["compare"] = {}
+    raw = apply_overrides(raw, overrides)
+    if pretrained:
+        raw = _substitute(raw, PRETRAINED, pretrained)
+    if raw.get("name") == base.name:
+        raw["name"] = f"{base.name}-{name}"
+    try:
+        return load_config(raw)
+    except FedftError as exc:
+        raise FedftError(f"compare.arms.{name}: {exc.field}", exc.problem, exc.fix) from None
+
+
+@dataclass(frozen=True)
+class ArmResult:
+    name: str
+    cfg: FedftConfig
+    run_dir: Path
+    summary: dict[str, Any]
+    rows: list[dict[str, Any]]  # metrics.jsonl, one dict per round (round 0 = start)
+
+
+def read_rows(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def run_arms(arms: dict[str, FedftConfig], out_dir: Path, quiet: bool = False, verbose: bool = False) -> list[ArmResult]:
+    """Run each arm's config with `fedft.run` into `<out_dir>/<arm>/`, one after another.
+    A failed arm is recorded (status in its summary) and the others still run."""
+    from rich.console import Console
+
+    from fedft.api import run
+
+    console = Console(highlight=False, quiet=quiet)
+    results = []
+    for i, (name, cfg) in enumerate(arms.items(), 1):
+        console.rule(f"arm {i}/{len(arms)}: {name}")
+        result = run(cfg, out=Path(out_dir) / name, quiet=quiet, verbose=verbose)
+        results.append(ArmResult(name, cfg, result.run_dir, result.summary, read_rows(result.run_dir)))
+    return results
+
+
+def rounds_to_reach(rows: list[dict[str, Any]], target: float | None) -> int | None:
+    """First trained round whose central test accuracy is at least `target` (None: never)."""
+    if target is None:
+        return None
+    for row in rows:
+        acc = row.get("test_accuracy")
+        if row.get("round", 0) >= 1 and acc is not None and acc >= target:
+            return int(row["round"])
+    return None
+
+
+def comparison_rows(results: list[ArmResult], reference: str = "", targets: list[float] | None = None) -> list[dict[str, Any]]:
+    """One row per arm; `rounds_to_target` counts rounds until the reference arm's final
+    accuracy, `rounds_to_<t>` until each fixed accuracy in `targets`. Bytes are means over
+    trained rounds from metrics.csv (the actual messages); `bytes_vs_reference` compares
+    down+up per round, so read it together with `failed_replies` (a failed client sends nothing up)."""
+    ref = next((r for r in results if r.name == reference), results[0])
+    target = ref.summary.get("final_accuracy")
+    ref_rounds = max(int(ref.summary.get("rounds") or 0), 1)
+    ref_bytes = None
+    out = []
+    for r in results:
+        trained = [row for row in r.rows if row.get("round", 0) >= 1]
+        per_round = (sum(row.get("bytes_down", 0) + row.get("bytes_up", 0) for row in trained) / len(trained)) if trained else 0.0
+        if r is ref:
+            ref_bytes = per_round
+        reached = rounds_to_reach(r.rows, target)
+        out.append({
+            "arm": r.name,
+            "start": Path(r.cfg.model.init_from).parent.name + "/" + Path(r.cfg.model.init_from).name if r.cfg.model.init_from else "scratch",
+            "finetune_mode": r.cfg.finetune.mode if isinstance(r.cfg.finetune.mode, str) else " ".join(r.cfg.finetune.mode),
+            "status": r.summary.get("status"),
+            "rounds": r.summary.get("rounds"),
+            "start_accuracy": r.rows[0].get("test_accuracy") if r.rows else None,
+            "final_accuracy": r.summary.get("final_accuracy"),
+            "best_accuracy": r.summary.get("best_accuracy"),
+            "target_accuracy": target,
+            "rounds_to_target": reached,
+            "rounds_fraction": None if reached is None else reached / ref_rounds,
+            **{f"rounds_to_{t:g}": rounds_to_reach(r.rows, t) for t in targets or []},
+            "bytes_down_per_round": sum(row.get("bytes_down", 0) for row in trained) / len(trained) if trained else 0.0,
+            "bytes_up_per_round": sum(row.get("bytes_up", 0) for row in trained) / len(trained) if trained else 0.0,
+            "bytes_per_round": per_round,
+            "bytes_total": int(r.summary.get("bytes_down", 0)) + int(r.summary.get("bytes_up", 0)),
+            "failed_replies": int(sum((row.get("clients_failed") or 0) + (row.get("clients_timed_out") or 0) for row in trained)),
+            "wall_seconds": r.summary.get("wall_seconds"),
+            "run_dir": str(r.run_dir),
+        })
+    for row in out:
+        row["bytes_vs_reference"] = row["bytes_per_round"] / ref_bytes if ref_bytes else None
+    return out
+
+
+def _f(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def markdown_table(rows: list[dict[str, Any]], reference: str) -> str:
+    target = rows[0]["target_accuracy"] if rows else None
+    extra = [k for k in (rows[0] if rows else {}) if k.startswith("rounds_to_") and k != "rounds_to_target"]
+    lines = [
+        f"| arm | start | mode | rounds | start acc | final acc | best acc | rounds to {_f(target, '.4f')} ({reference} final) | "
+        + "".join(f"rounds to {k.removeprefix('rounds_to_')} | " for k in extra)
+        + f"bytes down/round | bytes up/round | vs {reference} | failed replies | wall s |",
+        "|---" * (13 + len(extra)) + "|",
+    ]
+    never = lambda v: "never" if v is None else str(v)  # noqa: E731
+    for r in rows:
+        lines.append(
+            f"| {r['arm']} | {r['start']} | {r['finetune_mode']} | {r['rounds']} | {_f(r['start_accuracy'], '.4f')} | {_f(r['final_accuracy'], '.4f')} "
+            f"| {_f(r['best_accuracy'], '.4f')} | {never(r['rounds_to_target'])} | " + "".join(f"{never(r[k])} | " for k in extra)
+            + f"{r['bytes_down_per_round']:,.0f} | {r['bytes_up_per_round']:,.0f} | {_f(r['bytes_vs_reference'], '.2%')} | {r['failed_replies']} | {_f(r['wall_seconds'], '.1f')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_comparison(results: list[ArmResult], path: Path, target: float | None = None, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in results:
+        pts = [(row["round"], row["test_accuracy"]) for row in r.rows if row.get("test_accuracy") is not None]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, label=r.name)
+    if target is not None:
+        ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:.3f}")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("round")
+    ax.set_ylabel("central test accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="lower right")
+    ax.set_title(title)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def write_comparison(out_dir: Path, results: list[ArmResult], reference: str = "", title: str = "", targets: list[float] | None = None) -> str:
+    """comparison.csv, comparison.md and comparison.png in `out_dir`; returns the Markdown table."""
+    from fedft.state.run_folder import atomic_write
+
+    reference = reference or results[0].name
+    rows = comparison_rows(results, reference, targets)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows([{k: ("" if v is None else v) for k, v in row.items()} for row in rows])
+    atomic_write(out_dir / "comparison.csv", buf.getvalue())
+    table = markdown_table(rows, reference)
+    atomic_write(out_dir / "comparison.md", table)
+    plot_comparison(results, out_dir / "comparison.png", rows[0]["target_accuracy"], title)
+    return table
+
+
+@dataclass(frozen=True)
+class ComparisonResult:
+    out_dir: Path
+    arms: list[ArmResult]
+    table: str  # Markdown
+
+    def rows(self) -> list[dict[str, Any]]:
+        return list(csv.DictReader(open(self.out_dir / "comparison.csv")))
+
+
+def has_arms(config: str | Path | dict | FedftConfig, overrides: list[str] | None = None) -> bool:
+    return bool(load_config(config, overrides).compare.arms)
+
+
+def prepare_arms(base: FedftConfig) -> FedftConfig:
+    """Check every arm (and the pretraining) before anything runs; returns the base
+    config without its [compare] table (what pretraining uses)."""
+    from fedft.api import prepare
+    from fedft.jobs.pretrain import prepare_pretrain
+
+    cmp = base.compare
+    if not cmp.arms:
+        raise FedftError("compare.arms", "is empty: nothing to compare.", "add arms under [compare.arms], or use `fedft run` for one run.")
+    plain = base.model_copy(update={"compare": type(cmp)()})
+    if cmp.pretrain:
+        prepare_pretrain(plain)
+    placeholder = str(Path(base.output.dir).resolve() / "pretrained" / "model.pt")  # the file comes later
+    for name, arm_overrides in cmp.arms.items():
+        uses_pretrained = any(PRETRAINED in text for text in arm_overrides)
+        cfg = arm_config(base, name, arm_overrides, placeholder if uses_pretrained else "")
+        if not uses_pretrained:
+            try:
+                prepare(cfg)
+            except FedftError as exc:
+                raise FedftError(f"compare.arms.{name}: {exc.field}", exc.problem, exc.fix) from None
+    return plain
+
+
+def compare(config: str | Path | dict | FedftConfig, overrides: list[str] | None = None, out: str | Path | None = None, quiet: bool = False, verbose: bool = False) -> ComparisonResult:
+    """Validate every arm (and the pretraining), then pretrain if asked, run the arms, write the comparison."""
+    from rich.console import Console
+
+    from fedft.config import to_toml
+    from fedft.jobs.pretrain import pretrain
+    from fedft.state.run_folder import atomic_write, new_run_dir
+
+    base = load_config(config, overrides)
+    cmp = base.compare
+    plain = prepare_arms(base)
+    out_dir = new_run_dir(base, out)
+    atomic_write(out_dir / "config.toml", to_toml(base))
+    console = Console(highlight=False, quiet=quiet)
+    console.print(f"fedft compare: {base.name}: {len(cmp.arms)} arms ({', '.join(cmp.arms)}) -> {out_dir}")
+    pretrained = ""
+    if cmp.pretrain:
+        console.rule("pretraining on public data")
+        pretrained = str(pretrain(plain, out=out_dir / "pretrained", quiet=quiet).model_path.resolve())
+    arms = {name: arm_config(base, name, o, pretrained) for name, o in cmp.arms.items()}
+    results = run_arms(arms, out_dir, quiet=quiet, verbose=verbose)
+    reference = cmp.reference or next(iter(cmp.arms))
+    table = write_comparison(out_dir, results, reference, title=base.name, targets=cmp.targets)
+    if not quiet:
+        print()
+        print(table, end="")
+        print(f"\nwrote {out_dir / 'comparison.csv'}, comparison.md, comparison.png")
+    return ComparisonResult(out_dir, results, table)

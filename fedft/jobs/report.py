@@ -1,0 +1,193 @@
+"""`fedft report SWEEP_DIR`: sweep.csv, sweep.md and sweep.png from the point folders alone.
+
+Each point folder holds a normal run (config.toml, summary.json, metrics); the sweep
+folder's points.json names the points and their varied fields (without it, every
+sub-folder with a summary.json is a point and the varied fields are unknown).
+"""
+
+from __future__ import annotations
+
+from fedft.state.run_folder import save_figure
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+METRICS = ("final_accuracy", "best_accuracy", "epsilon", "mia_auc", "mia_tpr_at_1pct_fpr", "wall_seconds")
+SEED = "seed"
+MODE = "privacy.mode"
+EPS = "privacy.target_epsilon"
+
+
+def _points(sweep_dir: Path) -> list[dict[str, Any]]:
+    listing = sweep_dir / "points.json"
+    if listing.exists():
+        return json.loads(listing.read_text())
+    return [{"name": d.name, "values": {}} for d in sorted(sweep_dir.iterdir()) if (d / "summary.json").exists()]
+
+
+def sweep_rows(sweep_dir: Path) -> list[dict[str, Any]]:
+    """One row per point: its varied fields, then the run's results (blank if it has none yet)."""
+    rows = []
+    for point in _points(Path(sweep_dir)):
+        try:
+            s = json.loads((Path(sweep_dir) / point["name"] / "summary.json").read_text())
+        except (OSError, ValueError):
+            s = {"status": "missing"}
+        rows.append({
+            "point": point["name"],
+            **point["values"],
+            "status": s.get("status"),
+            "privacy_mode": s.get("privacy_mode", "none" if s.get("status") == "completed" else None),
+            "final_accuracy": s.get("final_accuracy"),
+            "best_accuracy": s.get("best_accuracy"),
+            "epsilon": s.get("epsilon"),
+            "delta": s.get("delta"),
+            "noise_multiplier": s.get("noise_multiplier"),
+            "rounds": s.get("rounds"),
+            "bytes_total": (s.get("bytes_down") or 0) + (s.get("bytes_up") or 0) if "bytes_down" in s else None,
+            "wall_seconds": s.get("wall_seconds"),
+            "mia_auc": s.get("mia_auc"),
+            "mia_tpr_at_1pct_fpr": s.get("mia_tpr_at_1pct_fpr"),
+        })
+    return rows
+
+
+def _varied(rows: list[dict[str, Any]]) -> list[str]:
+    fixed = {"point", "status", "privacy_mode", "delta", "noise_multiplier", "rounds", "bytes_total", *METRICS}
+    return [k for k in dict.fromkeys(k for r in rows for k in r) if k not in fixed]
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    vals = [float(v) for v in values if v is not None]
+    if not vals:
+        return None, None
+    mean = sum(vals) / len(vals)
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else None
+    return mean, std
+
+
+def group_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Completed points grouped by their varied fields except `seed`: mean and sample std per metric."""
+    keys = [k for k in _varied(rows) if k != SEED]
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["status"] == "completed":
+            groups.setdefault(tuple(row.get(k) for k in keys), []).append(row)
+    out = []
+    for key, members in groups.items():
+        g: dict[str, Any] = dict(zip(keys, key))
+        g["privacy_mode"] = members[0]["privacy_mode"]
+        g["n"] = len(members)
+        for m in METRICS:
+            g[m], g[m + "_std"] = _mean_std([r[m] for r in members])
+        out.append(g)
+    return out
+
+
+def _fmt(mean: float | None, std: float | None, spec: str) -> str:
+    if mean is None:
+        return "-"
+    return format(mean, spec) + (f" ± {format(std, spec)}" if std is not None else "")
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    groups = group_rows(rows)
+    keys = [k for k in _varied(rows) if k != SEED]
+    head = [*keys, "seeds", "final acc", "best acc", "ε", "MIA AUC", "MIA TPR@1%FPR", "wall s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for g in groups:
+        cells = ["-" if g[k] is None else str(g[k]) for k in keys] + [str(g["n"])]
+        cells += [_fmt(g[m], g[m + "_std"], spec) for m, spec in zip(METRICS, (".4f", ".4f", ".3g", ".3f", ".3f", ".0f"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    incomplete = [r["point"] for r in rows if r["status"] != "completed"]
+    if incomplete:
+        lines.append(f"\nNot completed ({len(incomplete)}): {', '.join(incomplete)}")
+    return "\n".join(lines) + "\n"
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(ε, accuracy) points that no other point beats on both (smaller or equal ε and higher
+    or equal accuracy, one of them strictly), by increasing ε."""
+    front, best = [], -math.inf
+    for eps, acc in sorted(points, key=lambda p: (p[0], -p[1])):
+        if acc > best:
+            front.append((eps, acc))
+            best = acc
+    return front
+
+
+def plot_sweep(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
+    """Left: final accuracy vs ε (log axis) per privacy mode, non-private accuracy dashed,
+    Pareto frontier circled. Right: MIA AUC vs ε, 0.5 = no measurable leakage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = group_rows(rows)
+    others = [k for k in _varied(rows) if k not in (SEED, MODE, EPS)]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, metric, label in ((axes[0], "final_accuracy", "final test accuracy"), (axes[1], "mia_auc", "MIA AUC (loss threshold)")):
+        series: dict[str, list[dict[str, Any]]] = {}
+        for g in groups:
+            if g["privacy_mode"] != "none" and g["epsilon"] is not None and g[metric] is not None:
+                name = " ".join([str(g["privacy_mode"])] + [f"{k.rsplit('.', 1)[-1]}={g[k]}" for k in others])
+                series.setdefault(name, []).append(g)
+        for name, gs in series.items():
+            gs.sort(key=lambda g: g["epsilon"])
+            ax.errorbar([g["epsilon"] for g in gs], [g[metric] for g in gs], yerr=[g[metric + "_std"] or 0 for g in gs], marker="o", markersize=4, capsize=3, label=name)
+        private = [g for g in groups if g["privacy_mode"] == "none" and g[metric] is not None]
+        for i, g in enumerate(private):
+            extra = " ".join(f"{k.rsplit('.', 1)[-1]}={g[k]}" for k in others)
+            ax.axhline(g[metric], color="grey", linestyle="--", linewidth=1, label=f"non-private {extra}".strip() if i < 4 else None)
+        if metric == "final_accuracy":
+            front = pareto_front([(g["epsilon"], g[metric]) for gs in series.values() for g in gs])
+            if front:
+                ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="black", linewidth=0.8, alpha=0.6)
+                ax.scatter([p[0] for p in front], [p[1] for p in front], s=120, facecolors="none", edgecolors="black", label="Pareto frontier")
+        else:
+            ax.axhline(0.5, color="red", linestyle=":", linewidth=1, label="chance (0.5)")
+        if series:
+            from matplotlib.ticker import FuncFormatter, LogLocator
+
+            eps = [g["epsilon"] for gs in series.values() for g in gs]
+            ax.set_xscale("log")
+            ax.set_xlim(min(eps) / 2, max(eps) * 2)  # at least a decade, so log ticks read cleanly
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+        ax.set_ylim(*((0, 1) if metric == "final_accuracy" else (0.4, 1.0)))
+        ax.set_xlabel("ε (δ from the run; log scale)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize="small")
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def write_report(sweep_dir: str | Path) -> str:
+    """sweep.csv, sweep.md and sweep.png in `sweep_dir`; returns the Markdown table."""
+    from fedft.errors import FedftError
+    from fedft.state.run_folder import atomic_write
+
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise FedftError("SWEEP_DIR", f"'{sweep_dir}' is not a folder.", "give the folder `fedft sweep` wrote, e.g. runs/privacy_tradeoff-<stamp>/.")
+    rows = sweep_rows(sweep_dir)
+    if not rows:
+        raise FedftError("SWEEP_DIR", f"'{sweep_dir}' holds no sweep points.", "give the folder `fedft sweep` wrote.")
+    columns = ["point", *_varied(rows), *[k for k in rows[0] if k not in _varied(rows) and k != "point"]]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows([{k: ("" if v is None else v) for k, v in r.items()} for r in rows])
+    atomic_write(sweep_dir / "sweep.csv", buf.getvalue())
+    table = markdown_table(rows)
+    atomic_write(sweep_dir / "sweep.md", table)
+    plot_sweep(rows, sweep_dir / "sweep.png", title=sweep_dir.name)
+    return table

@@ -1,0 +1,77 @@
+"""Data: datasets by name, the server/client split, and each client's shard.
+
+`federated_data(...)` is a pure function of plain arguments and is memoised per
+process, so a Ray worker that plays many clients loads and partitions once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from fedft.ml.data import images as _images  # noqa: F401  (registers the offline datasets)
+from fedft.ml.data.partition import label_counts, partition_pool, split_pool_test, split_train_val
+from fedft.ml.data.registry import ArrayDataset, check_dataset_name, dataset_names, load_dataset, register_dataset
+
+__all__ = [
+    "ArrayDataset", "FederatedData", "check_dataset_name", "dataset_names", "federated_data",
+    "load_dataset", "register_dataset", "label_counts",
+]
+
+
+@dataclass(frozen=True)
+class FederatedData:
+    full: ArrayDataset
+    test: np.ndarray  # indices into `full`
+    clients: tuple[tuple[np.ndarray, np.ndarray], ...]  # per client: (train, val) indices into `full`
+
+    @property
+    def test_set(self) -> ArrayDataset:
+        return self.full.subset(self.test)
+
+    def client_sets(self, client_id: int) -> tuple[ArrayDataset, ArrayDataset]:
+        train, val = self.clients[client_id]
+        return self.full.subset(train), self.full.subset(val)
+
+    def client_labels(self) -> list[np.ndarray]:
+        return [np.concatenate([t, v]) for t, v in self.clients]
+
+
+@lru_cache(maxsize=4)
+def federated_data(
+    name: str,
+    path: str,
+    test_fraction: float,
+    val_fraction: float,
+    method: str,
+    num_clients: int,
+    seed: int,
+    alpha: float = 0.5,
+    classes_per_client: int = 2,
+    shards_per_client: int = 2,
+    seq_len: int = 80,
+    min_chars: int = 2000,
+    small_roles: str = "drop",
+    max_client_sequences: int = 0,
+) -> FederatedData:
+    if is_text_dataset(name):  # clients are speaking roles, not label partitions (fedft/ml/data/text.py)
+        return text_federated_data(name, path, test_fraction, val_fraction, num_clients, seed, seq_len, min_chars, small_roles, max_client_sequences)
+    full = load_dataset(name, path)
+    split = split_pool_test(full.y, test_fraction, seed)
+    shards = partition_pool(full.y[split.pool], method, num_clients, seed, alpha, classes_per_client, shards_per_client)
+    clients = []
+    for cid, positions in enumerate(shards):
+        train, val = split_train_val(split.pool[positions], val_fraction, seed, cid)
+        clients.append((train, val))
+    return FederatedData(full=full, test=split.test, clients=tuple(clients))
+
+
+def federated_data_for(cfg) -> FederatedData:  # cfg: FedftConfig
+    d, p = cfg.data, cfg.partition
+    return federated_data(d.name, d.path, d.test_fraction, d.val_fraction, p.method, p.num_clients, cfg.seed, p.alpha, p.classes_per_client, p.shards_per_client,
+                          d.seq_len, d.min_chars, d.small_roles, d.max_client_sequences)
+
+
+from fedft.ml.data.text import is_text_dataset, text_federated_data  # noqa: E402  (subclasses FederatedData; registers `text`)

@@ -1,0 +1,229 @@
+"""Fine-tuning: which parameters train, what travels, and where the round-0 model comes from.
+
+`finetune.mode` picks the trainable parameters by name:
+
+- `full`: every parameter trains and the whole state travels (the plain FedAvg case);
+- `head`: only the last parameterised layer (the classifier);
+- `last:K`: the last K parameterised layers, in the order the model registers them;
+- a list of glob patterns (`fnmatch`) over parameter names, e.g. `["hidden.*", "head.*"]`.
+
+Frozen parameters get `requires_grad = False` on the client and never travel:
+the server sends, and the client returns, only the `sent` keys (trainable
+parameters plus the buffers of the layers that own them). Both sides rebuild the
+frozen part from the same start state (`start_state`: the seeded init, or the
+`model.init_from` checkpoint), and a digest of the frozen tensors in every train
+message lets a client refuse to train on a frozen part that differs from the server's.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fedft.errors import FedftError
+
+_LAST_K = re.compile(r"^last:(\d+)$")
+Mode = str | list[str]
+
+
+def check_mode_syntax(mode: Mode) -> None:
+    """Shape of `finetune.mode` alone (the names are checked against a model in `trainable_names`)."""
+    fix = 'use "full", "head", "last:K" (K >= 1) or a list of parameter-name patterns such as ["head.*"].'
+    if isinstance(mode, list):
+        if not mode or any(not isinstance(p, str) or not p.strip() for p in mode):
+            raise FedftError("finetune.mode", f"pattern list {mode!r} is empty or has an empty pattern.", fix)
+        return
+    if mode in ("full", "head"):
+        return
+    match = _LAST_K.match(mode)
+    if not match or int(match.group(1)) < 1:
+        raise FedftError("finetune.mode", f"'{mode}' is not a fine-tuning mode.", fix)
+
+
+def layers(model: nn.Module) -> list[tuple[str, list[str]]]:
+    """Parameterised layers in registration order: (module name, its own parameter names)."""
+    out: list[tuple[str, list[str]]] = []
+    for module_name, module in model.named_modules():
+        own = [f"{module_name}.{n}" if module_name else n for n, _ in module.named_parameters(recurse=False)]
+        if own:
+            out.append((module_name, own))
+    return out
+
+
+def head_names(model: nn.Module) -> list[str]:
+    """Parameter names of the last parameterised layer (the classifier in every fedft model)."""
+    found = layers(model)
+    return found[-1][1] if found else []
+
+
+def trainable_names(model: nn.Module, mode: Mode) -> list[str]:
+    """Parameter names that train under `mode`, in the model's order."""
+    check_mode_syntax(mode)
+    names = [n for n, _ in model.named_parameters()]
+    if mode == "full":
+        return names
+    if mode == "head":
+        return head_names(model)
+    if isinstance(mode, str):
+        k = int(_LAST_K.match(mode).group(1))  # type: ignore[union-attr]
+        found = layers(model)
+        if k > len(found):
+            raise FedftError("finetune.mode", f"'{mode}' asks for {k} layers but the model has {len(found)} parameterised layers.", f"use last:1 .. last:{len(found)}, or full.")
+        chosen = {n for _, own in found[-k:] for n in own}
+        return [n for n in names if n in chosen]
+    for pattern in mode:
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            raise FedftError("finetune.mode", f"pattern '{pattern}' matches no parameter.", f"parameters are: {', '.join(names)}.")
+    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in mode)]
+
+
+@dataclass(frozen=True)
+class FinetunePlan:
+    """What trains and what travels for one model and mode."""
+
+    trainable: tuple[str, ...]  # parameter names with requires_grad = True
+    head: tuple[str, ...]  # the last layer's parameter names
+    sent: tuple[str, ...]  # state_dict keys in every train message, both directions
+    all_keys: tuple[str, ...]  # every state_dict key
+
+    @property
+    def sends_everything(self) -> bool:
+        return len(self.sent) == len(self.all_keys)
+
+    @property
+    def frozen(self) -> tuple[str, ...]:
+        sent = set(self.sent)
+        return tuple(k for k in self.all_keys if k not in sent)
+
+
+def make_plan(model: nn.Module, mode: Mode) -> FinetunePlan:
+    trainable = trainable_names(model, mode)
+    all_keys = list(model.state_dict().keys())
+    if mode == "full":
+        sent = all_keys
+    else:
+        owners = {n.rsplit(".", 1)[0] if "." in n else "" for n in trainable}
+        buffers = [f"{m}.{b}" if m else b for m, mod in model.named_modules() if m in owners for b, _ in mod.named_buffers(recurse=False)]
+        chosen = set(trainable) | set(buffers)
+        sent = [k for k in all_keys if k in chosen]
+    return FinetunePlan(tuple(trainable), tuple(head_names(model)), tuple(sent), tuple(all_keys))
+
+
+def freeze(model: nn.Module, plan: FinetunePlan) -> None:
+    """requires_grad = False on every parameter that does not train."""
+    trainable = set(plan.trainable)
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in trainable)
+
+
+def param_groups(model: nn.Module, plan: FinetunePlan, lr: float, body_lr_scale: float = 1.0) -> list[dict[str, Any]]:
+    """Optimizer groups: the head at `lr`, other trainable parameters at `lr * body_lr_scale`."""
+    trainable, head = set(plan.trainable), set(plan.head)
+    head_params = [p for n, p in model.named_parameters() if n in trainable and n in head]
+    body_params = [p for n, p in model.named_parameters() if n in trainable and n not in head]
+    groups = [{"params": head_params, "lr": lr}] if head_params else []
+    if body_params:
+        groups.append({"params": body_params, "lr": lr * body_lr_scale})
+    return groups
+
+
+def frozen_digest(state: dict[str, torch.Tensor], plan: FinetunePlan) -> str:
+    """sha256 over the frozen tensors' names, dtypes, shapes and bytes."""
+    h = hashlib.sha256()
+    for key in plan.frozen:
+        t = state[key].detach().cpu().contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------- config-level helpers
+
+def check_finetune(cfg) -> None:
+    """Config-time check that `finetune.mode` names parameters this model has
+    (parameter names do not depend on the input shape or class count)."""
+    from fedft.ml.models import build_model, model_options
+
+    if cfg.finetune.mode != "full":
+        trainable_names(build_model(cfg.model.name, **model_options(cfg.model)), cfg.finetune.mode)
+
+
+def _model_for(cfg) -> tuple[nn.Module, tuple[int, ...], int]:  # cfg: FedftConfig
+    from fedft.ml.data import federated_data_for
+    from fedft.ml.models import build_model, model_options
+
+    full = federated_data_for(cfg).full
+    shape = tuple(full.x.shape[1:])
+    return build_model(cfg.model.name, shape, full.num_classes, **model_options(cfg.model)), shape, full.num_classes
+
+
+def plan_for(cfg) -> FinetunePlan:
+    return make_plan(_model_for(cfg)[0], cfg.finetune.mode)
+
+
+def resolve_init_from(cfg):
+    """The same config with `model.init_from` as an absolute path, so every process
+    (Ray workers start elsewhere) reads the same file."""
+    if cfg.model.init_from:
+        cfg.model.init_from = str(Path(cfg.model.init_from).expanduser().resolve())
+    return cfg
+
+
+def check_start(cfg) -> None:
+    """Before anything starts: make `model.init_from` absolute, then load and check it."""
+    resolve_init_from(cfg)
+    if cfg.model.init_from:
+        start_state(cfg)
+
+
+def start_state(cfg) -> dict[str, torch.Tensor]:
+    """The round-0 global model: the seeded init, or `model.init_from` (with a fresh
+    seeded head when `model.reset_head`). Deterministic, so clients rebuild the frozen part."""
+    from fedft.state.model_file import check_compatible, load_checkpoint
+    from fedft.fl.server.evaluation import initial_state
+
+    state = initial_state(cfg)
+    if not cfg.model.init_from:
+        return state
+    model, shape, num_classes = _model_for(cfg)
+    record = load_checkpoint(cfg.model.init_from)
+    head = set(head_names(model)) if cfg.model.reset_head else set()
+    check_compatible(record, cfg.model.init_from, architecture=cfg.model.name, input_shape=shape, num_classes=num_classes,
+                     expected={k: tuple(v.shape) for k, v in state.items() if k not in head}, reset_head=cfg.model.reset_head)
+    loaded = record["state_dict"]
+    return {k: (v if k in head else loaded[k].to(v.dtype).clone()) for k, v in state.items()}
+
+
+@lru_cache(maxsize=8)
+def client_start(config_json: str) -> tuple[FinetunePlan, dict[str, torch.Tensor], str]:
+    """(plan, start state, frozen digest) for a config, once per worker process."""
+    from fedft.fl.client.pipeline import parse_config
+
+    cfg = parse_config(config_json)
+    plan = plan_for(cfg)
+    if plan.sends_everything:
+        return plan, {}, ""
+    state = start_state(cfg)
+    return plan, state, frozen_digest(state, plan)
+
+
+def merge_received(config_json: str, received: dict[str, torch.Tensor], digest: str = "") -> dict[str, torch.Tensor]:
+    """A full state for the client's model: the start state with the received arrays on top.
+    Refuses arrays that are not the plan's `sent` keys, and a frozen part that differs."""
+    plan, base, own_digest = client_start(config_json)
+    if set(received) != set(plan.sent):
+        extra, missing = sorted(set(received) - set(plan.sent)), sorted(set(plan.sent) - set(received))
+        raise ValueError(f"received arrays do not match finetune.mode: unexpected {extra[:5]}, missing {missing[:5]}")
+    if plan.sends_everything:
+        return received
+    if digest and digest != own_digest:
+        raise ValueError("this client's frozen parameters differ from the server's (another model.init_from file?)")
+    return {**base, **received}

@@ -1,8 +1,0 @@
-"""Models by name; every one passes Opacus' ModuleValidator (no BatchNorm)."""
-
-from fedft.models import cnn as _cnn  # noqa: F401  (registers)
-from fedft.models import char_lstm as _char_lstm  # noqa: F401  (registers)
-from fedft.models import rnn as _rnn  # noqa: F401  (registers)
-from fedft.models.registry import build_model, check_model_name, model_names, model_options, register_model
-
-__all__ = ["build_model", "check_model_name", "model_names", "model_options", "register_model"]

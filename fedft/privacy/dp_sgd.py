@@ -1,0 +1,290 @@
+"""Local (record-level) DP: one client's round of Opacus DP-SGD.
+
+Per round the client builds a fresh `PrivacyEngine`, restores its accountant
+history from the node's state (see `fedft.privacy.history`), and trains with
+Poisson-sampled batches, per-sample clipping to `max_grad_norm` and Gaussian noise
+of std `noise_multiplier * max_grad_norm`. Before training it checks that the
+round fits its budget: if the history plus this round's steps would exceed
+`target_epsilon`, it does not train and replies `budget_spent = 1`.
+
+Without `secure_mode` the Poisson sampling and the noise are seeded from
+(seed, round, client), so a run is reproducible; that is for experiments only:
+whoever knows the seed can regenerate the noise. `secure_mode = true` hands both
+to Opacus' cryptographically secure generator (torchcsprng).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from flwr.app import RecordDict
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from fedft.privacy.accounting import (
+    History,
+    calibrate_noise,
+    compose,
+    dp_sgd_sample_rate,
+    dp_sgd_steps_per_epoch,
+    epsilon,
+    expected_participations,
+    total_steps,
+)
+from fedft.ml.training import TrainResult, flat_targets
+
+BUDGET_SPENT = "budget_spent"  # reply metric: 1 = this client's budget cannot cover another round
+EPSILON = "epsilon"  # reply metric: the client's ε after this round (local DP)
+DP_STEPS = "dp_steps"  # reply metric: DP-SGD steps this client has taken in all
+NOISE_MULTIPLIER = "noise_multiplier"
+SAMPLE_RATE = "sample_rate"
+
+
+class DPIncompatibleModel(ValueError):
+    """Opacus cannot compute per-sample gradients for this model, even after fixing it."""
+
+
+def make_dp_compatible(model: nn.Module) -> nn.Module:
+    """A copy of `model` that Opacus can train, with the same parameter names and values.
+
+    RNN/LSTM/GRU become Opacus' DPRNN/DPLSTM/DPGRU with their plain names kept
+    (`fedft.ml.models.dp_layers.to_dp`); `ModuleValidator.fix` then swaps BatchNorm for
+    GroupNorm and so on. Raises `DPIncompatibleModel` listing what is left.
+    """
+    import copy
+
+    from opacus import GradSampleModule
+    from opacus.validators import ModuleValidator
+
+    from fedft.ml.models.dp_layers import to_dp
+
+    model = to_dp(copy.deepcopy(model))  # RNN/LSTM/GRU -> Opacus twins, same names (fedft.ml.models.dp_layers)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = ModuleValidator.fix(model)
+    model.train()
+    errors = list(ModuleValidator.validate(model, strict=False)) + list(GradSampleModule.validate(model, strict=False))
+    if errors:
+        raise DPIncompatibleModel("; ".join(" ".join(str(e).split()) for e in errors))
+    return model
+
+
+@lru_cache(maxsize=4)
+def _worker_dp_model(name: str, input_shape: tuple, num_classes: int, options: tuple) -> nn.Module:
+    from fedft.ml.models import build_model
+
+    return make_dp_compatible(build_model(name, input_shape, num_classes, **dict(options)))
+
+
+def worker_dp_model(cfg, input_shape: tuple, num_classes: int) -> nn.Module:  # cfg: FedftConfig
+    """This worker's DP-trainable model, converted once and reused like
+    `fedft.fl.client.pipeline.worker_model`: each round loads the global state into it, and
+    `dp_train` removes Opacus' hooks when it ends (Opacus refuses to hook a model twice)."""
+    from fedft.fl.client.pipeline import model_key
+
+    name, options = model_key(cfg)
+    return _worker_dp_model(name, input_shape, num_classes, options)
+
+
+def plain_state(dp_model: nn.Module, keys: list[str]) -> dict[str, torch.Tensor]:
+    """The DP model's weights under the non-private model's keys, in their order
+    (no `_module.` prefix from GradSampleModule, DP layers' renamed parameters)."""
+    module = getattr(dp_model, "_module", dp_model)
+    state = module.state_dict()
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise RuntimeError(f"DP model lacks parameters {missing}")
+    return {k: state[k].detach().cpu().clone() for k in keys}
+
+
+def _generator(device: torch.device, *parts: int) -> torch.Generator:
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(np.random.SeedSequence(list(parts)).generate_state(1)[0]))
+    return gen
+
+
+class _PermutationBatches:
+    """The batches of `fedft.ml.training.train`: each epoch one randperm, cut in order."""
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator) -> None:
+        self.n, self.batch_size, self.generator = n, batch_size, generator
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(self.n, generator=self.generator)
+        for start in range(0, self.n, self.batch_size):
+            yield order[start : start + self.batch_size].tolist()
+
+
+@dataclass(frozen=True)
+class DPTrainResult:
+    train: TrainResult
+    history: History  # the accountant's history after this round
+    sample_rate: float
+
+
+def dp_train(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    optimizer: torch.optim.Optimizer,
+    noise_multiplier: float,
+    max_grad_norm: float,
+    history: History,
+    accountant: str,
+    seed_parts: tuple[int, ...],
+    device: torch.device,
+    secure_mode: bool = False,
+    poisson_sampling: bool = True,
+) -> DPTrainResult:
+    """DP-SGD on (x, y) through Opacus' `make_private`, composing onto `history`.
+
+    `model` must come from `make_dp_compatible` and `optimizer` must hold its
+    parameters. `poisson_sampling=False` keeps the shuffled fixed-size batches of
+    `fedft.ml.training.train` (same order for the same seed); it exists for tests
+    and voids the accounting.
+    """
+    from opacus import PrivacyEngine
+
+    from fedft.privacy.fast_grad_sample import borrowed_grad_samples
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Secure RNG turned off")
+        engine = PrivacyEngine(accountant=accountant, secure_mode=secure_mode)
+    engine.accountant.history = list(history)
+    if poisson_sampling:  # make_private turns it into Poisson sampling driven by this generator (secure_mode: csprng)
+        loader = DataLoader(TensorDataset(x, y), batch_size=batch_size,
+                            generator=None if secure_mode else _generator(torch.device("cpu"), *seed_parts))
+    else:
+        loader = DataLoader(TensorDataset(x, y), batch_sampler=_PermutationBatches(len(y), batch_size, _generator(torch.device("cpu"), *seed_parts)),
+                            generator=torch.Generator().manual_seed(0))
+    model.to(device)
+    dp_model, dp_optimizer, dp_loader = engine.make_private(
+        module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=noise_multiplier,
+        max_grad_norm=max_grad_norm, poisson_sampling=poisson_sampling,
+        noise_generator=None if secure_mode else _generator(device, *seed_parts, 0xD9),
+    )
+    dp_model.train()
+    try:
+        total_loss, correct, seen, steps = 0.0, 0, 0, 0
+        with warnings.catch_warnings(), borrowed_grad_samples():  # same gradients, one copy fewer per parameter and step
+            # Opacus' per-sample hooks on the first layer, whose input needs no gradient: harmless
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
+            for _ in range(epochs):
+                for xb, yb in dp_loader:
+                    xb, yb = xb.to(device), yb.to(device)
+                    dp_optimizer.zero_grad(set_to_none=True)
+                    logits = dp_model(xb)
+                    batch = len(yb)
+                    flat_logits, flat_y = flat_targets(logits, yb)  # a sequence is one example of T targets
+                    # mean over the batch's examples; an empty Poisson batch (possible) gives a zero loss, not NaN
+                    loss = F.cross_entropy(flat_logits, flat_y, reduction="sum") / max(batch, 1)
+                    loss.backward()
+                    dp_optimizer.step()
+                    total_loss += float(loss.detach()) * batch  # the batch's summed loss over all targets
+                    correct += int((flat_logits.argmax(1) == flat_y).sum())
+                    seen += len(flat_y)
+                    steps += 1
+    finally:  # leave `model` as it came: no hooks, no per-sample attributes (it may be trained again next round)
+        dp_model._close()
+        for param in model.parameters():
+            param.grad = None
+            if hasattr(param, "summed_grad"):
+                del param.summed_grad
+    result = TrainResult(loss=total_loss / max(seen, 1), accuracy=correct / max(seen, 1), num_examples=len(y), steps=steps)
+    new_history = [(float(s), float(q), int(n)) for s, q, n in engine.accountant.history]
+    return DPTrainResult(train=result, history=new_history, sample_rate=1 / len(dp_loader))
+
+
+def client_noise_multiplier(noise_multiplier: float | None, target_epsilon: float | None, delta: float, accountant: str,
+                            num_examples: int, batch_size: int, local_epochs: int, rounds: int, clients_per_round: int,
+                            num_clients: int) -> float:
+    """The configured σ, or the σ that makes the client's expected steps over the
+    whole run spend exactly `target_epsilon`: ceil(R · m / N) rounds of
+    local_epochs · int(1/q) Poisson steps (Opacus' `get_noise_multiplier`)."""
+    if noise_multiplier is not None:
+        return float(noise_multiplier)
+    assert target_epsilon is not None
+    q = dp_sgd_sample_rate(num_examples, batch_size)
+    steps = expected_participations(rounds, clients_per_round, num_clients) * local_epochs * dp_sgd_steps_per_epoch(num_examples, batch_size)
+    return calibrate_noise(float(target_epsilon), float(delta), q, steps, accountant)
+
+
+def local_dp_update(config_json: str, client_id: int, server_round: int, global_state: dict[str, torch.Tensor],
+                    node_state: RecordDict, data: tuple | None = None, proximal_mu: float = 0.0,
+                    gradient_offset: dict[str, torch.Tensor] | None = None, frozen_digest: str = "") -> tuple[dict[str, torch.Tensor] | None, dict[str, float]]:
+    """The DP counterpart of `fedft.fl.client.pipeline.local_update`: validate the global
+    model, then train with DP-SGD, or refuse (state None) when the budget is spent.
+    `data` (a deployed node's own tensors) replaces the partition, as there."""
+    from fedft.fl.client.pipeline import client_tensors, parse_config, worker_model
+    from fedft.privacy.history import load_history, save_history
+    from fedft.ml.training import evaluate, make_optimizer, resolve_device
+
+    cfg = parse_config(config_json)
+    pc, t, sim = cfg.privacy, cfg.train, cfg.simulation
+    torch.set_num_threads(max(1, int(sim.client_resources.num_cpus)))
+    x_tr, y_tr, x_val, y_val, num_classes = data or client_tensors(config_json, client_id)
+    device = resolve_device(sim.device)
+    n = len(y_tr)
+    if n == 0:  # nothing to train on, nothing to account: the plain client's (empty) round
+        from fedft.fl.client.pipeline import local_update
+
+        return local_update(config_json, client_id, server_round, global_state, data)
+    q = dp_sgd_sample_rate(n, t.batch_size)
+    steps_this_round = t.local_epochs * dp_sgd_steps_per_epoch(n, t.batch_size)
+    sigma = client_noise_multiplier(pc.noise_multiplier, pc.target_epsilon, pc.target_delta, pc.accountant, n, t.batch_size,
+                                    t.local_epochs, sim.rounds, sim.clients_per_round, cfg.partition.num_clients)
+    history = load_history(node_state, pc.state_dir, client_id)
+    dp_metrics = {NOISE_MULTIPLIER: sigma, SAMPLE_RATE: q}
+    if pc.target_epsilon is not None:
+        planned = epsilon(compose(history, sigma, q, steps_this_round), pc.target_delta, pc.accountant)
+        if planned > pc.target_epsilon:
+            return None, {"num-examples": 0.0, BUDGET_SPENT: 1.0, EPSILON: epsilon(history, pc.target_delta, pc.accountant),
+                          DP_STEPS: float(total_steps(history)), **dp_metrics}
+
+    from fedft.ml.finetune import client_start, freeze, merge_received
+
+    received = merge_received(config_json, global_state, frozen_digest)  # finetune: frozen rest is local
+    model = worker_model(cfg, tuple(x_tr.shape[1:]), num_classes)
+    model.load_state_dict(received)
+    val_loss, val_acc = evaluate(model, x_val, y_val, device)
+    dp_model = worker_dp_model(cfg, tuple(x_tr.shape[1:]), num_classes)
+    dp_model.load_state_dict(received)
+    freeze(dp_model, client_start(config_json)[0])  # frozen parameters get no per-sample gradients and no noise
+    optimizer = make_optimizer(t.optimizer, [q for q in dp_model.parameters() if q.requires_grad], t.lr, t.momentum, t.weight_decay)
+    # FedProx / SCAFFOLD corrections hook the inner optimizer's step, which Opacus'
+    # DPOptimizer calls after clipping and noising: they are never clipped away.
+    from fedft.fl.client.corrections import attach_gradient_corrections
+
+    corrections = attach_gradient_corrections(optimizer, dp_model, proximal_mu=proximal_mu, gradient_offset=gradient_offset)
+    out = dp_train(dp_model, x_tr, y_tr, epochs=t.local_epochs, batch_size=t.batch_size, optimizer=optimizer,
+                   noise_multiplier=sigma, max_grad_norm=pc.max_grad_norm, history=history, accountant=pc.accountant,
+                   seed_parts=(cfg.seed, server_round, client_id), device=device, secure_mode=pc.secure_mode)
+    if corrections is not None:
+        corrections.remove()
+    save_history(node_state, pc.state_dir, client_id, out.history)
+    eps = epsilon(out.history, pc.target_delta, pc.accountant)
+    metrics = {
+        "num-examples": float(n),
+        "train_loss": out.train.loss,
+        "train_accuracy": out.train.accuracy,
+        "steps": float(out.train.steps),
+        BUDGET_SPENT: 0.0,
+        EPSILON: eps,
+        DP_STEPS: float(total_steps(out.history)),
+        **dp_metrics,
+    }
+    if len(y_val):
+        metrics.update(val_loss=val_loss, val_accuracy=val_acc)
+    return plain_state(dp_model, list(global_state)), metrics

@@ -1,0 +1,135 @@
+"""The one place that talks to Flower's simulation engine.
+
+fedft runs simulations in-process with `flwr.simulation.run_simulation` (Ray
+backend): the ServerApp is built around the already-validated config, results
+and progress come straight back to the caller, and Ray is started and stopped
+within the call. flwr 1.42 marks that function deprecated in favour of `flwr run`
+with a managed SuperLink; fedft still works that way too (`flwr run .`, see
+README), and switching `fedft run` over is a change to this file alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Callable, Iterator
+
+from flwr.clientapp import ClientApp
+from flwr.serverapp import ServerApp
+
+from fedft.config import SimulationConfig
+
+if TYPE_CHECKING:
+    from fedft.runtime.engine_patches import NodePartitions
+
+_DEPRECATION = "The `run_simulation` function is deprecated"
+
+
+class _DropKnownDeprecation(logging.Filter):
+    """fedft chose this entry point deliberately (see module doc); the notice is for
+    people calling it themselves, not for fedft users."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _DEPRECATION not in record.getMessage()
+
+
+class _DropInjectedCrashes(logging.Filter):
+    """Crashes injected with `faults.crash_probability` are expected: Flower's log of
+    their tracebacks is noise (they are counted in metrics.csv as clients_failed)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from fedft.fl.client.faults import CRASH_MARKER
+
+        return CRASH_MARKER not in record.getMessage()
+
+
+@contextmanager
+def flower_logging(verbose: bool) -> Iterator[None]:
+    logger = logging.getLogger("flwr")
+    old_level = logger.level
+    drop = _DropKnownDeprecation()
+    logger.addFilter(drop)
+    for handler in logger.handlers:
+        handler.addFilter(drop)
+    drop_crashes = _DropInjectedCrashes()
+    if not verbose:
+        logger.addFilter(drop_crashes)
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(old_level)
+        logger.removeFilter(drop)
+        logger.removeFilter(drop_crashes)
+        for handler in logger.handlers:
+            handler.removeFilter(drop)
+
+
+def backend_config(sim: SimulationConfig, verbose: bool = False) -> dict:
+    init_args: dict = {
+        "include_dashboard": False,
+        "log_to_driver": verbose,
+        "logging_level": logging.INFO if verbose else logging.ERROR,
+    }
+    if sim.ray_address:
+        init_args["address"] = sim.ray_address
+    elif sim.ray_num_cpus:
+        init_args["num_cpus"] = sim.ray_num_cpus
+    return {
+        "client_resources": {"num_cpus": sim.client_resources.num_cpus, "num_gpus": sim.client_resources.num_gpus},
+        "init_args": init_args,
+    }
+
+
+def _start_ray(init_args: dict) -> None:
+    """Start Ray exactly as Flower's RayBackend would (same arguments, workers get this
+    process's sys.path); Flower then finds it running, uses it and shuts it down."""
+    import os
+    import sys
+
+    import ray
+
+    pythonpath = os.pathsep.join(sys.path)
+    if os.environ.get("PYTHONPATH"):
+        pythonpath = f"{pythonpath}{os.pathsep}{os.environ['PYTHONPATH']}"
+    os.environ["PYTHONPATH"] = pythonpath
+    ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **init_args)
+
+
+def simulate(server_app: ServerApp, client_app: ClientApp, num_clients: int, sim: SimulationConfig, verbose: bool = False, on_ray_started: Callable[[], None] | None = None, node_partitions: "NodePartitions | None" = None) -> None:
+    """Run `server_app` against `num_clients` virtual SuperNodes on Ray; blocks until done.
+
+    With `on_ray_started`, Ray is started here first and the callback runs right after
+    `ray.init` (fedft.runtime.interrupt takes SIGTERM back from Ray's handlers there); Ray is
+    shut down on the way out however the run ends. `node_partitions` receives the
+    engine's node -> partition mapping (fedft.runtime.engine_patches: no per-node handshake)."""
+    import ray
+    from flwr.simulation import run_simulation
+
+    from fedft.runtime.engine_patches import patched_engine
+
+    config = backend_config(sim, verbose)
+    started_here = False
+    try:
+        with flower_logging(verbose), warnings.catch_warnings():
+            # Ray's notice about a future default for accelerator env vars; fedft relies on
+            # today's default (a client with num_gpus=0 sees no GPU), so it changes nothing here.
+            warnings.filterwarnings("ignore", message=".*RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO.*", category=FutureWarning)
+            if on_ray_started is not None:
+                if not ray.is_initialized():
+                    _start_ray(dict(config["init_args"]))
+                    started_here = True
+                on_ray_started()
+            with patched_engine(node_partitions):  # many clients: no O(nodes x messages) scans
+                run_simulation(
+                    server_app=server_app,
+                    client_app=client_app,
+                    num_supernodes=num_clients,
+                    backend_name="ray",
+                    backend_config=config,
+                    verbose_logging=verbose,
+                )
+    finally:
+        if started_here and ray.is_initialized():
+            ray.shutdown()

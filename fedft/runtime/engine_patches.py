@@ -1,0 +1,104 @@
+"""Two scoped fixes to Flower 1.42's in-process simulation engine, for many clients.
+
+1. Node -> partition mapping without a handshake. The engine registers one node per
+   partition (`vce_api._register_nodes`) and keeps the mapping to itself, so fedft's
+   server asked every node for its partition id: one message per node. Flower's
+   dispatcher scans the whole message store once per node every 0.1 s, so N messages to
+   N nodes cost O(N^2) store checks: minutes for 10,000 clients. In `fedft run` the
+   engine runs in this process: `patched_engine` records the mapping as it is made and
+   the server reads it (`known_partitions`); the start-up query that warms the workers
+   then goes to at most WARM_UP_NODES nodes.
+2. The dispatcher (`vce_api.add_messages_to_queue`) asks every node for pending
+   messages every 0.1 s, each ask checking every stored message: O(nodes x messages) per
+   sweep even when 100 of 10,000 nodes were sampled. The replacement asks only the
+   nodes that have an undelivered message (found by one pass over the store), through
+   the same `state.get_message_ins`, and polls every 0.02 s.
+
+Both are undone when the simulation returns. Deployments (real SuperNodes) are
+unaffected: there the server still asks each node (fedft.fl.server.loop.identify_nodes).
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+DISPATCH_POLL_SECONDS = 0.02
+# With the mapping known, the start-up query (which loads data and imports in the Ray
+# workers outside round 1's timeout) still goes to this many nodes: all of them in small
+# runs, as before; a bounded number in large ones, where it warms every worker anyway.
+WARM_UP_NODES = 256
+
+
+class NodePartitions:
+    """The engine's {node id: partition id}, filled once when the nodes are registered."""
+
+    def __init__(self) -> None:
+        self._mapping: dict[int, int] = {}
+        self._ready = threading.Event()
+
+    def set(self, mapping: dict[int, int]) -> None:
+        self._mapping = {int(n): int(p) for n, p in mapping.items()}
+        self._ready.set()
+
+    def wait(self, timeout: float) -> dict[int, int] | None:
+        return dict(self._mapping) if self._ready.wait(timeout) else None
+
+
+def known_partitions(grid: Any, timeout: float) -> dict[int, int] | None:
+    """{client id: node id} if `grid` carries the engine's mapping (a `KnownNodesGrid`), else None."""
+    nodes = getattr(grid, "node_partitions", None)
+    if not isinstance(nodes, NodePartitions):
+        return None
+    mapping = nodes.wait(timeout)
+    return None if mapping is None else {p: n for n, p in mapping.items()}
+
+
+class KnownNodesGrid:
+    """A grid that also carries the simulation engine's node -> partition mapping."""
+
+    def __init__(self, grid: Any, node_partitions: NodePartitions) -> None:
+        self._grid = grid
+        self.node_partitions = node_partitions
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._grid, name)
+
+
+def _dispatch_pending(state: Any, queue: Any, nodes_mapping: dict, f_stop: threading.Event, fallback: Any) -> None:
+    store = getattr(state, "message_ins_store", None)
+    lock = getattr(state, "lock", None)
+    if store is None or lock is None:  # not the in-memory LinkState this was written for
+        return fallback(state, queue, nodes_mapping, f_stop)
+    while not f_stop.is_set():
+        with lock:
+            pending = {m.metadata.dst_node_id for m in list(store.values()) if m.metadata.delivered_at == ""}
+        for node_id in pending:
+            if node_id in nodes_mapping:
+                for msg in state.get_message_ins(node_id=node_id, limit=1):
+                    queue.put(msg)
+        f_stop.wait(DISPATCH_POLL_SECONDS)
+
+
+@contextmanager
+def patched_engine(node_partitions: NodePartitions | None = None) -> Iterator[None]:
+    """Apply both fixes to `flwr...vce_api` for the duration of one in-process simulation."""
+    from flwr.server.superlink.fleet.vce import vce_api
+
+    register, dispatch = vce_api._register_nodes, vce_api.add_messages_to_queue
+
+    def register_and_record(*args: Any, **kwargs: Any) -> dict:
+        mapping = register(*args, **kwargs)
+        if node_partitions is not None:
+            node_partitions.set(mapping)
+        return mapping
+
+    def fast_dispatch(state: Any, queue: Any, nodes_mapping: dict, f_stop: threading.Event) -> None:
+        _dispatch_pending(state, queue, nodes_mapping, f_stop, dispatch)
+
+    vce_api._register_nodes, vce_api.add_messages_to_queue = register_and_record, fast_dispatch
+    try:
+        yield
+    finally:
+        vce_api._register_nodes, vce_api.add_messages_to_queue = register, dispatch

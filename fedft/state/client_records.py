@@ -1,0 +1,94 @@
+"""Client state that must survive a resume: carried by the server's checkpoint.
+
+In simulation a client's persistent state (a DP accountant's history, SCAFFOLD's
+client control variate, ...) lives in its Flower `Context.state`, which lives in
+the simulation engine and dies with the process. So, when `checkpoint.client_state`
+is on, each client returns every record of its `Context.state` with its training
+reply, under keys `client-state:<name>`; the server strips them off before the
+strategy sees the reply (Flower strategies expect one ArrayRecord and one
+MetricRecord), keeps the latest per client id, and writes them into
+`checkpoint.pt`. After a resume, the server sends each client its saved records
+with its training messages until a successful reply comes back, and the client puts them back into
+its `Context.state` before it does anything else.
+
+Not restored: state a client changed in a round whose reply never reached the
+server (a straggler past the timeout, a crash), because the server never saw it.
+These records are bookkeeping for resuming a simulation, not model traffic, so
+they are not counted in `bytes_up` / `bytes_down`. In a real deployment clients
+keep their own state on their own disk: set `checkpoint.client_state = false`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from flwr.app import Context, Message, RecordDict
+
+from fedft.state import snapshot
+
+PREFIX = "client-state:"
+
+
+# ---- client side (ClientApp)
+
+def restore_into_context(msg: Message, context: Context) -> None:
+    """Move `client-state:*` records the server sent back into `context.state`."""
+    for key in [k for k in msg.content.keys() if k.startswith(PREFIX)]:
+        context.state[key[len(PREFIX):]] = msg.content[key]
+        del msg.content[key]
+
+
+def attach_to_reply(content: RecordDict, context: Context) -> None:
+    """Add every record of `context.state` to a reply's content."""
+    for key, record in context.state.items():
+        content[PREFIX + key] = record
+
+
+# ---- server side (round loop)
+
+class ClientStateStore:
+    """The latest reported state of each client id, and who still needs theirs back."""
+
+    def __init__(self) -> None:
+        self.states: dict[int, dict[str, Any]] = {}  # client id -> {record name: record}
+        self.pending: set[int] = set()  # restored from a checkpoint, not yet sent back
+
+    def collect(self, replies: Iterable[Message], client_of_node: dict[int, int]) -> None:
+        """Strip `client-state:*` records from successful replies and keep them."""
+        for msg in replies:
+            if msg.has_error():
+                continue
+            keys = [k for k in msg.content.keys() if k.startswith(PREFIX)]
+            if not keys:
+                continue
+            client = client_of_node[msg.metadata.src_node_id]
+            self.states[client] = {k[len(PREFIX):]: msg.content[k] for k in keys}
+            self.pending.discard(client)
+            for k in keys:
+                del msg.content[k]
+
+    def attach(self, messages: Iterable[Message], client_of_node: dict[int, int]) -> None:
+        """Give each client whose state came from a checkpoint its records back, until a
+        successful reply shows it has them (a crashed call does not update a Context)."""
+        for msg in messages:
+            client = client_of_node.get(msg.metadata.dst_node_id)
+            if client in self.pending:
+                for name, record in self.states[client].items():
+                    msg.content[PREFIX + name] = record
+
+    def to_plain(self) -> list[list[Any]]:
+        return [[cid, {name: snapshot.encode(rec) for name, rec in recs.items()}] for cid, recs in sorted(self.states.items())]
+
+    def load_plain(self, data: list[list[Any]]) -> None:
+        self.states = {int(cid): {name: snapshot.decode(rec) for name, rec in recs.items()} for cid, recs in data}
+        self.pending = set(self.states)
+
+
+def strip(replies: Iterable[Message]) -> None:
+    """Drop `client-state:*` records from replies when nobody keeps them (checkpointing
+    of client state off), so they never reach validation or aggregation."""
+    for msg in replies:
+        if msg.has_error():
+            continue
+        for key in [k for k in msg.content.keys() if k.startswith(PREFIX)]:
+            del msg.content[key]
