@@ -4,7 +4,8 @@ import torch
 
 from fedft.fl.client.attack import attack_generator, attack_update, attacker_key, attackers, flip_labels, is_attacker
 from fedft.fl.client.pipeline import local_update
-from fedft.config import AttackConfig, load_config
+from fedft.config import AttackConfig
+from fedft.jobs.validate import load_config
 from fedft.fl.server.evaluation import initial_state
 
 

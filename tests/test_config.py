@@ -3,7 +3,8 @@ import sys
 
 import pytest
 
-from fedft.config import FedftConfig, load_config, parse_override
+from fedft.config import FedftConfig, parse_override
+from fedft.jobs.validate import load_config
 from fedft.errors import FedftError
 
 QUICKSTART = "simulations/quickstart.toml"

@@ -9,7 +9,8 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fedft.config import FedftConfig, load_config, to_toml
+from fedft.config import FedftConfig, to_toml
+from fedft.jobs.validate import load_config
 from fedft.errors import FedftError
 
 SECTIONS = {name: list(field.annotation.model_fields) for name, field in FedftConfig.model_fields.items() if hasattr(field.annotation, "model_fields")}

@@ -17,7 +17,7 @@ from flwr.common.config import parse_config_args
 from fedft.cli import main
 from fedft.fl.client.node_data import cached_shard, load_private, node_tensors
 from fedft.state.node_store import load_state, save_state
-from fedft.config import load_config
+from fedft.jobs.validate import load_config
 from fedft.deploy.certs import make_certs, make_supernode_keys
 from fedft.deploy.run_config import config_from_run_config, results_dir, write_run_config
 from fedft.deploy.supernode import node_config_text

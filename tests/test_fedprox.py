@@ -7,7 +7,7 @@ from torch import nn
 
 from fedft.fl.client.corrections import attach_gradient_corrections
 from fedft.fl.client.pipeline import local_update
-from fedft.config import load_config
+from fedft.jobs.validate import load_config
 from fedft.fl.server.evaluation import initial_state
 
 

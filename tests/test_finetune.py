@@ -9,7 +9,7 @@ import torch
 
 from fedft.state.model_file import load_checkpoint, save_checkpoint
 from fedft.fl.client.pipeline import local_update
-from fedft.config import load_config
+from fedft.jobs.validate import load_config
 from fedft.errors import FedftError
 from fedft.ml.finetune import freeze, make_plan, param_groups, plan_for, start_state, trainable_names
 from fedft.ml.models import build_model

@@ -8,7 +8,7 @@ import torch
 
 from fedft.state.model_file import load_checkpoint
 from fedft.jobs.compare import ArmResult, comparison_rows, markdown_table, rounds_to_reach
-from fedft.config import load_config
+from fedft.jobs.validate import load_config
 from fedft.errors import FedftError
 from fedft.jobs.pretrain import pretrain
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from fedft.api import prepare
-from fedft.config import load_config
+from fedft.jobs.validate import load_config
 from fedft.errors import FedftError
 from fedft.ml.models.registry import register_model
 from fedft.privacy.checks import PrivacyWarning

@@ -10,7 +10,7 @@ from opacus.accountants import PRVAccountant, RDPAccountant
 from opacus.layers import DPRNN
 
 from fedft.fl.client.pipeline import client_tensors, local_update
-from fedft.config import load_config
+from fedft.jobs.validate import load_config
 from fedft.ml.models import build_model
 from fedft.privacy.accounting import dp_sgd_sample_rate, dp_sgd_steps_per_epoch
 from fedft.privacy.dp_sgd import BUDGET_SPENT, EPSILON, dp_train, local_dp_update, make_dp_compatible, plain_state

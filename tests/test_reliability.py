@@ -17,7 +17,7 @@ import torch
 
 import fedft
 from fedft.fl.client.faults import CRASH, DROPOUT, STRAGGLER, fault_for
-from fedft.config import load_config
+from fedft.jobs.validate import load_config
 from fedft.state.run_checkpoint import FILENAME
 from fedft.fl.server.sampling import sample_clients
 

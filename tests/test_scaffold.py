@@ -7,7 +7,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, RecordDict
 from fedft.fl.client import scaffold
 from fedft.fl.client.app import train
 from fedft.fl.client.pipeline import local_update
-from fedft.config import load_config
+from fedft.jobs.validate import load_config
 from fedft.fl.server.evaluation import initial_state
 
 CFG = load_config({

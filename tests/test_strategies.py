@@ -6,7 +6,7 @@ import sys
 import pytest
 from flwr.serverapp.strategy import Strategy
 
-from fedft.config import load_config
+from fedft.jobs.validate import load_config
 from fedft.errors import FedftError
 from strategies import RunFacts, build_strategy, check_strategy, strategy_names
 

@@ -17,7 +17,7 @@ from flwr.serverapp import Grid, ServerApp
 
 import fedft.fl.client.app as fedft_client
 from fedft.runtime import engine
-from fedft.config import load_config
+from fedft.jobs.validate import load_config
 from fedft.fl.server.evaluation import central_evaluator, initial_state
 from fedft.fl.server.loop import run_rounds
 from strategies import RunFacts, build_strategy, strategy_names

@@ -172,7 +172,7 @@ def test_parallel_points_run_side_by_side_in_their_own_processes(tmp_path, proce
 
 
 def test_parallel_split_refusals():
-    from fedft.config import load_config
+    from fedft.jobs.validate import load_config
     from fedft.jobs.parallel import cpus_per_point
 
     plain = load_config({"name": "x"})

@@ -11,6 +11,19 @@ import time
 from pathlib import Path
 
 from fedft.errors import FedftError
+from fedft.jobs.run import prepare
+from fedft.deploy.certs import CertPaths
+from fedft.deploy.launch import DeployOptions
+from fedft.deploy.submit import app_dir
+from fedft.state.run_folder import new_run_dir
+from fedft.jobs.validate import load_config
+from fedft.deploy.launch import deploy
+from fedft.runtime.progress import RoundPrinter
+from fedft.deploy.launch import warn_insecure
+from fedft.deploy.processes import ProcessSet, free_port
+from fedft.deploy.supernode import node_config_text, supernode_command
+from fedft.deploy.certs import make_certs, make_supernode_keys
+from fedft.deploy.launch import sigterm_as_interrupt
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -40,12 +53,6 @@ def _check_flower_tools(*names: str) -> None:
 
 def _prepare(args: argparse.Namespace, clients: int = 0):
     """Validate config, certificates and tools, then create the results folder."""
-    from fedft.api import prepare
-    from fedft.deploy.certs import CertPaths
-    from fedft.deploy.launch import DeployOptions
-    from fedft.deploy.submit import app_dir
-    from fedft.state.run_folder import new_run_dir
-
     cfg = prepare(_config_path(args), args.overrides)
     _check_flower_tools("flower-superlink", "flwr", *(["flower-supernode"] if clients else []))
     app_dir()
@@ -59,10 +66,6 @@ def _prepare(args: argparse.Namespace, clients: int = 0):
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
-    from fedft.config import load_config
-    from fedft.deploy.launch import deploy
-    from fedft.runtime.progress import RoundPrinter
-
     cfg = load_config(_config_path(args), args.overrides)
     clients = cfg.partition.num_clients if args.clients is None else args.clients
     if not 1 <= clients <= cfg.partition.num_clients:
@@ -76,9 +79,6 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 
 def cmd_server(args: argparse.Namespace) -> int:
-    from fedft.deploy.launch import deploy
-    from fedft.runtime.progress import RoundPrinter
-
     args.certs = None if args.insecure else args.certs
     if args.enable_supernode_auth and not args.insecure and not list(Path(args.supernode_keys or "/nonexistent").glob("*.pub")):
         raise FedftError("--supernode-keys", f"no *.pub files in '{args.supernode_keys}'.", "make keys with `fedft certs --out DIR --supernode-keys N` and pass --supernode-keys DIR.")
@@ -99,10 +99,6 @@ def cmd_server(args: argparse.Namespace) -> int:
 
 
 def cmd_client(args: argparse.Namespace) -> int:
-    from fedft.deploy.launch import warn_insecure
-    from fedft.deploy.processes import ProcessSet, free_port
-    from fedft.deploy.supernode import node_config_text, supernode_command
-
     _check_flower_tools("flower-supernode")
     if args.insecure and args.ca:
         raise FedftError("--insecure", "given together with --ca.", "pass one: --ca FILE for TLS (default), or --insecure.")
@@ -139,8 +135,6 @@ RETRY_PAUSE = 5.0
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
-    from fedft.deploy.certs import make_certs, make_supernode_keys
-
     paths = make_certs(args.out, args.host, args.days)
     print(f"wrote {paths.ca_cert} (give to clients), {paths.server_cert} and {paths.server_key} (server only; keep "
           f"{paths.ca_key} private); valid for {args.days} days for: localhost, 127.0.0.1, ::1{''.join(', ' + h for h in args.host)}")
@@ -154,8 +148,6 @@ def cmd_certs(args: argparse.Namespace) -> int:
 def _interruptible(func):
     """The whole command treats SIGTERM like Ctrl-C, so its cleanup always runs."""
     def run(args: argparse.Namespace) -> int:
-        from fedft.deploy.launch import sigterm_as_interrupt
-
         with sigterm_as_interrupt():
             return func(args)
 

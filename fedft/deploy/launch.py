@@ -31,6 +31,7 @@ from fedft.deploy.run_config import write_run_config
 from fedft.deploy.superlink import local_address, superlink_command, tail, wait_until_ready
 from fedft.deploy.supernode import node_config_text, supernode_command
 from fedft.errors import FedftError
+from fedft.state.run_folder import RunWriter
 
 INSECURE_WARNING = ("fedft: warning: --insecure: TLS is off; model updates travel unencrypted and anything "
                     "that can reach the port can connect. Use only on a trusted network.")
@@ -80,8 +81,6 @@ def _read_rows(path: Path, done: int) -> tuple[list[dict[str, Any]], int]:
 
 def _finish_here(cfg: FedftConfig, run_dir: Path, status: str, wall: float, error: str) -> dict[str, Any]:
     """summary.json when the ServerApp could not write one (it never started, or was killed)."""
-    from fedft.state.run_folder import RunWriter
-
     writer = RunWriter(run_dir, cfg)
     rows, _ = _read_rows(run_dir / "metrics.jsonl", 0)
     writer.rows = [{k: (float("nan") if v is None else v) for k, v in r.items()} for r in rows]

@@ -19,8 +19,10 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from fedft.config import FedftConfig, load_config
+from fedft.config import FedftConfig
+from fedft.jobs.validate import load_config
 from fedft.errors import FedftError
+from fedft.state.run_folder import new_run_dir
 
 CONFIG = "config"
 CONFIG_JSON = "config-json"
@@ -68,8 +70,6 @@ def write_run_config(path: str | Path, cfg: FedftConfig, out: str | Path) -> Pat
 def results_dir(cfg: FedftConfig, out: str | None) -> Path:
     """The ServerApp's results folder: `out` may already exist (the launcher puts
     Flower's logs in `out/logs/` first) but must not hold results yet."""
-    from fedft.state.run_folder import new_run_dir
-
     if not out:
         return new_run_dir(cfg).resolve()
     path = Path(out).expanduser().resolve()

@@ -11,16 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from fedft.config import FedftConfig
+from fedft.jobs.run import prepare
+from fedft.jobs.compare import prepare_arms
+from fedft.config import apply_overrides, read_toml
+from fedft.jobs.validate import load_config
+from fedft.jobs.pretrain import prepare_pretrain
+from fedft.jobs.sweep import is_sweep_config, prepare_points
 
 
 def check(config: str | Path, overrides: list[str] | None = None) -> str:
     """What `config` would run, in a few words; raises FedftError on the first problem."""
-    from fedft.api import prepare
-    from fedft.jobs.compare import prepare_arms
-    from fedft.config import apply_overrides, load_config, read_toml
-    from fedft.jobs.pretrain import prepare_pretrain
-    from fedft.jobs.sweep import is_sweep_config, prepare_points
-
     if is_sweep_config(config):
         return f"a sweep of {len(prepare_points(apply_overrides(read_toml(config), overrides)))} runs"
     base = load_config(config, overrides)

@@ -31,40 +31,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedft.config import FedftConfig, apply_overrides, load_config, parse_override
+from fedft.config import FedftConfig, apply_overrides
+from fedft.jobs.validate import PRETRAINED, load_config
 from fedft.errors import FedftError
-
-PRETRAINED = "{pretrained}"
-FIXED = ("seed", "data", "partition", "simulation.clients_per_round")  # same for every arm
-_ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def check_compare(cfg: FedftConfig, fixed: tuple[str, ...] = FIXED) -> None:
-    """Config-time rules for `[compare]`: names, the reference, and what arms may change."""
-    cmp = cfg.compare
-    if not cmp.arms:
-        if cmp.pretrain or cmp.reference:
-            raise FedftError("compare.arms", "is empty but compare.pretrain or compare.reference is set.", "add arms under [compare.arms] or remove the [compare] settings.")
-        return
-    for name, overrides in cmp.arms.items():
-        if not _ARM_NAME.match(name) or name == "pretrained":
-            raise FedftError(f"compare.arms.{name}", "is not a usable arm name (it names a folder).", "use letters, digits, '_', '-' or '.', and not 'pretrained'.")
-        for text in overrides:
-            path, value = parse_override(text)
-            key = ".".join(path)
-            if path[0] == "compare":
-                raise FedftError(f"compare.arms.{name}", f"'{text}' changes [compare] itself.", "arms may override any run setting but not [compare].")
-            if any(key == f or key.startswith(f + ".") for f in fixed):
-                raise FedftError(f"compare.arms.{name}", f"'{text}' changes {key}, which every arm must share (same seed, data, partitions and clients).", "set it in the base config instead.")
-            if isinstance(value, str) and PRETRAINED in value and not cmp.pretrain:
-                raise FedftError(f"compare.arms.{name}", f"'{text}' uses {PRETRAINED} but compare.pretrain is false.", "set compare.pretrain = true (and [pretrain] dataset), or give a checkpoint path.")
-    if any(not 0.0 < t <= 1.0 for t in cmp.targets):
-        raise FedftError("compare.targets", f"{cmp.targets} has values outside (0, 1].", "give accuracies such as [0.9].")
-    if cmp.reference and cmp.reference not in cmp.arms:
-        raise FedftError("compare.reference", f"'{cmp.reference}' is not an arm.", f"use one of: {', '.join(cmp.arms)}.")
-    if cmp.pretrain and not cfg.pretrain.dataset:
-        raise FedftError("compare.pretrain", "is true but [pretrain] dataset is not set.", 'set pretrain.dataset, e.g. "fashion-mnist".')
-
+from fedft.jobs.run import run
+from fedft.state.run_folder import atomic_write
+from fedft.jobs.run import prepare
+from fedft.jobs.pretrain import prepare_pretrain
+from fedft.config import to_toml
+from fedft.jobs.pretrain import pretrain
+from fedft.state.run_folder import atomic_write, new_run_dir
 
 def _substitute(node: Any, token: str, value: str) -> Any:
     if isinstance(node, dict):
@@ -108,7 +84,6 @@ def run_arms(arms: dict[str, FedftConfig], out_dir: Path, quiet: bool = False, v
     A failed arm is recorded (status in its summary) and the others still run."""
     from rich.console import Console
 
-    from fedft.api import run
 
     console = Console(highlight=False, quiet=quiet)
     results = []
@@ -222,8 +197,6 @@ def plot_comparison(results: list[ArmResult], path: Path, target: float | None =
 
 def write_comparison(out_dir: Path, results: list[ArmResult], reference: str = "", title: str = "", targets: list[float] | None = None) -> str:
     """comparison.csv, comparison.md and comparison.png in `out_dir`; returns the Markdown table."""
-    from fedft.state.run_folder import atomic_write
-
     reference = reference or results[0].name
     rows = comparison_rows(results, reference, targets)
     buf = io.StringIO()
@@ -254,9 +227,6 @@ def has_arms(config: str | Path | dict | FedftConfig, overrides: list[str] | Non
 def prepare_arms(base: FedftConfig) -> FedftConfig:
     """Check every arm (and the pretraining) before anything runs; returns the base
     config without its [compare] table (what pretraining uses)."""
-    from fedft.api import prepare
-    from fedft.jobs.pretrain import prepare_pretrain
-
     cmp = base.compare
     if not cmp.arms:
         raise FedftError("compare.arms", "is empty: nothing to compare.", "add arms under [compare.arms], or use `fedft run` for one run.")
@@ -278,10 +248,6 @@ def prepare_arms(base: FedftConfig) -> FedftConfig:
 def compare(config: str | Path | dict | FedftConfig, overrides: list[str] | None = None, out: str | Path | None = None, quiet: bool = False, verbose: bool = False) -> ComparisonResult:
     """Validate every arm (and the pretraining), then pretrain if asked, run the arms, write the comparison."""
     from rich.console import Console
-
-    from fedft.config import to_toml
-    from fedft.jobs.pretrain import pretrain
-    from fedft.state.run_folder import atomic_write, new_run_dir
 
     base = load_config(config, overrides)
     cmp = base.compare

@@ -18,37 +18,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from fedft.config import FedftConfig, load_config
+from fedft.config import FedftConfig
+from fedft.jobs.validate import load_config
 from fedft.ml.data.registry import ArrayDataset
 from fedft.errors import FedftError
-
-
-def check_pretrain(cfg: FedftConfig) -> None:
-    """Config-time rules for `[pretrain]` (nothing is loaded here)."""
-    pre = cfg.pretrain
-    if not pre.dataset:
-        return
-    from fedft.ml.data import check_dataset_name
-
-    try:
-        check_dataset_name(pre.dataset)
-    except FedftError as exc:
-        raise FedftError("pretrain.dataset", exc.problem, exc.fix) from None
-    if pre.dataset == cfg.data.name and pre.path == cfg.data.path:
-        raise FedftError(
-            "pretrain.dataset",
-            f"is the clients' dataset '{cfg.data.name}': pretraining on it would train on the clients' private examples and the server's test set.",
-            "use another public dataset, e.g. digits or fashion-mnist.",
-        )
-    if len(set(pre.classes)) != len(pre.classes) or any(c < 0 for c in pre.classes):
-        raise FedftError("pretrain.classes", f"{pre.classes} has duplicates or negative labels.", "list distinct class labels, e.g. [0, 1, 2, 3, 4].")
+from fedft.ml.data import federated_data_for, load_dataset
+from fedft.ml.data.partition import split_pool_test
+from fedft.state.model_file import save_checkpoint
+from fedft.config import to_toml
+from fedft.ml.models import build_model, model_options
+from fedft.state.run_folder import atomic_write, new_run_dir, versions
+from fedft.ml.training import evaluate, make_optimizer, resolve_device, seed_generator, train
 
 
 def public_data(cfg: FedftConfig) -> tuple[ArrayDataset, ArrayDataset]:
     """(train, validation) public sets: classes kept and relabelled, seeded sample, stratified split."""
-    from fedft.ml.data import federated_data_for, load_dataset
-    from fedft.ml.data.partition import split_pool_test
-
     pre = cfg.pretrain
     if not pre.dataset:
         raise FedftError("pretrain.dataset", "is not set.", 'add [pretrain] dataset = "fashion-mnist" (or another public dataset) to the config.')
@@ -96,12 +80,6 @@ def prepare_pretrain(config: str | Path | dict | FedftConfig, overrides: list[st
 def pretrain(config: str | Path | dict | FedftConfig, overrides: list[str] | None = None, out: str | Path | None = None, quiet: bool = False) -> PretrainResult:
     """Train `model.name` centrally on the public data; write model.pt and per-epoch metrics."""
     from rich.console import Console
-
-    from fedft.state.model_file import save_checkpoint
-    from fedft.config import to_toml
-    from fedft.ml.models import build_model, model_options
-    from fedft.state.run_folder import atomic_write, new_run_dir, versions
-    from fedft.ml.training import evaluate, make_optimizer, resolve_device, seed_generator, train
 
     cfg = prepare_pretrain(config, overrides)
     pre = cfg.pretrain

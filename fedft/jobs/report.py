@@ -15,6 +15,8 @@ import json
 import math
 from pathlib import Path
 from typing import Any
+from fedft.errors import FedftError
+from fedft.state.run_folder import atomic_write
 
 METRICS = ("final_accuracy", "best_accuracy", "epsilon", "mia_auc", "mia_tpr_at_1pct_fpr", "wall_seconds")
 SEED = "seed"
@@ -172,9 +174,6 @@ def plot_sweep(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
 
 def write_report(sweep_dir: str | Path) -> str:
     """sweep.csv, sweep.md and sweep.png in `sweep_dir`; returns the Markdown table."""
-    from fedft.errors import FedftError
-    from fedft.state.run_folder import atomic_write
-
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FedftError("SWEEP_DIR", f"'{sweep_dir}' is not a folder.", "give the folder `fedft sweep` wrote, e.g. runs/privacy_tradeoff-<stamp>/.")

@@ -17,9 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedft.config import FedftConfig, load_config
+from fedft.config import FedftConfig
+from fedft.jobs.validate import load_config
 from fedft.errors import FedftError
 from fedft.state.run_checkpoint import FILENAME, RunCheckpoint, config_hash, load_run_checkpoint
+from fedft.ml.data import federated_data_for
+from fedft.fl.server.evaluation import initial_state
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,6 @@ def first_difference(a: FedftConfig, b: FedftConfig) -> str:
 
 def prepare_resume(run_dir: str | Path, config: str | Path | dict | FedftConfig | None = None, overrides: list[str] | None = None) -> tuple[FedftConfig, ResumePoint]:
     """Validate a results folder for resuming; raises FedftError, writes nothing."""
-    from fedft.ml.data import federated_data_for
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FedftError("--resume", f"'{run_dir}' is not a folder.", "give the results folder of an earlier `fedft run`, e.g. runs/quickstart-<stamp>/.")
@@ -93,8 +94,6 @@ def prepare_resume(run_dir: str | Path, config: str | Path | dict | FedftConfig 
 
 def _check_arrays(path: Path, arrays: dict[str, Any], cfg: FedftConfig) -> None:
     """The checkpoint's arrays must fit the configured model: same names, shapes, dtypes."""
-    from fedft.fl.server.evaluation import initial_state
-
     expected = {k: (tuple(v.shape), v.dtype) for k, v in initial_state(cfg).items()}
     got = {k: (tuple(v.shape), v.dtype) for k, v in arrays.items()}
     if got != expected:

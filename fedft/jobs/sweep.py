@@ -29,8 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedft.config import FedftConfig, apply_overrides, load_config, read_toml
+from fedft.config import FedftConfig, apply_overrides, read_toml
+from fedft.jobs.validate import load_config
 from fedft.errors import FedftError
+from fedft.jobs.run import prepare
+from fedft.jobs.report import write_report
+from fedft.state.run_folder import atomic_write, new_run_dir
+from fedft.jobs.parallel import available_cpus, cpus_per_point
+from fedft.jobs.run import run
+from fedft.jobs.parallel import run_in_children
 
 SWEEP_TOML = "sweep.toml"  # the sweep's own config (base + [sweep]), for resuming and reporting
 POINTS_JSON = "points.json"
@@ -128,10 +135,8 @@ def point_config(base: dict[str, Any], point: Point) -> FedftConfig:
 
 
 def prepare_points(raw: dict[str, Any]) -> dict[str, FedftConfig]:
-    """Every point's config, each through `fedft.api.prepare` (data, partitions, privacy
+    """Every point's config, each through `fedft.jobs.run.prepare` (data, partitions, privacy
     calibration): a sweep that would fail at point 7 fails here, before anything runs."""
-    from fedft.api import prepare
-
     base, _ = split_sweep(raw)
     configs = {p.name: point_config(base, p) for p in expand_grid(raw)}
     for name, cfg in configs.items():
@@ -178,9 +183,6 @@ def sweep(config: str | Path | dict, overrides: list[str] | None = None, out: st
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from fedft.jobs.report import write_report
-    from fedft.state.run_folder import atomic_write, new_run_dir
-
     if parallel < 1:
         raise FedftError("--parallel", f"is {parallel}.", "give the number of points to run at once, 1 or more.")
     if isinstance(config, (str, Path)) and Path(config).is_dir():
@@ -197,8 +199,6 @@ def sweep(config: str | Path | dict, overrides: list[str] | None = None, out: st
     parallel = min(parallel, max(1, len(todo)))  # CPUs are split among the points that will run
     ray_num_cpus = 0
     if parallel > 1:
-        from fedft.jobs.parallel import available_cpus, cpus_per_point
-
         ray_num_cpus = cpus_per_point([configs[p.name] for p in todo], parallel, available_cpus())
     if resuming:
         sweep_dir = Path(out)
@@ -235,8 +235,6 @@ def sweep(config: str | Path | dict, overrides: list[str] | None = None, out: st
 def _run_one_by_one(todo: list[Point], configs: dict[str, FedftConfig], sweep_dir: Path, progress: Any, task: Any, ran: list[str], *,
                     verbose: bool, **_: Any) -> bool:
     """Each point in this process with `fedft.run`; True if one was interrupted (the sweep stops there)."""
-    from fedft.api import run
-
     for point in todo:
         progress.update(task, point=point.name)
         t0 = time.perf_counter()
@@ -257,8 +255,6 @@ def _run_one_by_one(todo: list[Point], configs: dict[str, FedftConfig], sweep_di
 def _run_side_by_side(todo: list[Point], configs: dict[str, FedftConfig], sweep_dir: Path, progress: Any, task: Any, ran: list[str], *,
                       verbose: bool, parallel: int, ray_num_cpus: int) -> bool:
     """`parallel` points at once, each a child process (fedft.jobs.parallel); True on Ctrl-C."""
-    from fedft.jobs.parallel import run_in_children
-
     started = time.perf_counter()
 
     def done(name: str, code: int, last_line: str) -> None:

@@ -28,24 +28,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from fedft.config import FinetuneMode, check_mode_syntax
 from fedft.errors import FedftError
 
 _LAST_K = re.compile(r"^last:(\d+)$")
-Mode = str | list[str]
-
-
-def check_mode_syntax(mode: Mode) -> None:
-    """Shape of `finetune.mode` alone (the names are checked against a model in `trainable_names`)."""
-    fix = 'use "full", "head", "last:K" (K >= 1) or a list of parameter-name patterns such as ["head.*"].'
-    if isinstance(mode, list):
-        if not mode or any(not isinstance(p, str) or not p.strip() for p in mode):
-            raise FedftError("finetune.mode", f"pattern list {mode!r} is empty or has an empty pattern.", fix)
-        return
-    if mode in ("full", "head"):
-        return
-    match = _LAST_K.match(mode)
-    if not match or int(match.group(1)) < 1:
-        raise FedftError("finetune.mode", f"'{mode}' is not a fine-tuning mode.", fix)
+Mode = FinetuneMode
 
 
 def layers(model: nn.Module) -> list[tuple[str, list[str]]]:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from fedft.ml.models import build_model, model_options
 
 
 def per_example_losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> np.ndarray:
@@ -57,8 +58,6 @@ def sample_members(data: Any, samples: int, seed: int) -> tuple[np.ndarray, np.n
 
 def run_mia(cfg: Any, state: dict[str, torch.Tensor], data: Any) -> dict[str, Any]:
     """The attack on a run's final global model; summary.json keys."""
-    from fedft.ml.models import build_model, model_options
-
     members, nonmembers = sample_members(data, cfg.audit.mia_samples, cfg.seed)
     model = build_model(cfg.model.name, tuple(data.full.x.shape[1:]), data.full.num_classes, **model_options(cfg.model))
     model.load_state_dict(state)

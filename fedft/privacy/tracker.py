@@ -23,6 +23,8 @@ from fedft.fl import protocol as p
 from fedft.config import FedftConfig
 from fedft.privacy.accounting import epsilon as account
 from fedft.privacy.dp_sgd import BUDGET_SPENT, DP_STEPS, EPSILON, NOISE_MULTIPLIER, SAMPLE_RATE
+from fedft.privacy.central import central_noise_multiplier
+from fedft.privacy.central import current_clipping_norm
 
 
 class PrivacyTracker:
@@ -39,8 +41,6 @@ class PrivacyTracker:
         self.noise_multiplier = float("nan")
         self.clipping_norm = float("nan")
         if self.mode == "central":
-            from fedft.privacy.central import central_noise_multiplier
-
             self.noise_multiplier = central_noise_multiplier(cfg)
             self.clipping_norm = cfg.privacy.clipping_norm
 
@@ -52,8 +52,6 @@ class PrivacyTracker:
     def begin_round(self, strategy: Strategy) -> None:
         """Note the clipping norm this round uses (adaptive clipping moves it)."""
         if self.mode == "central":
-            from fedft.privacy.central import current_clipping_norm
-
             self.clipping_norm = current_clipping_norm(strategy, self.cfg)
 
     def split(self, replies: list[Message], client_of: dict[int, int]) -> tuple[list[Message], list[int]]:

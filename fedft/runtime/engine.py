@@ -19,6 +19,8 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
 
 from fedft.config import SimulationConfig
+from fedft.fl.client.faults import CRASH_MARKER
+from fedft.runtime.engine_patches import patched_engine
 
 if TYPE_CHECKING:
     from fedft.runtime.engine_patches import NodePartitions
@@ -39,8 +41,6 @@ class _DropInjectedCrashes(logging.Filter):
     their tracebacks is noise (they are counted in metrics.csv as clients_failed)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from fedft.fl.client.faults import CRASH_MARKER
-
         return CRASH_MARKER not in record.getMessage()
 
 
@@ -107,7 +107,6 @@ def simulate(server_app: ServerApp, client_app: ClientApp, num_clients: int, sim
     import ray
     from flwr.simulation import run_simulation
 
-    from fedft.runtime.engine_patches import patched_engine
 
     config = backend_config(sim, verbose)
     started_here = False

@@ -2,14 +2,14 @@
 
 The first SIGINT or SIGTERM sets a stop event that the round loop checks while it
 waits for replies and between rounds; the loop then raises `RunInterrupted`, the
-simulation engine shuts Ray down, and `fedft.api.run` writes `summary.json` with
+simulation engine shuts Ray down, and `fedft.jobs.run.run` writes `summary.json` with
 `"status": "interrupted"` and the resume command. A second signal raises
 KeyboardInterrupt at once (the results folder is still consistent: every file is
 written atomically, and `checkpoint.pt` always describes a completed round).
 
 `ray.init` installs its own SIGTERM handlers in the driver (Python's `sys.exit` and
 a C++ crash logger), so `fedft.runtime.engine` starts Ray itself and calls `reinstall`
-right after. Should a SIGTERM still arrive as SystemExit, `fedft.api.run` handles
+right after. Should a SIGTERM still arrive as SystemExit, `fedft.jobs.run.run` handles
 it like a second signal: set the stop event, wait for the ServerApp thread, write
 the summary.
 """

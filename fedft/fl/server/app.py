@@ -1,14 +1,14 @@
 """The ServerApp: Flower glue around the round loop.
 
 `serve` does one run against any Grid (simulation or deployment). `make_server_app`
-wraps it for `fedft run`; the module-level `app` serves `flwr run .`, reading the
-config path and overrides from the Flower run config.
+wraps it for `fedft run` and reports back through a `ServerOutcome`; the ServerApp
+that `flwr run .` and deployments use is `fedft.deploy.flwr_app`.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 import torch
 from flwr.app import ArrayRecord, Context
@@ -24,16 +24,25 @@ from fedft.ml.finetune import start_state
 from fedft.fl.server import text_metrics
 from fedft.fl.server.evaluation import central_evaluator
 from fedft.fl.server.loop import RoundCallback, run_rounds
-from fedft.state.run_checkpoint import CheckpointKeeper, ServerState, restore_state
+from fedft.fl.server.nodes import KnownNodesGrid, NodePartitions
+from fedft.state.run_checkpoint import CheckpointKeeper, RunCheckpoint, ServerState, restore_state
 from fedft.privacy.central import wrap_strategy
 from fedft.privacy.tracker import PrivacyTracker
 from strategies import RunFacts, build_strategy
-
-if TYPE_CHECKING:
-    from fedft.jobs.resume import ResumePoint
+from fedft.privacy.audit import run_mia
 
 
-def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback, resume: "ResumePoint | None" = None, stop: threading.Event | None = None) -> dict[str, torch.Tensor]:
+
+@dataclass
+class ServerOutcome:
+    """What the ServerApp thread hands back to the caller of `fedft run`."""
+
+    started: bool = False  # `main` began (the engine started the ServerApp)
+    done: threading.Event = field(default_factory=threading.Event)  # set when `main` ends, however it ends
+    state: dict[str, torch.Tensor] | None = None  # the final global model, once every round is done
+
+
+def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback, resume: RunCheckpoint | None = None, stop: threading.Event | None = None) -> dict[str, torch.Tensor]:
     """Run all rounds (from a checkpoint when resuming), record and checkpoint each,
     save the final model; return its state."""
     strategy = wrap_strategy(build_strategy(cfg.strategy.name, cfg.strategy.params(), RunFacts.from_config(cfg)), cfg)  # central DP wraps it
@@ -45,9 +54,9 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
         writer.extra.update(text_metrics.text_summary(data))
     server_state = ServerState(strategy, extra={"privacy": privacy})
     start, arrays = 0, ArrayRecord(start_state(cfg))
-    if resume is not None and resume.checkpoint is not None:
-        start, arrays = resume.checkpoint.round, ArrayRecord(resume.checkpoint.arrays)
-        restore_state(server_state, resume.checkpoint.state)
+    if resume is not None:
+        start, arrays = resume.round, ArrayRecord(resume.arrays)
+        restore_state(server_state, resume.state)
     keeper = CheckpointKeeper(writer.run_dir, cfg, server_state, writer.rows, resume.elapsed_seconds if resume else 0.0)
 
     def record(row: dict) -> None:
@@ -72,59 +81,25 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
         extra=text_metrics.checkpoint_extra(cfg, data) if text else None,
     )
     if cfg.audit.mia:  # empirical leakage of the final model next to the theoretical ε
-        from fedft.privacy.audit import run_mia
 
         writer.extra.update(run_mia(cfg, final, data))
     return final
 
 
-def make_server_app(cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback, result: dict, resume: "ResumePoint | None" = None, stop: threading.Event | None = None, node_partitions=None) -> ServerApp:
-    """`result` gets "state" (the final model) and "done", an Event set when `main` ends
-    however it ends, so the caller can wait for the ServerApp thread before summarising."""
+def make_server_app(cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback, outcome: ServerOutcome, resume: RunCheckpoint | None = None,
+                    stop: threading.Event | None = None, node_partitions: NodePartitions | None = None) -> ServerApp:
+    """A ServerApp for one in-process simulation; `outcome` says whether it started, when it
+    ended and the final model, so the caller can wait for the ServerApp thread before summarising."""
     app = ServerApp()
-    done = result.setdefault("done", threading.Event())
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        result["started"] = True
+        outcome.started = True
         if node_partitions is not None:  # simulation: the engine's own node -> partition mapping
-            from fedft.runtime.engine_patches import KnownNodesGrid
-
             grid = KnownNodesGrid(grid, node_partitions)
         try:
-            result["state"] = serve(grid, cfg, writer, on_round, resume, stop)
+            outcome.state = serve(grid, cfg, writer, on_round, resume, stop)
         finally:
-            done.set()
+            outcome.done.set()
 
     return app
-
-
-# ---- `flwr run .`: config path and overrides come from [tool.flwr.app.config]
-app = ServerApp()
-
-
-@app.main()
-def flwr_main(grid: Grid, context: Context) -> None:
-    import time
-
-    from fedft.deploy.run_config import config_from_run_config, results_dir
-    from fedft.runtime.progress import RoundPrinter
-
-    # `config-json` (fedft server/launch) or a `config` path, `overrides`, `out`: see fedft/deploy/run_config.py
-    cfg, out = config_from_run_config(context.run_config)
-    writer = RunWriter(results_dir(cfg, out), cfg)
-    from fedft.ml.finetune import check_start
-
-    check_start(cfg)  # model.init_from: absolute, readable, fits the model
-    printer = RoundPrinter(cfg.simulation.rounds)
-    t0 = time.perf_counter()
-    status, extra = "failed", {}
-    try:
-        serve(grid, cfg, writer, printer.on_round)
-        status = "completed"
-    except Exception as exc:  # recorded in summary.json (e.g. too few clients connected), then re-raised for Flower
-        extra = {"error": exc.one_line() if isinstance(exc, FedftError) else f"{type(exc).__name__}: {exc}"}
-        printer.say(f"fedft: error: {extra['error']}")
-        raise
-    finally:
-        printer.on_done(writer.finish(status, time.perf_counter() - t0, extra))

@@ -26,6 +26,7 @@ from fedft.ml.finetune import frozen_digest, plan_for
 from fedft.fl.server.evaluation import Evaluator
 from fedft.fl.server.exchange import check_stop, is_dropout, send_and_receive
 from fedft.fl.server.node_log import log_round_failures
+from fedft.fl.server.nodes import identify_nodes
 from fedft.fl.server.sampling import sample_clients
 from fedft.fl.server.validation import conform, schema_of, screen_replies
 
@@ -45,35 +46,6 @@ class SampledGrid:
 
     def __getattr__(self, name: str):
         return getattr(self._grid, name)
-
-
-STARTUP_TIMEOUT = 300.0  # seconds nodes get, at least, to start and answer the identity query
-
-
-def identify_nodes(grid: Grid, num_clients: int, timeout: float, config_json: str = "", stop: threading.Event | None = None) -> dict[int, int]:
-    """Ask every node for its partition id: {client id: node id}. With `config_json` the
-    query also lets clients load their data now, so `round_timeout` times training, not
-    start-up; a busy machine may need minutes to start the nodes, hence STARTUP_TIMEOUT."""
-    deadline = time.monotonic() + timeout
-    while len(node_ids := sorted(grid.get_node_ids())) < num_clients:
-        if time.monotonic() > deadline:
-            raise FedftError("partition.num_clients", f"only {len(node_ids)} of {num_clients} client nodes connected within {timeout:.0f} s.", "start more clients or raise simulation.round_timeout.")
-        check_stop(stop)
-        time.sleep(0.2)
-    from fedft.runtime.engine_patches import WARM_UP_NODES, known_partitions
-
-    known = known_partitions(grid, timeout)
-    if known is not None:  # in-process simulation: mapping known; query only enough nodes to warm the workers
-        node_ids = [known[c] for c in sorted(known)[:WARM_UP_NODES]]
-    def query() -> RecordDict:
-        return RecordDict({p.CONFIG: ConfigRecord({p.CONFIG_JSON: config_json})} if config_json else {})
-
-    queries = [Message(query(), dst_node_id=n, message_type=MessageType.QUERY) for n in node_ids]
-    mapping: dict[int, int] = {}
-    for reply in send_and_receive(grid, queries, max(timeout, STARTUP_TIMEOUT), stop):
-        if not reply.has_error():
-            mapping[int(reply.content[p.IDENTITY][p.PARTITION_ID])] = reply.metadata.src_node_id
-    return mapping if known is None else known
 
 
 def _weighted_mean(replies: list[Message], key: str) -> float:

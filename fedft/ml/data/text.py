@@ -28,6 +28,7 @@ from fedft.ml.data import FederatedData
 from fedft.ml.data.partition import split_train_val
 from fedft.ml.data.registry import ArrayDataset, register_dataset
 from fedft.errors import FedftError
+from fedft.ml.data.hf_shakespeare import load_hf_shakespeare_roles
 
 TEXT = "text"
 HF_SHAKESPEARE = "hf:flwrlabs/shakespeare"
@@ -39,6 +40,14 @@ _NAME_LINE = re.compile(r"[^\s:][^:]{0,59}:")  # `NAME:` alone on its line (60 c
 
 def is_text_dataset(name: str) -> bool:
     return name in TEXT_DATASETS
+
+
+def check_text_partition(dataset: str, method: str) -> None:
+    """Text data is split by speaking role; image data by label."""
+    if is_text_dataset(dataset) != (method == "roles"):
+        if method == "roles":
+            raise FedftError("partition.method", f"'roles' needs a text dataset, not '{dataset}'.", 'use data.name = "text" with data.path, or another partition method.')
+        raise FedftError("partition.method", f"'{method}' does not apply to text data ('{dataset}'): each speaking role is a client.", 'set partition.method = "roles".')
 
 
 # ------------------------------------------------------------------ vocabulary
@@ -161,8 +170,6 @@ class TextFederatedData(FederatedData):
 
 def load_roles(name: str, path: str) -> dict[str, str]:
     if name == HF_SHAKESPEARE:
-        from fedft.ml.data.hf_shakespeare import load_hf_shakespeare_roles
-
         return load_hf_shakespeare_roles()
     return read_play(path)
 

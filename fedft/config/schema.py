@@ -1,16 +1,16 @@
-"""Validated run configuration: TOML file -> :class:`FedftConfig` -> plain arguments.
+"""The run configuration's schema: one small pydantic model per TOML section.
 
-Each section is a small pydantic model with commented defaults; unknown keys are
-errors, so a typo never silently falls back to a default. Names are checked
-against the registries here, before anything expensive starts.
+Each field has its default and a comment saying what it means; unknown keys are
+errors, so a typo never silently falls back to a default. Only single-field rules
+live here; rules that span sections are in `fedft.config.loading` (those that need
+nothing but the config) and `fedft.jobs.validate` (those that need data, models,
+strategies or privacy accounting).
 """
 
 from __future__ import annotations
 
-import copy
 import json
-import tomllib
-from pathlib import Path
+import re
 from typing import Any, Literal
 
 import pydantic
@@ -72,6 +72,24 @@ class TrainConfig(_Section):
     batch_size: int = Field(32, ge=1)
 
 
+_LAST_K = re.compile(r"^last:(\d+)$")
+FinetuneMode = str | list[str]
+
+
+def check_mode_syntax(mode: FinetuneMode) -> None:
+    """Shape of `finetune.mode` alone (the names are checked against a model in `fedft.ml.finetune.trainable_names`)."""
+    fix = 'use "full", "head", "last:K" (K >= 1) or a list of parameter-name patterns such as ["head.*"].'
+    if isinstance(mode, list):
+        if not mode or any(not isinstance(p, str) or not p.strip() for p in mode):
+            raise FedftError("finetune.mode", f"pattern list {mode!r} is empty or has an empty pattern.", fix)
+        return
+    if mode in ("full", "head"):
+        return
+    match = _LAST_K.match(mode)
+    if not match or int(match.group(1)) < 1:
+        raise FedftError("finetune.mode", f"'{mode}' is not a fine-tuning mode.", fix)
+
+
 class FinetuneConfig(_Section):
     mode: str | list[str] = "full"  # full, head, last:K, or parameter-name glob patterns
     body_lr_scale: float = Field(1.0, gt=0.0)  # lr of trainable non-head layers = train.lr * this
@@ -79,8 +97,6 @@ class FinetuneConfig(_Section):
     @pydantic.field_validator("mode", mode="before")
     @classmethod
     def _mode(cls, value: Any) -> Any:
-        from fedft.ml.finetune import check_mode_syntax
-
         if not isinstance(value, (str, list)):
             raise ValueError(f"must be a string or a list of patterns (got {value!r})")
         try:
@@ -229,175 +245,3 @@ class FedftConfig(_Section):
     @classmethod
     def from_json(cls, text: str) -> "FedftConfig":
         return cls.model_validate(json.loads(text))
-
-
-# --------------------------------------------------------------------- loading
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """`a.b=value` -> (["a", "b"], value); the value is read as a TOML value,
-    falling back to a plain string (so `data.name=digits` needs no quotes)."""
-    if "=" not in text:
-        raise FedftError("--set", f"'{text}' is not key=value.", "write it as --set section.key=value.")
-    key, raw = text.split("=", 1)
-    key = key.strip()
-    if not key or any(not part for part in key.split(".")):
-        raise FedftError("--set", f"'{text}' has an empty key.", "write it as --set section.key=value.")
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    return key.split("."), value
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
-    for text in overrides or []:
-        path, value = parse_override(text)
-        node = raw
-        for part in path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise FedftError(".".join(path), f"'{part}' is a value, not a section.", "check the key.")
-            node = child
-        node[path[-1]] = value
-    return raw
-
-
-def read_toml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FedftError("config", f"file '{path}' does not exist.", "pass the path of a TOML config, e.g. simulations/quickstart.toml.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FedftError("config", f"cannot read '{path}': {exc}.", "pass a readable UTF-8 TOML file.") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise FedftError("config", f"'{path}' is not valid TOML ({exc}).", "fix the TOML syntax at that line.") from None
-
-
-def _first_error(exc: pydantic.ValidationError) -> FedftError:
-    err = exc.errors()[0]
-    field = ".".join(str(p) for p in err["loc"]) or "config"
-    if err["type"] == "extra_forbidden":
-        section = ".".join(str(p) for p in err["loc"][:-1])
-        valid = _valid_keys(section)
-        return FedftError(field, "is not a known setting.", f"remove it or use one of: {', '.join(valid)}.")
-    msg = err["msg"].removeprefix("Value error, ")
-    got = err.get("input")
-    got_text = "" if isinstance(got, dict) or err["type"] == "value_error" else f" (got {got!r})"
-    return FedftError(field, f"{msg}{got_text}.", "change that value in the config or with --set.")
-
-
-def _valid_keys(section: str) -> list[str]:
-    model: type[BaseModel] = FedftConfig
-    for part in [p for p in section.split(".") if p]:
-        annotation = model.model_fields[part].annotation
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return list(model.model_fields)
-
-
-def validate(raw: dict[str, Any]) -> FedftConfig:
-    """Validate a raw dict (from TOML) into a config, including registry names."""
-    try:
-        cfg = FedftConfig.model_validate(raw)
-    except pydantic.ValidationError as exc:
-        raise _first_error(exc) from None
-    _check_registries(cfg)
-    _cross_checks(cfg)
-    return cfg
-
-
-def _cross_checks(cfg: FedftConfig) -> None:
-    """Rules that span sections (each later feature adds its own here)."""
-    if cfg.simulation.clients_per_round > cfg.partition.num_clients:
-        raise FedftError(
-            "simulation.clients_per_round",
-            f"{cfg.simulation.clients_per_round} is more than partition.num_clients={cfg.partition.num_clients}.",
-            "sample at most as many clients as there are.",
-        )
-    if cfg.simulation.min_replies > cfg.simulation.clients_per_round:
-        raise FedftError(
-            "simulation.min_replies",
-            f"{cfg.simulation.min_replies} is more than simulation.clients_per_round={cfg.simulation.clients_per_round}, so every round would be skipped.",
-            "require at most as many replies as clients are sampled.",
-        )
-    if cfg.simulation.ray_num_cpus and cfg.simulation.ray_address:
-        raise FedftError("simulation.ray_num_cpus", f"is set with simulation.ray_address={cfg.simulation.ray_address!r}: a running cluster's CPUs are set by `ray start`.", "drop ray_num_cpus, or start the cluster with `ray start --num-cpus N`.")
-    f = cfg.faults
-    if f.dropout_probability + f.crash_probability + f.straggler_probability > 1.0:
-        raise FedftError(
-            "faults",
-            f"dropout_probability + crash_probability + straggler_probability = {f.dropout_probability + f.crash_probability + f.straggler_probability:g} is more than 1 (a client gets at most one fault per round).",
-            "lower the probabilities so they sum to at most 1.",
-        )
-    if f.straggler_probability > 0 and f.straggler_delay == 0:
-        raise FedftError("faults.straggler_delay", "is 0, so stragglers would not be late.", "set the delay in seconds, e.g. longer than simulation.round_timeout to time them out.")
-    from fedft.privacy.checks import check_privacy_config
-
-    check_privacy_config(cfg)
-    from fedft.jobs.compare import check_compare
-    from fedft.ml.finetune import check_finetune
-    from fedft.jobs.pretrain import check_pretrain
-
-    check_finetune(cfg)
-    check_pretrain(cfg)
-    check_compare(cfg)
-    _text_checks(cfg)
-    _strategy_run_checks(cfg)
-    if cfg.audit.mia and cfg.partition.method == "roles":
-        raise FedftError("audit.mia", "supports labelled (image) data only, not next-character text.", "set audit.mia = false for text runs.")
-
-
-def _text_checks(cfg: FedftConfig) -> None:
-    """Text data is split by speaking role; image data by label."""
-    from fedft.ml.data.text import is_text_dataset
-
-    if is_text_dataset(cfg.data.name) != (cfg.partition.method == "roles"):
-        if cfg.partition.method == "roles":
-            raise FedftError("partition.method", f"'roles' needs a text dataset, not '{cfg.data.name}'.", 'use data.name = "text" with data.path, or another partition method.')
-        raise FedftError("partition.method", f"'{cfg.partition.method}' does not apply to text data ('{cfg.data.name}'): each speaking role is a client.", 'set partition.method = "roles".')
-
-
-def _strategy_run_checks(cfg: FedftConfig) -> None:
-    """Strategy rules that need the run (Krum's n > 2f + 2 with n = clients_per_round, ...)
-    and attack settings that would silently do nothing."""
-    from strategies import RunFacts, check_strategy
-
-    check_strategy(cfg.strategy.name, cfg.strategy.params(), RunFacts.from_config(cfg))
-    if cfg.attack.kind == "scale" and cfg.attack.scale == 1.0:
-        raise FedftError("attack.scale", "is 1, so the 'scale' attack would send honest updates.", "set attack.scale to the factor lambda, e.g. 10.")
-
-
-def _check_registries(cfg: FedftConfig) -> None:
-    from fedft.ml.data import check_dataset_name
-    from fedft.ml.models import check_model_name
-    from strategies import check_strategy
-
-    check_dataset_name(cfg.data.name)
-    check_model_name(cfg.model.name)
-    check_strategy(cfg.strategy.name, cfg.strategy.params())
-
-
-def load_config(source: str | Path | dict[str, Any] | FedftConfig, overrides: list[str] | None = None) -> FedftConfig:
-    """The one way in: a path, a dict or a config, plus `--set` overrides."""
-    if isinstance(source, FedftConfig):
-        raw = source.model_dump()
-    elif isinstance(source, dict):
-        raw = copy.deepcopy(source)  # any values, as TOML gives (datetimes too); validation judges them
-    else:
-        raw = read_toml(source)
-    return validate(apply_overrides(raw, overrides))
-
-
-def to_toml(cfg: FedftConfig) -> str:
-    import tomli_w
-
-    return tomli_w.dumps(_drop_none(cfg.model_dump(mode="json")))
-
-
-def _drop_none(raw: dict[str, Any]) -> dict[str, Any]:
-    """TOML has no null: an unset optional key (None) is left out, which reads back as None."""
-    return {k: _drop_none(v) if isinstance(v, dict) else v for k, v in raw.items() if v is not None}

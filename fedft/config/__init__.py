@@ -1,0 +1,45 @@
+"""The run configuration: schema (`schema`) and loading (`loading`: TOML, `--set`).
+
+The lowest layer above `fedft.errors`: it imports nothing else from fedft, so every
+layer can take a `FedftConfig` or one of its sections. Rules that need data, models,
+strategies or privacy accounting live with the jobs (`fedft.jobs.validate`).
+"""
+
+from fedft.config.loading import (
+    apply_overrides,
+    check_sections,
+    parse_override,
+    raw_config,
+    read_config,
+    read_toml,
+    to_toml,
+    validate,
+)
+from fedft.config.schema import (
+    AttackConfig,
+    AuditConfig,
+    CheckpointConfig,
+    ClientResources,
+    CompareConfig,
+    DataConfig,
+    FaultsConfig,
+    FedftConfig,
+    FinetuneConfig,
+    FinetuneMode,
+    ModelConfig,
+    OutputConfig,
+    PartitionConfig,
+    PretrainConfig,
+    PrivacyConfig,
+    SimulationConfig,
+    StrategyConfig,
+    TrainConfig,
+    check_mode_syntax,
+)
+
+__all__ = [
+    "AttackConfig", "AuditConfig", "CheckpointConfig", "ClientResources", "CompareConfig", "DataConfig", "FaultsConfig",
+    "FedftConfig", "FinetuneConfig", "FinetuneMode", "ModelConfig", "OutputConfig", "PartitionConfig", "PretrainConfig",
+    "PrivacyConfig", "SimulationConfig", "StrategyConfig", "TrainConfig", "apply_overrides", "check_mode_syntax",
+    "check_sections", "parse_override", "raw_config", "read_config", "read_toml", "to_toml", "validate",
+]

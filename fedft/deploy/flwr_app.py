@@ -1,0 +1,45 @@
+"""The ServerApp and ClientApp that Flower's own tools run (`flwr run .`, SuperLink and
+SuperNodes started by `fedft server`, `fedft client` and `fedft launch`).
+
+pyproject.toml names them as the Flower App's components. The ServerApp reads the
+config from Flower's run config (`fedft.deploy.run_config`), writes the results
+folder and runs `fedft.fl.server.app.serve`; the ClientApp is fedft's own.
+"""
+
+from __future__ import annotations
+
+import time
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from fedft.deploy.run_config import config_from_run_config, results_dir
+from fedft.errors import FedftError
+from fedft.fl.client.app import app as client_app
+from fedft.fl.server.app import serve
+from fedft.ml.finetune import check_start
+from fedft.runtime.progress import RoundPrinter
+from fedft.state.run_folder import RunWriter
+
+server_app = ServerApp()
+__all__ = ["client_app", "server_app"]
+
+
+@server_app.main()
+def flwr_main(grid: Grid, context: Context) -> None:
+    # `config-json` (fedft server/launch) or a `config` path, `overrides`, `out`: see fedft/deploy/run_config.py
+    cfg, out = config_from_run_config(context.run_config)
+    writer = RunWriter(results_dir(cfg, out), cfg)
+    check_start(cfg)  # model.init_from: absolute, readable, fits the model
+    printer = RoundPrinter(cfg.simulation.rounds)
+    t0 = time.perf_counter()
+    status, extra = "failed", {}
+    try:
+        serve(grid, cfg, writer, printer.on_round)
+        status = "completed"
+    except Exception as exc:  # recorded in summary.json (e.g. too few clients connected), then re-raised for Flower
+        extra = {"error": exc.one_line() if isinstance(exc, FedftError) else f"{type(exc).__name__}: {exc}"}
+        printer.say(f"fedft: error: {extra['error']}")
+        raise
+    finally:
+        printer.on_done(writer.finish(status, time.perf_counter() - t0, extra))

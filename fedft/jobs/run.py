@@ -1,0 +1,125 @@
+"""One federated simulation from a config to a results folder (`fedft run`, `fedft.run`).
+
+`prepare` makes every check that can reject the input before any folder or process
+exists; `run` then starts the engine with fedft's ServerApp and ClientApp, records
+every round and writes the summary however the run ends (resumable when it did not finish).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fedft.config import FedftConfig
+from fedft.errors import FedftError
+from fedft.fl.client.app import app as client_app
+from fedft.fl.server.app import ServerOutcome, make_server_app
+from fedft.fl.server.exchange import RunInterrupted
+from fedft.fl.server.nodes import NodePartitions
+from fedft.jobs.resume import is_complete, prepare_resume, resume_command
+from fedft.jobs.validate import load_config
+from fedft.ml.data import federated_data_for
+from fedft.ml.finetune import check_start
+from fedft.privacy.checks import check_privacy_data
+from fedft.runtime import engine
+from fedft.runtime.interrupt import stop_on_signals
+from fedft.runtime.progress import RoundPrinter
+from fedft.state.run_folder import RunWriter, new_run_dir
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    summary: dict[str, Any]
+    state: dict[str, torch.Tensor] | None  # final global model, None if the run did not finish
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.summary.get("final_accuracy")
+
+
+def prepare(config: str | Path | dict | FedftConfig, overrides: list[str] | None = None) -> FedftConfig:
+    """Everything that can reject the input, before any folder or process exists."""
+    cfg = load_config(config, overrides)
+    data = federated_data_for(cfg)  # loads and partitions: bad data or impossible splits fail here
+    check_privacy_data(cfg, data)  # DP: Opacus can train the model, every client's budget covers a round
+    check_start(cfg)  # model.init_from: readable, and fits this model and data
+    return cfg
+
+
+def run(
+    config: str | Path | dict | FedftConfig | None = None,
+    overrides: list[str] | None = None,
+    out: str | Path | None = None,
+    quiet: bool = False,
+    verbose: bool = False,
+    resume: str | Path | None = None,
+) -> RunResult:
+    """Run one federated simulation and write its results folder. With `resume`, continue
+    the run in that folder from its last checkpoint instead (`config` and `overrides`, if
+    given, must equal the folder's config). SIGINT/SIGTERM stop it cleanly: the summary
+    says "interrupted" and how to resume."""
+    point = None
+    if resume is not None:
+        if out is not None:
+            raise FedftError("--out", "cannot be combined with --resume: a resumed run continues in its own folder.", "drop --out.")
+        cfg, point = prepare_resume(resume, config, overrides)
+        run_dir = point.run_dir
+        finished = is_complete(run_dir, cfg, point)
+        if finished is not None:
+            RoundPrinter(cfg.simulation.rounds, quiet=quiet).say(f"fedft: {run_dir} already completed all {cfg.simulation.rounds} rounds; nothing to do.")
+            state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)["state_dict"]
+            return RunResult(run_dir=run_dir, summary=finished, state=state)
+        writer = RunWriter(run_dir, cfg, write_config=False)
+        writer.restore(point.rows)
+    else:
+        if config is None:
+            raise FedftError("config", "is missing.", "give a TOML config, e.g. `fedft run simulations/quickstart.toml`, or `--resume RUN_DIR`.")
+        cfg = prepare(config, overrides)
+        if cfg.compare.arms:
+            raise FedftError("compare.arms", f"this config compares {len(cfg.compare.arms)} arms; fedft.run runs one simulation.", "use `fedft run CONFIG` on the command line or fedft.jobs.compare.compare(CONFIG) in Python.")
+        run_dir = new_run_dir(cfg, out)
+        writer = RunWriter(run_dir, cfg)
+    printer = RoundPrinter(cfg.simulation.rounds, quiet=quiet)
+    if point is None:
+        printer.say(f"fedft: {cfg.name}: {cfg.partition.num_clients} clients, {cfg.simulation.clients_per_round} per round, {cfg.simulation.rounds} rounds -> {run_dir}")
+    else:
+        printer.say(f"fedft: {cfg.name}: resuming {run_dir} after round {point.round} of {cfg.simulation.rounds}")
+    outcome = ServerOutcome()
+    stop = threading.Event()
+    nodes = NodePartitions()  # the engine's node -> partition mapping, instead of a handshake
+    server_app = make_server_app(cfg, writer, printer.on_round, outcome, point.checkpoint if point else None, stop, node_partitions=nodes)
+    t0 = time.perf_counter()
+    status = "failed"
+    caught = None
+    try:
+        with stop_on_signals(stop, printer.say) as caught:
+            engine.simulate(server_app, client_app, cfg.partition.num_clients, cfg.simulation, verbose, on_ray_started=caught.reinstall, node_partitions=nodes)
+        status = "completed" if outcome.state is not None else "failed"
+    except RunInterrupted:
+        status = "interrupted"
+    except (KeyboardInterrupt, SystemExit):
+        # A second Ctrl-C, or SIGTERM after Ray installed its handler: stop the ServerApp
+        # thread too and wait for it, so nothing writes to the folder after the summary.
+        status = "interrupted"
+        stop.set()
+        if outcome.started:
+            outcome.done.wait(timeout=60)
+    finally:
+        extra: dict[str, Any] = {}
+        if status != "completed":
+            extra["resume"] = resume_command(run_dir)
+        if caught is not None and caught.signal:
+            extra["signal"] = caught.signal
+        if point is not None:
+            extra["resumed_from_round"] = point.round
+        summary = writer.finish(status, (point.elapsed_seconds if point else 0.0) + time.perf_counter() - t0, extra)
+        printer.on_done(summary)
+        if status == "interrupted":
+            printer.say(f"fedft: interrupted; {len(writer.rows) - 1 if writer.rows else 0} rounds are saved. Resume with: {resume_command(run_dir)}")
+    return RunResult(run_dir=run_dir, summary=summary, state=outcome.state)

@@ -1,0 +1,97 @@
+"""Everything a run config must satisfy before a job starts, beyond its schema.
+
+`fedft.config` checks single fields and the rules that need nothing but the config;
+the rules here need the layers below the jobs: dataset, model and strategy names
+(their registries), privacy calibration, fine-tuning modes against the model,
+pretraining and comparison settings, text data against its partition method, and
+strategy parameters against the run. Every job loads its config through
+`load_config`, so a bad config fails with one line before any folder or process exists.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from fedft.config import FedftConfig, check_sections, parse_override, raw_config, validate
+from fedft.errors import FedftError
+from fedft.ml.data import check_dataset_name
+from fedft.ml.data.text import check_text_partition
+from fedft.ml.finetune import check_finetune
+from fedft.ml.models import check_model_name
+from fedft.privacy.checks import check_privacy_config
+from strategies import RunFacts, check_strategy
+
+def load_config(source: str | Path | dict[str, Any] | FedftConfig, overrides: list[str] | None = None) -> FedftConfig:
+    """The one way in for jobs: a path, a dict or a config, plus `--set` overrides, fully checked."""
+    cfg = validate(raw_config(source, overrides))
+    check_run_config(cfg)
+    return cfg
+
+
+def check_run_config(cfg: FedftConfig) -> None:
+    """Raise FedftError (one line: field, problem, fix) on the first rule `cfg` breaks."""
+    check_dataset_name(cfg.data.name)
+    check_model_name(cfg.model.name)
+    check_strategy(cfg.strategy.name, cfg.strategy.params())
+    check_sections(cfg)
+    check_privacy_config(cfg)
+    check_finetune(cfg)
+    check_pretrain(cfg)
+    check_compare(cfg)
+    check_text_partition(cfg.data.name, cfg.partition.method)
+    check_strategy(cfg.strategy.name, cfg.strategy.params(), RunFacts.from_config(cfg))  # Krum's n > 2f + 2 with n = clients_per_round, ...
+
+
+def check_pretrain(cfg: FedftConfig) -> None:
+    """Config-time rules for `[pretrain]` (nothing is loaded here)."""
+    pre = cfg.pretrain
+    if not pre.dataset:
+        return
+    try:
+        check_dataset_name(pre.dataset)
+    except FedftError as exc:
+        raise FedftError("pretrain.dataset", exc.problem, exc.fix) from None
+    if pre.dataset == cfg.data.name and pre.path == cfg.data.path:
+        raise FedftError(
+            "pretrain.dataset",
+            f"is the clients' dataset '{cfg.data.name}': pretraining on it would train on the clients' private examples and the server's test set.",
+            "use another public dataset, e.g. digits or fashion-mnist.",
+        )
+    if len(set(pre.classes)) != len(pre.classes) or any(c < 0 for c in pre.classes):
+        raise FedftError("pretrain.classes", f"{pre.classes} has duplicates or negative labels.", "list distinct class labels, e.g. [0, 1, 2, 3, 4].")
+
+
+# ------------------------------------------------------------ the jobs' own sections
+
+PRETRAINED = "{pretrained}"
+FIXED = ("seed", "data", "partition", "simulation.clients_per_round")  # same for every arm
+_ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def check_compare(cfg: FedftConfig, fixed: tuple[str, ...] = FIXED) -> None:
+    """Config-time rules for `[compare]`: names, the reference, and what arms may change."""
+    cmp = cfg.compare
+    if not cmp.arms:
+        if cmp.pretrain or cmp.reference:
+            raise FedftError("compare.arms", "is empty but compare.pretrain or compare.reference is set.", "add arms under [compare.arms] or remove the [compare] settings.")
+        return
+    for name, overrides in cmp.arms.items():
+        if not _ARM_NAME.match(name) or name == "pretrained":
+            raise FedftError(f"compare.arms.{name}", "is not a usable arm name (it names a folder).", "use letters, digits, '_', '-' or '.', and not 'pretrained'.")
+        for text in overrides:
+            path, value = parse_override(text)
+            key = ".".join(path)
+            if path[0] == "compare":
+                raise FedftError(f"compare.arms.{name}", f"'{text}' changes [compare] itself.", "arms may override any run setting but not [compare].")
+            if any(key == f or key.startswith(f + ".") for f in fixed):
+                raise FedftError(f"compare.arms.{name}", f"'{text}' changes {key}, which every arm must share (same seed, data, partitions and clients).", "set it in the base config instead.")
+            if isinstance(value, str) and PRETRAINED in value and not cmp.pretrain:
+                raise FedftError(f"compare.arms.{name}", f"'{text}' uses {PRETRAINED} but compare.pretrain is false.", "set compare.pretrain = true (and [pretrain] dataset), or give a checkpoint path.")
+    if any(not 0.0 < t <= 1.0 for t in cmp.targets):
+        raise FedftError("compare.targets", f"{cmp.targets} has values outside (0, 1].", "give accuracies such as [0.9].")
+    if cmp.reference and cmp.reference not in cmp.arms:
+        raise FedftError("compare.reference", f"'{cmp.reference}' is not an arm.", f"use one of: {', '.join(cmp.arms)}.")
+    if cmp.pretrain and not cfg.pretrain.dataset:
+        raise FedftError("compare.pretrain", "is true but [pretrain] dataset is not set.", 'set pretrain.dataset, e.g. "fashion-mnist".')
