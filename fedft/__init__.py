@@ -1,9 +1,11 @@
 """fedft: federated fine-tuning simulations with Flower, PyTorch and Opacus.
 
-Layout, in the order data flows: `data` -> `models` -> `training` (local loops)
--> `client` (ClientApp) <-> `server` (ServerApp, round loop) + `strategies` ->
-`results`. `config` validates the TOML that drives it all; `engine` is the one
-module that starts Flower's simulation engine.
+Layers, lowest first; each imports only from the ones before it (tests/test_layers.py):
+`config` (the TOML schema) -> `state` (files on disk) -> `ml` (data, models, local
+training) -> `privacy` (DP-SGD, central DP, accounting) -> `strategies` (top-level
+package) -> `fl` (ClientApp <-> ServerApp) -> `runtime` (the simulation engine) ->
+`jobs` (run, resume, compare, sweep, report, pretrain, check) -> `deploy` (SuperLink
+and SuperNodes) -> `api` and `cli`. README "Layout" has the table.
 """
 
 __version__ = "0.1.0"

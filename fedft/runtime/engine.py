@@ -11,19 +11,19 @@ README), and switching `fedft run` over is a change to this file alone.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import warnings
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator
 
 from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
 
 from fedft.config import SimulationConfig
 from fedft.fl.client.faults import CRASH_MARKER
+from fedft.fl.server.nodes import NodePartitions
 from fedft.runtime.engine_patches import patched_engine
-
-if TYPE_CHECKING:
-    from fedft.runtime.engine_patches import NodePartitions
 
 _DEPRECATION = "The `run_simulation` function is deprecated"
 
@@ -82,22 +82,22 @@ def backend_config(sim: SimulationConfig, verbose: bool = False) -> dict:
     }
 
 
-def _start_ray(init_args: dict) -> None:
+def _start_ray(init_args: dict) -> str | None:
     """Start Ray exactly as Flower's RayBackend would (same arguments, workers get this
-    process's sys.path); Flower then finds it running, uses it and shuts it down."""
-    import os
-    import sys
-
+    process's sys.path); Flower then finds it running, uses it and shuts it down.
+    Returns the PYTHONPATH this process had before, for `simulate` to put back."""
     import ray
 
+    before = os.environ.get("PYTHONPATH")
     pythonpath = os.pathsep.join(sys.path)
     if os.environ.get("PYTHONPATH"):
         pythonpath = f"{pythonpath}{os.pathsep}{os.environ['PYTHONPATH']}"
     os.environ["PYTHONPATH"] = pythonpath
     ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **init_args)
+    return before
 
 
-def simulate(server_app: ServerApp, client_app: ClientApp, num_clients: int, sim: SimulationConfig, verbose: bool = False, on_ray_started: Callable[[], None] | None = None, node_partitions: "NodePartitions | None" = None) -> None:
+def simulate(server_app: ServerApp, client_app: ClientApp, num_clients: int, sim: SimulationConfig, verbose: bool = False, on_ray_started: Callable[[], None] | None = None, node_partitions: NodePartitions | None = None) -> None:
     """Run `server_app` against `num_clients` virtual SuperNodes on Ray; blocks until done.
 
     With `on_ray_started`, Ray is started here first and the callback runs right after
@@ -107,9 +107,8 @@ def simulate(server_app: ServerApp, client_app: ClientApp, num_clients: int, sim
     import ray
     from flwr.simulation import run_simulation
 
-
     config = backend_config(sim, verbose)
-    started_here = False
+    started_here, pythonpath_before = False, None
     try:
         with flower_logging(verbose), warnings.catch_warnings():
             # Ray's notice about a future default for accelerator env vars; fedft relies on
@@ -117,7 +116,7 @@ def simulate(server_app: ServerApp, client_app: ClientApp, num_clients: int, sim
             warnings.filterwarnings("ignore", message=".*RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO.*", category=FutureWarning)
             if on_ray_started is not None:
                 if not ray.is_initialized():
-                    _start_ray(dict(config["init_args"]))
+                    pythonpath_before = _start_ray(dict(config["init_args"]))
                     started_here = True
                 on_ray_started()
             with patched_engine(node_partitions):  # many clients: no O(nodes x messages) scans
@@ -132,3 +131,8 @@ def simulate(server_app: ServerApp, client_app: ClientApp, num_clients: int, sim
     finally:
         if started_here and ray.is_initialized():
             ray.shutdown()
+        if started_here:  # this process's environment as it was before the run
+            if pythonpath_before is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = pythonpath_before
