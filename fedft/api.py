@@ -33,7 +33,7 @@ def prepare(config: str | Path | dict | FedftConfig, overrides: list[str] | None
     from fedft.privacy.checks import check_privacy_data
 
     check_privacy_data(cfg, data)  # DP: Opacus can train the model, every client's budget covers a round
-    from fedft.ml.finetune import check_start
+    from fedft.fl.context import check_start
 
     check_start(cfg)  # model.init_from: readable, and fits this model and data
     return cfg

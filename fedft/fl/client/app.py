@@ -13,8 +13,9 @@ from flwr.clientapp import ClientApp
 from fedft.state import client_records as client_state
 from fedft.fl import protocol as p
 from fedft.fl.client import faults, scaffold
-from fedft.fl.client.pipeline import client_tensors, local_evaluate, local_update, parse_config
-from fedft.privacy.central import central_dp_mod
+from fedft.fl.client.central_dp import central_dp_mod
+from fedft.fl.client.pipeline import local_evaluate, local_update
+from fedft.fl.context import client_tensors, run_context
 
 app = ClientApp()
 
@@ -60,7 +61,7 @@ def identify(msg: Message, context: Context) -> Message:
 @app.train(mods=[central_dp_mod])  # central DP: Flower's client-side clipping when configured
 def train(msg: Message, context: Context) -> Message:
     config = msg.content[p.CONFIG]
-    cfg = parse_config(str(config[p.CONFIG_JSON]))
+    cfg = run_context(str(config[p.CONFIG_JSON])).cfg
     client_state.restore_into_context(msg, context)  # after a resume: state the server checkpointed
     fault = faults.injection_for(cfg.faults, cfg.seed, int(config[p.SERVER_ROUND]), _partition_id(context))
     if (dropout := fault.reply_instead(msg)) is not None:
@@ -71,21 +72,11 @@ def train(msg: Message, context: Context) -> Message:
     proximal_mu = float(config.get(p.PROXIMAL_MU, 0.0))
     gradient_offset = controls.offset if controls is not None else None
     frozen_digest = str(config.get(p.FROZEN_DIGEST, ""))  # finetune: only trainable arrays travel
-    if cfg.privacy.mode == "local":
-        from fedft.privacy.dp_sgd import local_dp_update
-
-        # DP-SGD; the accountant history persists in context.state; None = budget spent, no update
-        state, metrics = local_dp_update(
-            str(config[p.CONFIG_JSON]), _partition_id(context), int(config[p.SERVER_ROUND]),
-            global_state, context.state, node_data, proximal_mu=proximal_mu, gradient_offset=gradient_offset,
-            frozen_digest=frozen_digest,
-        )
-    else:
-        state, metrics = local_update(
-            str(config[p.CONFIG_JSON]), _partition_id(context), int(config[p.SERVER_ROUND]),
-            global_state, node_data, proximal_mu=proximal_mu, gradient_offset=gradient_offset,
-            frozen_digest=frozen_digest,
-        )
+    # local DP: the accountant history persists in context.state; None = budget spent, no update
+    state, metrics = local_update(
+        str(config[p.CONFIG_JSON]), _partition_id(context), int(config[p.SERVER_ROUND]), global_state, node_data,
+        node_state=context.state, proximal_mu=proximal_mu, gradient_offset=gradient_offset, frozen_digest=frozen_digest,
+    )
     fault.after_training()
     arrays = {} if state is None else {p.ARRAYS: ArrayRecord(state)}
     content = RecordDict({**arrays, p.METRICS: MetricRecord(metrics)})

@@ -16,11 +16,10 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedft.state.model_file import save_checkpoint
 from fedft.config import FedftConfig
-from fedft.ml.data import federated_data_for
 from fedft.ml.data.text import TextFederatedData
 from fedft.errors import FedftError
 from fedft.state.run_folder import RunWriter
-from fedft.ml.finetune import start_state
+from fedft.fl.context import RunContext, check_start
 from fedft.fl.server import text_metrics
 from fedft.fl.server.evaluation import central_evaluator
 from fedft.fl.server.loop import RoundCallback, run_rounds
@@ -36,15 +35,16 @@ if TYPE_CHECKING:
 def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback, resume: "ResumePoint | None" = None, stop: threading.Event | None = None) -> dict[str, torch.Tensor]:
     """Run all rounds (from a checkpoint when resuming), record and checkpoint each,
     save the final model; return its state."""
+    ctx = RunContext(cfg)  # data, model, plan and start state, derived once for the whole run
     strategy = wrap_strategy(build_strategy(cfg.strategy.name, cfg.strategy.params(), RunFacts.from_config(cfg)), cfg)  # central DP wraps it
-    evaluator = central_evaluator(cfg)
+    evaluator = central_evaluator(ctx)
     privacy = PrivacyTracker(cfg)
-    data = federated_data_for(cfg)
+    data = ctx.data
     text = isinstance(data, TextFederatedData)  # next-character data: perplexity, baseline, vocabulary
     if text:
         writer.extra.update(text_metrics.text_summary(data))
     server_state = ServerState(strategy, extra={"privacy": privacy})
-    start, arrays = 0, ArrayRecord(start_state(cfg))
+    start, arrays = 0, ArrayRecord(ctx.start_state)
     if resume is not None and resume.checkpoint is not None:
         start, arrays = resume.checkpoint.round, ArrayRecord(resume.checkpoint.arrays)
         restore_state(server_state, resume.checkpoint.state)
@@ -59,7 +59,7 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
 
     try:
         final = run_rounds(
-            grid, strategy, cfg, arrays, evaluator, record, start_round=start, stop=stop,
+            grid, strategy, cfg, arrays, evaluator, record, plan=ctx.plan, start_round=start, stop=stop,
             after_round=keeper.after_round, client_states=server_state.clients if cfg.checkpoint.client_state else None,
             privacy=privacy,
         ).to_torch_state_dict()
@@ -113,8 +113,6 @@ def flwr_main(grid: Grid, context: Context) -> None:
     # `config-json` (fedft server/launch) or a `config` path, `overrides`, `out`: see fedft/deploy/run_config.py
     cfg, out = config_from_run_config(context.run_config)
     writer = RunWriter(results_dir(cfg, out), cfg)
-    from fedft.ml.finetune import check_start
-
     check_start(cfg)  # model.init_from: absolute, readable, fits the model
     printer = RoundPrinter(cfg.simulation.rounds)
     t0 = time.perf_counter()
