@@ -74,7 +74,7 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
     if cfg.audit.mia:  # empirical leakage of the final model next to the theoretical ε
         from fedft.privacy.audit import run_mia
 
-        writer.extra.update(run_mia(cfg, final, data))
+        writer.extra.update(run_mia(ctx.build_model(), final, data, cfg.audit.mia_samples, cfg.seed))
     return final
 
 
