@@ -88,7 +88,7 @@ def run(
         printer.say(f"fedft: {cfg.name}: resuming {run_dir} after round {point.round} of {cfg.simulation.rounds}")
     result: dict[str, Any] = {}
     stop = threading.Event()
-    from fedft.runtime.engine_patches import NodePartitions
+    from fedft.fl.server.known_nodes import NodePartitions
 
     nodes = NodePartitions()  # the engine's node -> partition mapping, instead of a handshake
     server_app = make_server_app(cfg, writer, printer.on_round, result, point, stop, node_partitions=nodes)

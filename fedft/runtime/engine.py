@@ -21,7 +21,7 @@ from flwr.serverapp import ServerApp
 from fedft.config import SimulationConfig
 
 if TYPE_CHECKING:
-    from fedft.runtime.engine_patches import NodePartitions
+    from fedft.fl.server.known_nodes import NodePartitions
 
 _DEPRECATION = "The `run_simulation` function is deprecated"
 

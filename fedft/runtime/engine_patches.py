@@ -6,8 +6,8 @@
    dispatcher scans the whole message store once per node every 0.1 s, so N messages to
    N nodes cost O(N^2) store checks: minutes for 10,000 clients. In `fedft run` the
    engine runs in this process: `patched_engine` records the mapping as it is made and
-   the server reads it (`known_partitions`); the start-up query that warms the workers
-   then goes to at most WARM_UP_NODES nodes.
+   the server reads it (`fedft.fl.server.known_nodes`); the start-up query that warms the workers
+   then goes to at most `WARM_UP_NODES` nodes.
 2. The dispatcher (`vce_api.add_messages_to_queue`) asks every node for pending
    messages every 0.1 s, each ask checking every stored message: O(nodes x messages) per
    sweep even when 100 of 10,000 nodes were sampled. The replacement asks only the
@@ -24,46 +24,9 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from fedft.fl.server.known_nodes import NodePartitions
+
 DISPATCH_POLL_SECONDS = 0.02
-# With the mapping known, the start-up query (which loads data and imports in the Ray
-# workers outside round 1's timeout) still goes to this many nodes: all of them in small
-# runs, as before; a bounded number in large ones, where it warms every worker anyway.
-WARM_UP_NODES = 256
-
-
-class NodePartitions:
-    """The engine's {node id: partition id}, filled once when the nodes are registered."""
-
-    def __init__(self) -> None:
-        self._mapping: dict[int, int] = {}
-        self._ready = threading.Event()
-
-    def set(self, mapping: dict[int, int]) -> None:
-        self._mapping = {int(n): int(p) for n, p in mapping.items()}
-        self._ready.set()
-
-    def wait(self, timeout: float) -> dict[int, int] | None:
-        return dict(self._mapping) if self._ready.wait(timeout) else None
-
-
-def known_partitions(grid: Any, timeout: float) -> dict[int, int] | None:
-    """{client id: node id} if `grid` carries the engine's mapping (a `KnownNodesGrid`), else None."""
-    nodes = getattr(grid, "node_partitions", None)
-    if not isinstance(nodes, NodePartitions):
-        return None
-    mapping = nodes.wait(timeout)
-    return None if mapping is None else {p: n for n, p in mapping.items()}
-
-
-class KnownNodesGrid:
-    """A grid that also carries the simulation engine's node -> partition mapping."""
-
-    def __init__(self, grid: Any, node_partitions: NodePartitions) -> None:
-        self._grid = grid
-        self.node_partitions = node_partitions
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._grid, name)
 
 
 def _dispatch_pending(state: Any, queue: Any, nodes_mapping: dict, f_stop: threading.Event, fallback: Any) -> None:

@@ -88,7 +88,7 @@ def make_server_app(cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback
     def main(grid: Grid, context: Context) -> None:
         result["started"] = True
         if node_partitions is not None:  # simulation: the engine's own node -> partition mapping
-            from fedft.runtime.engine_patches import KnownNodesGrid
+            from fedft.fl.server.known_nodes import KnownNodesGrid
 
             grid = KnownNodesGrid(grid, node_partitions)
         try:

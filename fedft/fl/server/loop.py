@@ -25,6 +25,7 @@ from fedft.privacy.tracker import PrivacyTracker
 from fedft.ml.finetune import FinetunePlan, frozen_digest
 from fedft.fl.server.evaluation import Evaluator
 from fedft.fl.server.exchange import check_stop, is_dropout, send_and_receive
+from fedft.fl.server.known_nodes import WARM_UP_NODES, known_partitions
 from fedft.fl.server.node_log import log_round_failures
 from fedft.fl.server.sampling import sample_clients
 from fedft.fl.server.validation import conform, schema_of, screen_replies
@@ -60,8 +61,6 @@ def identify_nodes(grid: Grid, num_clients: int, timeout: float, config_json: st
             raise FedftError("partition.num_clients", f"only {len(node_ids)} of {num_clients} client nodes connected within {timeout:.0f} s.", "start more clients or raise simulation.round_timeout.")
         check_stop(stop)
         time.sleep(0.2)
-    from fedft.runtime.engine_patches import WARM_UP_NODES, known_partitions
-
     known = known_partitions(grid, timeout)
     if known is not None:  # in-process simulation: mapping known; query only enough nodes to warm the workers
         node_ids = [known[c] for c in sorted(known)[:WARM_UP_NODES]]
