@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedft.ml.data.registry import ArrayDataset
+from fedft.ml.data.arrays import ArrayDataset
 from fedft.errors import FedftError
 
 

@@ -3,29 +3,10 @@ splitting and partitioning happen elsewhere, the same for every dataset."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
-
 from fedft.errors import FedftError
-
-
-@dataclass(frozen=True)
-class ArrayDataset:
-    """Features `x` (float32, N x C x H x W or N x T x F) and integer labels `y`."""
-
-    name: str
-    x: np.ndarray
-    y: np.ndarray
-    num_classes: int
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def subset(self, idx: np.ndarray) -> "ArrayDataset":
-        return ArrayDataset(self.name, self.x[idx], self.y[idx], self.num_classes)
-
+from fedft.ml.data.arrays import ArrayDataset
 
 Loader = Callable[[str], ArrayDataset]  # path ("" = default place) -> dataset
 _LOADERS: dict[str, Loader] = {}
