@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from fedft.errors import FedftError
+from fedft.ml.models import build_model, model_options
 
 _LAST_K = re.compile(r"^last:(\d+)$")
 Mode = str | list[str]
@@ -149,7 +150,5 @@ def frozen_digest(state: dict[str, torch.Tensor], plan: FinetunePlan) -> str:
 def check_finetune(cfg) -> None:
     """Config-time check that `finetune.mode` names parameters this model has
     (parameter names do not depend on the input shape or class count)."""
-    from fedft.ml.models import build_model, model_options
-
     if cfg.finetune.mode != "full":
         trainable_names(build_model(cfg.model.name, **model_options(cfg.model)), cfg.finetune.mode)

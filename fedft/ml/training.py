@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fedft.errors import FedftError
+
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -28,8 +30,6 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        from fedft.errors import FedftError
-
         raise FedftError("simulation.device", "is 'cuda' but no CUDA GPU is visible.", "use device = \"auto\" or \"cpu\".")
     return torch.device(device)
 

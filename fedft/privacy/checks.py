@@ -11,6 +11,10 @@ import warnings
 
 from fedft.config import FedftConfig
 from fedft.errors import FedftError
+from fedft.ml.models import build_model
+from fedft.privacy.accounting import AccountingError, UnreachableBudget, compose, dp_sgd_sample_rate, dp_sgd_steps_per_epoch, epsilon, user_level_epsilon
+from fedft.privacy.central import central_noise_multiplier, wrap_strategy
+from fedft.privacy.dp_sgd import DPIncompatibleModel, client_noise_multiplier, make_dp_compatible
 
 
 class PrivacyWarning(UserWarning):
@@ -44,9 +48,6 @@ def check_privacy_config(cfg: FedftConfig) -> None:
 
 
 def _check_central(cfg: FedftConfig) -> None:
-    from fedft.privacy.accounting import AccountingError, UnreachableBudget, user_level_epsilon
-    from fedft.privacy.central import central_noise_multiplier, wrap_strategy
-
     pc, sim = cfg.privacy, cfg.simulation
     try:
         sigma = central_noise_multiplier(cfg)
@@ -76,10 +77,6 @@ def check_privacy_data(cfg: FedftConfig, data) -> None:
     pc = cfg.privacy
     if pc.mode != "local":
         return
-    from fedft.ml.models import build_model
-    from fedft.privacy.accounting import AccountingError, UnreachableBudget, compose, dp_sgd_sample_rate, dp_sgd_steps_per_epoch, epsilon
-    from fedft.privacy.dp_sgd import DPIncompatibleModel, client_noise_multiplier, make_dp_compatible
-
     try:
         make_dp_compatible(build_model(cfg.model.name, tuple(data.full.x.shape[1:]), data.full.num_classes))
     except DPIncompatibleModel as exc:

@@ -16,6 +16,7 @@ to Opacus' cryptographically secure generator (torchcsprng).
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from fedft.privacy.accounting import History, calibrate_noise, dp_sgd_sample_rate, dp_sgd_steps_per_epoch, expected_participations
+from fedft.ml.models import build_model
+from fedft.ml.models.dp_layers import to_dp
 from fedft.ml.training import TrainResult, flat_targets
 
 BUDGET_SPENT = "budget_spent"  # reply metric: 1 = this client's budget cannot cover another round
@@ -48,12 +51,8 @@ def make_dp_compatible(model: nn.Module) -> nn.Module:
     (`fedft.ml.models.dp_layers.to_dp`); `ModuleValidator.fix` then swaps BatchNorm for
     GroupNorm and so on. Raises `DPIncompatibleModel` listing what is left.
     """
-    import copy
-
     from opacus import GradSampleModule
     from opacus.validators import ModuleValidator
-
-    from fedft.ml.models.dp_layers import to_dp
 
     model = to_dp(copy.deepcopy(model))  # RNN/LSTM/GRU -> Opacus twins, same names (fedft.ml.models.dp_layers)
     with warnings.catch_warnings():
@@ -68,8 +67,6 @@ def make_dp_compatible(model: nn.Module) -> nn.Module:
 
 @lru_cache(maxsize=4)
 def _worker_dp_model(name: str, input_shape: tuple, num_classes: int, options: tuple) -> nn.Module:
-    from fedft.ml.models import build_model
-
     return make_dp_compatible(build_model(name, input_shape, num_classes, **dict(options)))
 
 

@@ -11,9 +11,11 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from fedft.state import client_records as client_state
+from fedft.state.node_store import node_dir
 from fedft.fl import protocol as p
 from fedft.fl.client import faults, scaffold
 from fedft.fl.client.central_dp import central_dp_mod
+from fedft.fl.client.node_data import DATA_PATH, cached_shard, node_tensors
 from fedft.fl.client.pipeline import local_evaluate, local_update
 from fedft.fl.context import client_tensors, run_context
 
@@ -26,17 +28,12 @@ def _partition_id(context: Context) -> int:
 
 def _node_data(context: Context, config_json: str, state: dict) -> tuple | None:
     """A deployed node's own data (`data-path`, or its shard cached in `state-dir`); None in simulation."""
-    from fedft.fl.client.node_data import node_tensors
-
     return node_tensors(context.node_config, config_json, _partition_id(context), state)
 
 
 def _preload(context: Context, config_json: str) -> None:
     """Simulation: fill this worker's cache. Deployment (a fresh process per message): cache
     the shard in the node's `state-dir`; a node's own `data-path` file is read when training."""
-    from fedft.fl.client.node_data import DATA_PATH, cached_shard
-    from fedft.state.node_store import node_dir
-
     if context.node_config.get(DATA_PATH):
         return
     folder = node_dir(context)

@@ -30,6 +30,8 @@ import torch
 
 from fedft.fl import protocol as p
 from fedft.fl.context import ClientTensors, client_tensors, run_context
+from fedft.ml.data.partition import split_train_val
+from fedft.ml.models import build_model, model_options
 from fedft.state.node_store import STATE_DIR
 from fedft.errors import FedftError
 
@@ -53,9 +55,6 @@ def _check_partitions(node_config: Mapping[str, Any], num_clients: int) -> None:
 def load_private(path: str | Path, val_fraction: float, seed: int, client_id: int, model_name: str, global_state: Mapping[str, torch.Tensor],
                  model_kwargs: Mapping[str, Any] | None = None) -> ClientTensors:
     """Read and check a node's own `.npz`, then split it like any client shard."""
-    from fedft.ml.data.partition import split_train_val
-    from fedft.ml.models import build_model
-
     path = Path(path).expanduser()
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -110,7 +109,5 @@ def node_tensors(node_config: Mapping[str, Any], config_json: str, client_id: in
     cfg = run_context(config_json).cfg
     _check_partitions(node_config, cfg.partition.num_clients)
     if data_path:
-        from fedft.ml.models import model_options
-
         return load_private(data_path, cfg.data.val_fraction, cfg.seed, client_id, cfg.model.name, global_state, model_options(cfg.model))
     return cached_shard(state_dir, config_json, client_id)

@@ -24,6 +24,7 @@ from fedft.fl.server import text_metrics
 from fedft.fl.server.evaluation import central_evaluator
 from fedft.fl.server.loop import RoundCallback, run_rounds
 from fedft.state.run_checkpoint import CheckpointKeeper, ServerState, restore_state
+from fedft.privacy.audit import run_mia
 from fedft.privacy.central import wrap_strategy
 from fedft.privacy.tracker import PrivacyTracker
 from strategies import RunFacts, build_strategy
@@ -72,8 +73,6 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
         extra=text_metrics.checkpoint_extra(cfg, data) if text else None,
     )
     if cfg.audit.mia:  # empirical leakage of the final model next to the theoretical ε
-        from fedft.privacy.audit import run_mia
-
         writer.extra.update(run_mia(ctx.build_model(), final, data, cfg.audit.mia_samples, cfg.seed))
     return final
 

@@ -7,6 +7,7 @@ from typing import Callable
 
 from fedft.errors import FedftError
 from fedft.ml.data.arrays import ArrayDataset
+from fedft.ml.data.huggingface import load_hf_dataset
 
 Loader = Callable[[str], ArrayDataset]  # path ("" = default place) -> dataset
 _LOADERS: dict[str, Loader] = {}
@@ -34,7 +35,5 @@ def check_dataset_name(name: str) -> None:
 def load_dataset(name: str, path: str = "") -> ArrayDataset:
     check_dataset_name(name)
     if name.startswith(HF_PREFIX):
-        from fedft.ml.data.huggingface import load_hf_dataset
-
         return load_hf_dataset(name[len(HF_PREFIX):])
     return _LOADERS[name](path)

@@ -26,6 +26,7 @@ import numpy as np
 
 from fedft.ml.data.arrays import ArrayDataset
 from fedft.ml.data.federated import FederatedData
+from fedft.ml.data.hf_shakespeare import load_hf_shakespeare_roles
 from fedft.ml.data.partition import split_train_val
 from fedft.ml.data.registry import register_dataset
 from fedft.errors import FedftError
@@ -162,8 +163,6 @@ class TextFederatedData(FederatedData):
 
 def load_roles(name: str, path: str) -> dict[str, str]:
     if name == HF_SHAKESPEARE:
-        from fedft.ml.data.hf_shakespeare import load_hf_shakespeare_roles
-
         return load_hf_shakespeare_roles()
     return read_play(path)
 
