@@ -2,9 +2,9 @@
 
 One client of simulations/dp_local_eps3.toml (mnist-5k, about 360 records, batch 32,
 1 local epoch: 12 steps either way) runs its round in-process, plain
-(`fedft.fl.client.pipeline.local_update`) and with Opacus DP-SGD
-(`fedft.privacy.dp_sgd.local_dp_update`: per-sample gradients, clipping, noise,
-Poisson batches, accountant), alternating, so both see the same machine load.
+(`fedft.fl.client.pipeline.local_update` with `PlainTrainer`) and with Opacus
+DP-SGD (`DPTrainer`, `fedft.fl.client.trainers`: per-sample gradients, clipping,
+noise, Poisson batches, accountant), alternating, so both see the same machine load.
 Prints the median wall time of each and their ratio, per model (`--model a,b`).
 
     python benchmarks/dp_cost.py [--repeats 15] [--device cpu|cuda] [--model seed_cnn,seed_rnn] [--profile 15]
@@ -42,24 +42,25 @@ def measure(args, model: str) -> tuple[float, float]:
     from flwr.app import RecordDict
 
     from fedft.api import prepare
-    from fedft.fl.client.pipeline import client_tensors, local_update
-    from fedft.privacy.dp_sgd import local_dp_update
-    from fedft.fl.server.evaluation import initial_state
+    from fedft.fl.client.pipeline import local_update
+    from fedft.fl.client.trainers import DPTrainer, PlainTrainer
+    from fedft.fl.context import run_context
 
     args.model = model
     cfg = prepare(ROOT / "simulations" / "dp_local_eps3.toml", [f"simulation.device={args.device}", f"model.name={args.model}"])
     config_json = cfg.to_json()
-    state = initial_state(cfg)
-    n = len(client_tensors(config_json, args.client)[1])
+    ctx = run_context(config_json)
+    state = ctx.initial_state
+    n = len(ctx.client_tensors(args.client)[1])
 
     def plain() -> float:
         t0 = time.perf_counter()
-        local_update(config_json, args.client, 1, state)
+        local_update(config_json, args.client, 1, state, trainer=PlainTrainer(ctx))
         return time.perf_counter() - t0
 
     def private() -> float:
         t0 = time.perf_counter()
-        local_dp_update(config_json, args.client, 1, state, RecordDict())
+        local_update(config_json, args.client, 1, state, trainer=DPTrainer(ctx, RecordDict()))
         return time.perf_counter() - t0
 
     plain(), private()  # warm-up: data, caches, noise calibration

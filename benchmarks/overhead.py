@@ -35,7 +35,8 @@ def plain_loop(config, overrides: list[str]) -> tuple[list[float], float]:
     from fedft.api import prepare
     from fedft.ml.data import federated_data_for
     from fedft.ml.models import build_model, model_options
-    from fedft.fl.server.evaluation import central_evaluator, initial_state
+    from fedft.fl.context import RunContext
+    from fedft.fl.server.evaluation import central_evaluator
     from fedft.fl.server.sampling import sample_clients
     from fedft.ml.training import evaluate, make_optimizer, resolve_device, seed_generator, train
 
@@ -46,8 +47,9 @@ def plain_loop(config, overrides: list[str]) -> tuple[list[float], float]:
     for c in range(cfg.partition.num_clients):
         tr, val = data.client_sets(c)
         tensors[c] = tuple(torch.from_numpy(a) for a in (tr.x, tr.y, val.x, val.y))
-    central = central_evaluator(cfg)
-    state = initial_state(cfg)
+    ctx = RunContext(cfg)
+    central = central_evaluator(ctx)
+    state = ctx.initial_state
     central(state)
     setup = time.perf_counter() - t_setup
     t = cfg.train

@@ -6,7 +6,7 @@ from fedft.fl.client.attack import attack_generator, attack_update, attacker_key
 from fedft.fl.client.pipeline import local_update
 from fedft.config import AttackConfig
 from fedft.jobs.validate import load_config
-from fedft.fl.server.evaluation import initial_state
+from fedft.fl.context import RunContext
 
 
 def test_attackers_are_exact_and_reproducible():
@@ -48,7 +48,7 @@ def test_attacker_reply_is_the_flipped_honest_update():
     }
     attacked = load_config({**base, "attack": {"kind": "sign_flip", "fraction": 0.5, "scale": 3.0, "seed": 4}})
     honest = load_config(base)
-    x = initial_state(honest)
+    x = RunContext(honest).initial_state
     bad = sorted(attackers(4, 4, 0.5))
     good = sorted(set(range(4)) - set(bad))
     y_honest, _ = local_update(honest.to_json(), bad[0], 1, x)

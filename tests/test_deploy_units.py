@@ -112,7 +112,7 @@ def test_private_data_is_checked_and_split(tmp_path):
 
 
 def test_node_shard_cached_on_disk_equals_partition(tmp_path, tiny_config):
-    from fedft.fl.client.pipeline import client_tensors
+    from fedft.fl.context import client_tensors
 
     config_json = load_config(tiny_config).to_json()
     first = cached_shard(tmp_path, config_json, 2)

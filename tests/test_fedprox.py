@@ -8,7 +8,7 @@ from torch import nn
 from fedft.fl.client.corrections import attach_gradient_corrections
 from fedft.fl.client.pipeline import local_update
 from fedft.jobs.validate import load_config
-from fedft.fl.server.evaluation import initial_state
+from fedft.fl.context import RunContext
 
 
 def _tiny_problem(seed=0):
@@ -117,7 +117,7 @@ def _drift(state, reference):
 def test_fedprox_keeps_local_weights_closer_to_the_global_model():
     # Prepare: one client, the same global model, data order and steps
     cfg = _config()
-    global_state = initial_state(cfg)
+    global_state = RunContext(cfg).initial_state
     # Execute
     runs = {mu: local_update(cfg.to_json(), 1, 1, global_state, proximal_mu=mu) for mu in (0.0, 0.1, 1.0)}
     drifts = {mu: _drift(state, global_state) for mu, (state, _) in runs.items()}
@@ -136,7 +136,7 @@ def test_client_app_reads_flowers_proximal_mu():
     from fedft.fl.client.app import train
 
     cfg = _config()
-    x = initial_state(cfg)
+    x = RunContext(cfg).initial_state
     config = ConfigRecord({"fedft-config": cfg.to_json(), "server-round": 1, "proximal-mu": 1.0})
     msg = train_instruction(RecordDict({"arrays": ArrayRecord(x), "config": config}))
     context = Context(run_id=1, node_id=7, node_config={"partition-id": 1}, state=RecordDict(), run_config={})

@@ -11,9 +11,9 @@ from fedft.state.model_file import load_checkpoint, save_checkpoint
 from fedft.fl.client.pipeline import local_update
 from fedft.jobs.validate import load_config
 from fedft.errors import FedftError
-from fedft.ml.finetune import freeze, make_plan, param_groups, plan_for, start_state, trainable_names
+from fedft.ml.finetune import freeze, make_plan, param_groups, trainable_names
 from fedft.ml.models import build_model
-from fedft.fl.server.evaluation import initial_state
+from fedft.fl.context import RunContext
 
 from conftest import ROOT
 
@@ -63,8 +63,8 @@ def test_freeze_and_per_group_learning_rates():
 
 def test_client_trains_and_returns_only_the_head(tiny_config):
     cfg = _cfg(tiny_config, finetune={"mode": "head"})
-    plan = plan_for(cfg)
-    start = start_state(cfg)
+    ctx = RunContext(cfg)
+    plan, start = ctx.plan, ctx.start_state
     sent = {k: start[k].clone() for k in plan.sent}
     state, metrics = local_update(cfg.to_json(), 0, 1, sent)
     assert set(state) == {"head.weight", "head.bias"} and metrics["steps"] > 0
@@ -94,7 +94,7 @@ def test_init_from_loads_the_checkpoint_exactly(tiny_config, tmp_path):
         state = build_model("seed_cnn").state_dict()
     _save(tmp_path / "m.pt", state)
     cfg = _cfg(tiny_config, model={"init_from": str(tmp_path / "m.pt")})
-    assert all(torch.equal(start_state(cfg)[k], v) for k, v in state.items())
+    assert all(torch.equal(RunContext(cfg).start_state[k], v) for k, v in state.items())
 
 
 def test_reset_head_keeps_the_body_and_seeds_a_new_head(tiny_config, tmp_path):
@@ -104,9 +104,9 @@ def test_reset_head_keeps_the_body_and_seeds_a_new_head(tiny_config, tmp_path):
     _save(tmp_path / "m5.pt", state, num_classes=5)
     cfg = _cfg(tiny_config, model={"init_from": str(tmp_path / "m5.pt")})
     with pytest.raises(FedftError, match="5-class head but the data has 10 classes.*reset_head = true"):
-        start_state(cfg)
+        RunContext(cfg).start_state
     cfg = _cfg(tiny_config, model={"init_from": str(tmp_path / "m5.pt"), "reset_head": True})
-    start, seeded = start_state(cfg), initial_state(cfg)
+    start, seeded = RunContext(cfg).start_state, RunContext(cfg).initial_state
     assert start["head.weight"].shape == (10, 64)
     assert torch.equal(start["head.weight"], seeded["head.weight"]) and torch.equal(start["head.bias"], seeded["head.bias"])
     assert all(torch.equal(start[k], state[k]) for k in state if not k.startswith("head."))

@@ -9,11 +9,13 @@ from flwr.app import RecordDict
 from opacus.accountants import PRVAccountant, RDPAccountant
 from opacus.layers import DPRNN
 
-from fedft.fl.client.pipeline import client_tensors, local_update
+from fedft.fl.client.pipeline import local_update
+from fedft.fl.client.trainers import PlainTrainer
+from fedft.fl.context import client_tensors, run_context
 from fedft.jobs.validate import load_config
 from fedft.ml.models import build_model
 from fedft.privacy.accounting import dp_sgd_sample_rate, dp_sgd_steps_per_epoch
-from fedft.privacy.dp_sgd import BUDGET_SPENT, EPSILON, dp_train, local_dp_update, make_dp_compatible, plain_state
+from fedft.privacy.dp_sgd import BUDGET_SPENT, EPSILON, dp_train, make_dp_compatible, plain_state
 from fedft.ml.training import make_optimizer, seed_generator, train
 
 CPU = torch.device("cpu")
@@ -46,7 +48,7 @@ def test_epsilon_accumulates_across_rounds_with_a_fresh_engine_each_round(accoun
     state = _initial_state()
     epsilons = []
     for server_round in (1, 2, 3):
-        state_out, metrics = local_dp_update(config, 4, server_round, state, node_state)
+        state_out, metrics = local_update(config, 4, server_round, state, node_state=node_state)
         assert list(state_out) == list(state)  # same keys, same order, no `_module.` prefix
         state = state_out
         epsilons.append(metrics[EPSILON])
@@ -70,14 +72,14 @@ def test_budget_exhaustion_refuses_training(tmp_path):
     target = (one.get_epsilon(1e-5) + two.get_epsilon(1e-5)) / 2
     config = _config(noise_multiplier=1.0, target_epsilon=target, state_dir=str(tmp_path))
     node_state = RecordDict()
-    state, first = local_dp_update(config, 0, 1, _initial_state(), node_state)
+    state, first = local_update(config, 0, 1, _initial_state(), node_state=node_state)
     assert state is not None and first[BUDGET_SPENT] == 0 and first[EPSILON] == pytest.approx(one.get_epsilon(1e-5))
-    again, second = local_dp_update(config, 0, 2, state, node_state)
+    again, second = local_update(config, 0, 2, state, node_state=node_state)
     assert again is None and second[BUDGET_SPENT] == 1
     assert second[EPSILON] == first[EPSILON] and second["dp_steps"] == first["dp_steps"]
     assert (tmp_path / "client-0.json").is_file()
     # a node restarted with empty Context.state reads its history from the file and still refuses
-    again, third = local_dp_update(config, 0, 3, state, RecordDict())
+    again, third = local_update(config, 0, 3, state, node_state=RecordDict())
     assert again is None and third[EPSILON] == first[EPSILON]
 
 
@@ -129,12 +131,12 @@ def test_rnn_uses_dprnn_with_the_plain_parameter_names():
 
 def test_seeded_dp_round_is_reproducible():
     config = _config(noise_multiplier=1.0)
-    a, ma = local_dp_update(config, 1, 1, _initial_state(), RecordDict())
-    b, mb = local_dp_update(config, 1, 1, _initial_state(), RecordDict())
-    c, _ = local_dp_update(config, 1, 2, _initial_state(), RecordDict())  # another round: other batches and noise
+    a, ma = local_update(config, 1, 1, _initial_state(), node_state=RecordDict())
+    b, mb = local_update(config, 1, 1, _initial_state(), node_state=RecordDict())
+    c, _ = local_update(config, 1, 2, _initial_state(), node_state=RecordDict())  # another round: other batches and noise
     assert all(torch.equal(a[k], b[k]) for k in a) and ma == mb
     assert not all(torch.equal(a[k], c[k]) for k in a)
-    plain, _ = local_update(config, 1, 1, _initial_state())
+    plain, _ = local_update(config, 1, 1, _initial_state(), trainer=PlainTrainer(run_context(config)))
     assert list(plain) == list(a)
 
 
@@ -148,8 +150,8 @@ def test_reused_worker_dp_model_trains_exactly_like_a_fresh_one(model_name):
     raw["model"] = {"name": model_name}
     config = load_config(raw).to_json()
     start = _initial_state(model_name)
-    local_dp_update(config, 1, 1, start, RecordDict())  # warms the worker's model
-    reused, metrics_reused = local_dp_update(config, 1, 2, start, RecordDict())
+    local_update(config, 1, 1, start, node_state=RecordDict())  # warms the worker's model
+    reused, metrics_reused = local_update(config, 1, 2, start, node_state=RecordDict())
     _worker_dp_model.cache_clear()
-    fresh, metrics_fresh = local_dp_update(config, 1, 2, start, RecordDict())
+    fresh, metrics_fresh = local_update(config, 1, 2, start, node_state=RecordDict())
     assert all(torch.equal(reused[k], fresh[k]) for k in fresh) and metrics_reused == metrics_fresh

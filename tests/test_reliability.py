@@ -396,7 +396,7 @@ def _finished_folder(tmp_path: Path, data: dict | None = None) -> tuple[Path, di
 
     from fedft.state.run_folder import RunWriter
     from fedft.state.run_checkpoint import ServerState, capture_state, save_run_checkpoint
-    from fedft.fl.server.evaluation import initial_state
+    from fedft.fl.context import RunContext
 
     cfg_dict = small_config(tmp_path, data=data or {})
     cfg = load_config(cfg_dict)
@@ -406,7 +406,7 @@ def _finished_folder(tmp_path: Path, data: dict | None = None) -> tuple[Path, di
     for r in range(3):
         writer.record_round({"round": r, "test_accuracy": 0.1 * r, "wall_seconds": 1.0})
     state = capture_state(ServerState(build_strategy("fedavg", {})))
-    save_run_checkpoint(run_dir, cfg, 2, initial_state(cfg), writer.rows, state, 3.0)
+    save_run_checkpoint(run_dir, cfg, 2, RunContext(cfg).initial_state, writer.rows, state, 3.0)
     return run_dir, cfg_dict
 
 

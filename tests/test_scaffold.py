@@ -8,7 +8,7 @@ from fedft.fl.client import scaffold
 from fedft.fl.client.app import train
 from fedft.fl.client.pipeline import local_update
 from fedft.jobs.validate import load_config
-from fedft.fl.server.evaluation import initial_state
+from fedft.fl.context import RunContext
 
 CFG = load_config({
     "seed": 5,
@@ -34,7 +34,7 @@ def _context(node_config=None):
 
 
 def test_control_variates_follow_option_two_and_persist_in_context():
-    x = initial_state(CFG)
+    x = RunContext(CFG).initial_state
     context = _context()
     zero = {k: torch.zeros_like(v) for k, v in x.items()}
 
@@ -61,7 +61,7 @@ def test_control_variates_follow_option_two_and_persist_in_context():
 
 
 def test_state_dir_keeps_control_across_a_restart(tmp_path):
-    x = initial_state(CFG)
+    x = RunContext(CFG).initial_state
     zero = {k: torch.zeros_like(v) for k, v in x.items()}
     first = _context({"state-dir": str(tmp_path)})
     train(_message(x, zero, 1), first)
@@ -73,7 +73,7 @@ def test_state_dir_keeps_control_across_a_restart(tmp_path):
 
 
 def test_plain_rounds_carry_no_scaffold_records():
-    x = initial_state(CFG)
+    x = RunContext(CFG).initial_state
     msg = train_instruction(RecordDict({"arrays": ArrayRecord(x), "config": ConfigRecord({"fedft-config": CFG.to_json(), "server-round": 1})}))
     context = _context()
     reply = train(msg, context).content

@@ -18,7 +18,8 @@ from flwr.serverapp import Grid, ServerApp
 import fedft.fl.client.app as fedft_client
 from fedft.runtime import engine
 from fedft.jobs.validate import load_config
-from fedft.fl.server.evaluation import central_evaluator, initial_state
+from fedft.fl.context import RunContext
+from fedft.fl.server.evaluation import central_evaluator
 from fedft.fl.server.loop import run_rounds
 from strategies import RunFacts, build_strategy, strategy_names
 
@@ -82,8 +83,9 @@ def test_every_strategy_runs_a_round_and_drops_bad_updates(tmp_path, process_gua
         for name, cfg in cfgs.items():
             rows: list = []
             strategy = build_strategy(cfg.strategy.name, cfg.strategy.params(), RunFacts.from_config(cfg))
-            start = initial_state(cfg)
-            final = run_rounds(grid, strategy, cfg, ArrayRecord(start), central_evaluator(cfg), rows.append)
+            ctx = RunContext(cfg)
+            start = ctx.initial_state
+            final = run_rounds(grid, strategy, cfg, ArrayRecord(start), central_evaluator(ctx), rows.append, plan=ctx.plan)
             results[name] = (rows, start, final.to_torch_state_dict())
 
     # Execute

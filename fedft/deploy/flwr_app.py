@@ -17,7 +17,7 @@ from fedft.deploy.run_config import config_from_run_config, results_dir
 from fedft.errors import FedftError
 from fedft.fl.client.app import app as client_app
 from fedft.fl.server.app import serve
-from fedft.ml.finetune import check_start
+from fedft.fl.context import check_start
 from fedft.runtime.progress import RoundPrinter
 from fedft.state.run_folder import RunWriter
 

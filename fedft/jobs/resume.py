@@ -22,7 +22,7 @@ from fedft.jobs.validate import load_config
 from fedft.errors import FedftError
 from fedft.state.run_checkpoint import FILENAME, RunCheckpoint, config_hash, load_run_checkpoint
 from fedft.ml.data import federated_data_for
-from fedft.fl.server.evaluation import initial_state
+from fedft.fl.context import RunContext
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def prepare_resume(run_dir: str | Path, config: str | Path | dict | FedftConfig 
 
 def _check_arrays(path: Path, arrays: dict[str, Any], cfg: FedftConfig) -> None:
     """The checkpoint's arrays must fit the configured model: same names, shapes, dtypes."""
-    expected = {k: (tuple(v.shape), v.dtype) for k, v in initial_state(cfg).items()}
+    expected = {k: (tuple(v.shape), v.dtype) for k, v in RunContext(cfg).initial_state.items()}
     got = {k: (tuple(v.shape), v.dtype) for k, v in arrays.items()}
     if got != expected:
         wrong = sorted(k for k in set(expected) | set(got) if expected.get(k) != got.get(k))

@@ -24,7 +24,7 @@ from fedft.fl.server.nodes import NodePartitions
 from fedft.jobs.resume import is_complete, prepare_resume, resume_command
 from fedft.jobs.validate import load_config
 from fedft.ml.data import federated_data_for
-from fedft.ml.finetune import check_start
+from fedft.fl.context import check_start
 from fedft.privacy.checks import check_privacy_data
 from fedft.runtime import engine
 from fedft.runtime.interrupt import stop_on_signals

@@ -1,4 +1,4 @@
-"""Fine-tuning: which parameters train, what travels, and where the round-0 model comes from.
+"""Fine-tuning plans: which parameters train and what travels, as pure functions of a model.
 
 `finetune.mode` picks the trainable parameters by name:
 
@@ -10,9 +10,10 @@
 Frozen parameters get `requires_grad = False` on the client and never travel:
 the server sends, and the client returns, only the `sent` keys (trainable
 parameters plus the buffers of the layers that own them). Both sides rebuild the
-frozen part from the same start state (`start_state`: the seeded init, or the
-`model.init_from` checkpoint), and a digest of the frozen tensors in every train
-message lets a client refuse to train on a frozen part that differs from the server's.
+frozen part from the same start state (`fedft.fl.context.RunContext.start_state`:
+the seeded init, or the `model.init_from` checkpoint), and a digest of the frozen
+tensors in every train message (`frozen_digest`) lets a client refuse to train on
+a frozen part that differs from the server's.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ import fnmatch
 import hashlib
 import re
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,6 +29,7 @@ from torch import nn
 
 from fedft.config import FinetuneMode, check_mode_syntax
 from fedft.errors import FedftError
+from fedft.ml.models import build_model, model_options
 
 _LAST_K = re.compile(r"^last:(\d+)$")
 Mode = FinetuneMode
@@ -137,80 +137,5 @@ def frozen_digest(state: dict[str, torch.Tensor], plan: FinetunePlan) -> str:
 def check_finetune(cfg) -> None:
     """Config-time check that `finetune.mode` names parameters this model has
     (parameter names do not depend on the input shape or class count)."""
-    from fedft.ml.models import build_model, model_options
-
     if cfg.finetune.mode != "full":
         trainable_names(build_model(cfg.model.name, **model_options(cfg.model)), cfg.finetune.mode)
-
-
-def _model_for(cfg) -> tuple[nn.Module, tuple[int, ...], int]:  # cfg: FedftConfig
-    from fedft.ml.data import federated_data_for
-    from fedft.ml.models import build_model, model_options
-
-    full = federated_data_for(cfg).full
-    shape = tuple(full.x.shape[1:])
-    return build_model(cfg.model.name, shape, full.num_classes, **model_options(cfg.model)), shape, full.num_classes
-
-
-def plan_for(cfg) -> FinetunePlan:
-    return make_plan(_model_for(cfg)[0], cfg.finetune.mode)
-
-
-def resolve_init_from(cfg):
-    """The same config with `model.init_from` as an absolute path, so every process
-    (Ray workers start elsewhere) reads the same file."""
-    if cfg.model.init_from:
-        cfg.model.init_from = str(Path(cfg.model.init_from).expanduser().resolve())
-    return cfg
-
-
-def check_start(cfg) -> None:
-    """Before anything starts: make `model.init_from` absolute, then load and check it."""
-    resolve_init_from(cfg)
-    if cfg.model.init_from:
-        start_state(cfg)
-
-
-def start_state(cfg) -> dict[str, torch.Tensor]:
-    """The round-0 global model: the seeded init, or `model.init_from` (with a fresh
-    seeded head when `model.reset_head`). Deterministic, so clients rebuild the frozen part."""
-    from fedft.state.model_file import check_compatible, load_checkpoint
-    from fedft.fl.server.evaluation import initial_state
-
-    state = initial_state(cfg)
-    if not cfg.model.init_from:
-        return state
-    model, shape, num_classes = _model_for(cfg)
-    record = load_checkpoint(cfg.model.init_from)
-    head = set(head_names(model)) if cfg.model.reset_head else set()
-    check_compatible(record, cfg.model.init_from, architecture=cfg.model.name, input_shape=shape, num_classes=num_classes,
-                     expected={k: tuple(v.shape) for k, v in state.items() if k not in head}, reset_head=cfg.model.reset_head)
-    loaded = record["state_dict"]
-    return {k: (v if k in head else loaded[k].to(v.dtype).clone()) for k, v in state.items()}
-
-
-@lru_cache(maxsize=8)
-def client_start(config_json: str) -> tuple[FinetunePlan, dict[str, torch.Tensor], str]:
-    """(plan, start state, frozen digest) for a config, once per worker process."""
-    from fedft.fl.client.pipeline import parse_config
-
-    cfg = parse_config(config_json)
-    plan = plan_for(cfg)
-    if plan.sends_everything:
-        return plan, {}, ""
-    state = start_state(cfg)
-    return plan, state, frozen_digest(state, plan)
-
-
-def merge_received(config_json: str, received: dict[str, torch.Tensor], digest: str = "") -> dict[str, torch.Tensor]:
-    """A full state for the client's model: the start state with the received arrays on top.
-    Refuses arrays that are not the plan's `sent` keys, and a frozen part that differs."""
-    plan, base, own_digest = client_start(config_json)
-    if set(received) != set(plan.sent):
-        extra, missing = sorted(set(received) - set(plan.sent)), sorted(set(plan.sent) - set(received))
-        raise ValueError(f"received arrays do not match finetune.mode: unexpected {extra[:5]}, missing {missing[:5]}")
-    if plan.sends_everything:
-        return received
-    if digest and digest != own_digest:
-        raise ValueError("this client's frozen parameters differ from the server's (another model.init_from file?)")
-    return {**base, **received}

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 from fedft.errors import FedftError
 
+from fedft.errors import FedftError
+
 
 @dataclass(frozen=True)
 class TrainResult:

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from fedft.ml.models import build_model, model_options
 
 
 def per_example_losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> np.ndarray:
@@ -56,10 +55,9 @@ def sample_members(data: Any, samples: int, seed: int) -> tuple[np.ndarray, np.n
     return np.sort(rng.choice(train, n, replace=False)), np.sort(rng.choice(test, n, replace=False))
 
 
-def run_mia(cfg: Any, state: dict[str, torch.Tensor], data: Any) -> dict[str, Any]:
-    """The attack on a run's final global model; summary.json keys."""
-    members, nonmembers = sample_members(data, cfg.audit.mia_samples, cfg.seed)
-    model = build_model(cfg.model.name, tuple(data.full.x.shape[1:]), data.full.num_classes, **model_options(cfg.model))
+def run_mia(model: nn.Module, state: dict[str, torch.Tensor], data: Any, samples: int, seed: int) -> dict[str, Any]:
+    """The attack on a run's final global model (`state`, loaded into `model`); summary.json keys."""
+    members, nonmembers = sample_members(data, samples, seed)
     model.load_state_dict(state)
     as_t = torch.from_numpy
     m = per_example_losses(model, as_t(data.full.x[members]), as_t(data.full.y[members]))

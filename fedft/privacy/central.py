@@ -3,7 +3,8 @@
 The server wraps the configured strategy in one of Flower's
 `DifferentialPrivacy{Server,Client}Side{Fixed,Adaptive}Clipping` wrappers: each
 client's update is clipped to L2 norm `clipping_norm` (by the server, or by the
-client through Flower's `fixedclipping_mod` / `adaptiveclipping_mod`), and the
+client through Flower's `fixedclipping_mod` / `adaptiveclipping_mod`, see
+`fedft.fl.client.central_dp`), and the
 mean gets Gaussian noise of std noise_multiplier * clipping_norm / clients_per_round.
 Flower reports no ε; fedft accounts it (`fedft.privacy.accounting`) with
 sampling rate clients_per_round / num_clients per released round.
@@ -17,8 +18,6 @@ wrappers require.
 
 from __future__ import annotations
 
-from flwr.app import Context, Message
-from flwr.clientapp.typing import ClientAppCallable
 from flwr.serverapp.strategy import Strategy
 
 from fedft.config import FedftConfig
@@ -68,31 +67,3 @@ def wrap_strategy(strategy: Strategy, cfg: FedftConfig) -> Strategy:
 def current_clipping_norm(strategy: Strategy, cfg: FedftConfig) -> float:
     """The clipping norm in force (adaptive wrappers move it every round)."""
     return float(getattr(strategy, "clipping_norm", cfg.privacy.clipping_norm))
-
-
-def central_dp_mod(msg: Message, ctxt: Context, call_next: ClientAppCallable) -> Message:
-    """ClientApp mod for central DP: with client-side clipping, runs Flower's
-    `fixedclipping_mod` / `adaptiveclipping_mod` around the training; in any
-    central mode adds the uniform aggregation weight to the reply. A no-op when
-    the run is not central DP."""
-    from flwr.clientapp.mod import adaptiveclipping_mod, fixedclipping_mod
-
-    from fedft.fl import protocol as p
-    from fedft.fl.client.pipeline import parse_config
-
-    config = msg.content.config_records.get(p.CONFIG)
-    if config is None or p.CONFIG_JSON not in config:
-        return call_next(msg, ctxt)
-    pc = parse_config(str(config[p.CONFIG_JSON])).privacy
-    if pc.mode != "central":
-        return call_next(msg, ctxt)
-    if pc.clipping == "client_fixed":
-        reply = fixedclipping_mod(msg, ctxt, call_next)
-    elif pc.clipping == "client_adaptive":
-        reply = adaptiveclipping_mod(msg, ctxt, call_next)
-    else:
-        reply = call_next(msg, ctxt)
-    if not reply.has_error():
-        for record in reply.content.metric_records.values():
-            record[UNIFORM_WEIGHT] = 1.0
-    return reply

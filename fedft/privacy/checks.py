@@ -2,7 +2,7 @@
 
 `check_privacy_config` needs only the config (called from `fedft.config`);
 `check_privacy_data` also needs the clients' dataset sizes and the model (called
-from `fedft.jobs.run.prepare`, after the data is loaded).
+from `fedft.api.prepare`, after the data is loaded).
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ import warnings
 
 from fedft.config import FedftConfig
 from fedft.errors import FedftError
-from fedft.privacy.accounting import AccountingError, UnreachableBudget, user_level_epsilon
-from fedft.privacy.central import central_noise_multiplier, wrap_strategy
 from fedft.ml.models import build_model
-from fedft.privacy.accounting import AccountingError, UnreachableBudget, compose, dp_sgd_sample_rate, dp_sgd_steps_per_epoch, epsilon
+from fedft.privacy.accounting import AccountingError, UnreachableBudget, compose, dp_sgd_sample_rate, dp_sgd_steps_per_epoch, epsilon, user_level_epsilon
+from fedft.privacy.central import central_noise_multiplier, wrap_strategy
 from fedft.privacy.dp_sgd import DPIncompatibleModel, client_noise_multiplier, make_dp_compatible
 
 

@@ -1,11 +1,12 @@
-"""Local (record-level) DP: one client's round of Opacus DP-SGD.
+"""Local (record-level) DP: the DP-SGD mechanics of one client's round, on Opacus.
 
-Per round the client builds a fresh `PrivacyEngine`, restores its accountant
-history from the node's state (see `fedft.privacy.history`), and trains with
-Poisson-sampled batches, per-sample clipping to `max_grad_norm` and Gaussian noise
-of std `noise_multiplier * max_grad_norm`. Before training it checks that the
-round fits its budget: if the history plus this round's steps would exceed
-`target_epsilon`, it does not train and replies `budget_spent = 1`.
+`dp_train` trains with Poisson-sampled batches, per-sample clipping to
+`max_grad_norm` and Gaussian noise of std `noise_multiplier * max_grad_norm`, in a
+fresh `PrivacyEngine` whose accountant starts from the history it is given (see
+`fedft.privacy.history`). The client round around it (budget check, history kept
+in the node's state) is `fedft.fl.client.trainers.DPTrainer`: if the history plus
+this round's steps would exceed `target_epsilon`, the client does not train and
+replies `budget_spent = 1`.
 
 Without `secure_mode` the Poisson sampling and the noise are seeded from
 (seed, round, client), so a run is reproducible; that is for experiments only:
@@ -15,6 +16,7 @@ to Opacus' cryptographically secure generator (torchcsprng).
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from dataclasses import dataclass
@@ -23,21 +25,14 @@ from functools import lru_cache
 import numpy as np
 import torch
 import torch.nn.functional as F
-from flwr.app import RecordDict
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from fedft.privacy.accounting import (
-    History,
-    calibrate_noise,
-    compose,
-    dp_sgd_sample_rate,
-    dp_sgd_steps_per_epoch,
-    epsilon,
-    expected_participations,
-    total_steps,
-)
+from fedft.privacy.accounting import History, calibrate_noise, dp_sgd_sample_rate, dp_sgd_steps_per_epoch, expected_participations
+from fedft.ml.models import build_model
+from fedft.ml.models.dp_layers import to_dp
 from fedft.ml.training import TrainResult, flat_targets
+from fedft.privacy.fast_grad_sample import borrowed_grad_samples
 
 BUDGET_SPENT = "budget_spent"  # reply metric: 1 = this client's budget cannot cover another round
 EPSILON = "epsilon"  # reply metric: the client's ε after this round (local DP)
@@ -57,12 +52,8 @@ def make_dp_compatible(model: nn.Module) -> nn.Module:
     (`fedft.ml.models.dp_layers.to_dp`); `ModuleValidator.fix` then swaps BatchNorm for
     GroupNorm and so on. Raises `DPIncompatibleModel` listing what is left.
     """
-    import copy
-
     from opacus import GradSampleModule
     from opacus.validators import ModuleValidator
-
-    from fedft.ml.models.dp_layers import to_dp
 
     model = to_dp(copy.deepcopy(model))  # RNN/LSTM/GRU -> Opacus twins, same names (fedft.ml.models.dp_layers)
     with warnings.catch_warnings():
@@ -77,19 +68,15 @@ def make_dp_compatible(model: nn.Module) -> nn.Module:
 
 @lru_cache(maxsize=4)
 def _worker_dp_model(name: str, input_shape: tuple, num_classes: int, options: tuple) -> nn.Module:
-    from fedft.ml.models import build_model
-
     return make_dp_compatible(build_model(name, input_shape, num_classes, **dict(options)))
 
 
-def worker_dp_model(cfg, input_shape: tuple, num_classes: int) -> nn.Module:  # cfg: FedftConfig
-    """This worker's DP-trainable model, converted once and reused like
-    `fedft.fl.client.pipeline.worker_model`: each round loads the global state into it, and
-    `dp_train` removes Opacus' hooks when it ends (Opacus refuses to hook a model twice)."""
-    from fedft.fl.client.pipeline import model_key
-
-    name, options = model_key(cfg)
-    return _worker_dp_model(name, input_shape, num_classes, options)
+def worker_dp_model(key: tuple[str, tuple], input_shape: tuple, num_classes: int) -> nn.Module:
+    """This worker's DP-trainable model for `key` (`fedft.ml.models.model_key`), converted
+    once and reused like the plain worker model: each round loads the global state into it,
+    and `dp_train` removes Opacus' hooks when it ends (Opacus refuses to hook a model twice)."""
+    name, options = key
+    return _worker_dp_model(name, tuple(input_shape), num_classes, options)
 
 
 def plain_state(dp_model: nn.Module, keys: list[str]) -> dict[str, torch.Tensor]:
@@ -157,7 +144,6 @@ def dp_train(
     """
     from opacus import PrivacyEngine
 
-    from fedft.privacy.fast_grad_sample import borrowed_grad_samples
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
@@ -219,72 +205,3 @@ def client_noise_multiplier(noise_multiplier: float | None, target_epsilon: floa
     q = dp_sgd_sample_rate(num_examples, batch_size)
     steps = expected_participations(rounds, clients_per_round, num_clients) * local_epochs * dp_sgd_steps_per_epoch(num_examples, batch_size)
     return calibrate_noise(float(target_epsilon), float(delta), q, steps, accountant)
-
-
-def local_dp_update(config_json: str, client_id: int, server_round: int, global_state: dict[str, torch.Tensor],
-                    node_state: RecordDict, data: tuple | None = None, proximal_mu: float = 0.0,
-                    gradient_offset: dict[str, torch.Tensor] | None = None, frozen_digest: str = "") -> tuple[dict[str, torch.Tensor] | None, dict[str, float]]:
-    """The DP counterpart of `fedft.fl.client.pipeline.local_update`: validate the global
-    model, then train with DP-SGD, or refuse (state None) when the budget is spent.
-    `data` (a deployed node's own tensors) replaces the partition, as there."""
-    from fedft.fl.client.pipeline import client_tensors, parse_config, worker_model
-    from fedft.privacy.history import load_history, save_history
-    from fedft.ml.training import evaluate, make_optimizer, resolve_device
-
-    cfg = parse_config(config_json)
-    pc, t, sim = cfg.privacy, cfg.train, cfg.simulation
-    torch.set_num_threads(max(1, int(sim.client_resources.num_cpus)))
-    x_tr, y_tr, x_val, y_val, num_classes = data or client_tensors(config_json, client_id)
-    device = resolve_device(sim.device)
-    n = len(y_tr)
-    if n == 0:  # nothing to train on, nothing to account: the plain client's (empty) round
-        from fedft.fl.client.pipeline import local_update
-
-        return local_update(config_json, client_id, server_round, global_state, data)
-    q = dp_sgd_sample_rate(n, t.batch_size)
-    steps_this_round = t.local_epochs * dp_sgd_steps_per_epoch(n, t.batch_size)
-    sigma = client_noise_multiplier(pc.noise_multiplier, pc.target_epsilon, pc.target_delta, pc.accountant, n, t.batch_size,
-                                    t.local_epochs, sim.rounds, sim.clients_per_round, cfg.partition.num_clients)
-    history = load_history(node_state, pc.state_dir, client_id)
-    dp_metrics = {NOISE_MULTIPLIER: sigma, SAMPLE_RATE: q}
-    if pc.target_epsilon is not None:
-        planned = epsilon(compose(history, sigma, q, steps_this_round), pc.target_delta, pc.accountant)
-        if planned > pc.target_epsilon:
-            return None, {"num-examples": 0.0, BUDGET_SPENT: 1.0, EPSILON: epsilon(history, pc.target_delta, pc.accountant),
-                          DP_STEPS: float(total_steps(history)), **dp_metrics}
-
-    from fedft.ml.finetune import client_start, freeze, merge_received
-
-    received = merge_received(config_json, global_state, frozen_digest)  # finetune: frozen rest is local
-    model = worker_model(cfg, tuple(x_tr.shape[1:]), num_classes)
-    model.load_state_dict(received)
-    val_loss, val_acc = evaluate(model, x_val, y_val, device)
-    dp_model = worker_dp_model(cfg, tuple(x_tr.shape[1:]), num_classes)
-    dp_model.load_state_dict(received)
-    freeze(dp_model, client_start(config_json)[0])  # frozen parameters get no per-sample gradients and no noise
-    optimizer = make_optimizer(t.optimizer, [q for q in dp_model.parameters() if q.requires_grad], t.lr, t.momentum, t.weight_decay)
-    # FedProx / SCAFFOLD corrections hook the inner optimizer's step, which Opacus'
-    # DPOptimizer calls after clipping and noising: they are never clipped away.
-    from fedft.fl.client.corrections import attach_gradient_corrections
-
-    corrections = attach_gradient_corrections(optimizer, dp_model, proximal_mu=proximal_mu, gradient_offset=gradient_offset)
-    out = dp_train(dp_model, x_tr, y_tr, epochs=t.local_epochs, batch_size=t.batch_size, optimizer=optimizer,
-                   noise_multiplier=sigma, max_grad_norm=pc.max_grad_norm, history=history, accountant=pc.accountant,
-                   seed_parts=(cfg.seed, server_round, client_id), device=device, secure_mode=pc.secure_mode)
-    if corrections is not None:
-        corrections.remove()
-    save_history(node_state, pc.state_dir, client_id, out.history)
-    eps = epsilon(out.history, pc.target_delta, pc.accountant)
-    metrics = {
-        "num-examples": float(n),
-        "train_loss": out.train.loss,
-        "train_accuracy": out.train.accuracy,
-        "steps": float(out.train.steps),
-        BUDGET_SPENT: 0.0,
-        EPSILON: eps,
-        DP_STEPS: float(total_steps(out.history)),
-        **dp_metrics,
-    }
-    if len(y_val):
-        metrics.update(val_loss=val_loss, val_accuracy=val_acc)
-    return plain_state(dp_model, list(global_state)), metrics

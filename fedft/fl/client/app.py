@@ -11,10 +11,13 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from fedft.state import client_records as client_state
+from fedft.state.node_store import node_dir
 from fedft.fl import protocol as p
 from fedft.fl.client import faults, scaffold
-from fedft.fl.client.pipeline import client_tensors, local_evaluate, local_update, parse_config
-from fedft.privacy.central import central_dp_mod
+from fedft.fl.client.central_dp import central_dp_mod
+from fedft.fl.client.node_data import DATA_PATH, cached_shard, node_tensors
+from fedft.fl.client.pipeline import local_evaluate, local_update
+from fedft.fl.context import client_tensors, run_context
 
 app = ClientApp()
 
@@ -25,17 +28,12 @@ def _partition_id(context: Context) -> int:
 
 def _node_data(context: Context, config_json: str, state: dict) -> tuple | None:
     """A deployed node's own data (`data-path`, or its shard cached in `state-dir`); None in simulation."""
-    from fedft.fl.client.node_data import node_tensors
-
     return node_tensors(context.node_config, config_json, _partition_id(context), state)
 
 
 def _preload(context: Context, config_json: str) -> None:
     """Simulation: fill this worker's cache. Deployment (a fresh process per message): cache
     the shard in the node's `state-dir`; a node's own `data-path` file is read when training."""
-    from fedft.fl.client.node_data import DATA_PATH, cached_shard
-    from fedft.state.node_store import node_dir
-
     if context.node_config.get(DATA_PATH):
         return
     folder = node_dir(context)
@@ -60,7 +58,7 @@ def identify(msg: Message, context: Context) -> Message:
 @app.train(mods=[central_dp_mod])  # central DP: Flower's client-side clipping when configured
 def train(msg: Message, context: Context) -> Message:
     config = msg.content[p.CONFIG]
-    cfg = parse_config(str(config[p.CONFIG_JSON]))
+    cfg = run_context(str(config[p.CONFIG_JSON])).cfg
     client_state.restore_into_context(msg, context)  # after a resume: state the server checkpointed
     fault = faults.injection_for(cfg.faults, cfg.seed, int(config[p.SERVER_ROUND]), _partition_id(context))
     if (dropout := fault.reply_instead(msg)) is not None:
@@ -71,21 +69,11 @@ def train(msg: Message, context: Context) -> Message:
     proximal_mu = float(config.get(p.PROXIMAL_MU, 0.0))
     gradient_offset = controls.offset if controls is not None else None
     frozen_digest = str(config.get(p.FROZEN_DIGEST, ""))  # finetune: only trainable arrays travel
-    if cfg.privacy.mode == "local":
-        from fedft.privacy.dp_sgd import local_dp_update
-
-        # DP-SGD; the accountant history persists in context.state; None = budget spent, no update
-        state, metrics = local_dp_update(
-            str(config[p.CONFIG_JSON]), _partition_id(context), int(config[p.SERVER_ROUND]),
-            global_state, context.state, node_data, proximal_mu=proximal_mu, gradient_offset=gradient_offset,
-            frozen_digest=frozen_digest,
-        )
-    else:
-        state, metrics = local_update(
-            str(config[p.CONFIG_JSON]), _partition_id(context), int(config[p.SERVER_ROUND]),
-            global_state, node_data, proximal_mu=proximal_mu, gradient_offset=gradient_offset,
-            frozen_digest=frozen_digest,
-        )
+    # local DP: the accountant history persists in context.state; None = budget spent, no update
+    state, metrics = local_update(
+        str(config[p.CONFIG_JSON]), _partition_id(context), int(config[p.SERVER_ROUND]), global_state, node_data,
+        node_state=context.state, proximal_mu=proximal_mu, gradient_offset=gradient_offset, frozen_digest=frozen_digest,
+    )
     fault.after_training()
     arrays = {} if state is None else {p.ARRAYS: ArrayRecord(state)}
     content = RecordDict({**arrays, p.METRICS: MetricRecord(metrics)})

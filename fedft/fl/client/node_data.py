@@ -14,7 +14,7 @@ Node config (set with `flower-supernode --node-config` or `fedft client`):
   is cached there, so rounds after the first skip loading and partitioning.
 
 In a simulation none of `data-path`/`state-dir` is set and `node_tensors`
-returns None: the caller uses `fedft.fl.client.pipeline.client_tensors` as before.
+returns None: the caller uses `fedft.fl.context.RunContext.client_tensors` as before.
 """
 
 from __future__ import annotations
@@ -29,11 +29,13 @@ import numpy as np
 import torch
 
 from fedft.fl import protocol as p
+from fedft.fl.context import ClientTensors, client_tensors, run_context
+from fedft.ml.data.partition import split_train_val
+from fedft.ml.models import build_model, model_options
 from fedft.state.node_store import STATE_DIR
 from fedft.errors import FedftError
 
 DATA_PATH = "data-path"
-ClientTensors = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]
 
 
 def num_classes_of(state: Mapping[str, torch.Tensor]) -> int:
@@ -53,9 +55,6 @@ def _check_partitions(node_config: Mapping[str, Any], num_clients: int) -> None:
 def load_private(path: str | Path, val_fraction: float, seed: int, client_id: int, model_name: str, global_state: Mapping[str, torch.Tensor],
                  model_kwargs: Mapping[str, Any] | None = None) -> ClientTensors:
     """Read and check a node's own `.npz`, then split it like any client shard."""
-    from fedft.ml.data.partition import split_train_val
-    from fedft.ml.models import build_model
-
     path = Path(path).expanduser()
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -87,8 +86,6 @@ def _shard_key(config_json: str, client_id: int) -> str:
 
 def cached_shard(folder: str | Path, config_json: str, client_id: int) -> ClientTensors:
     """This client's partition, from `folder` if cached there, else computed and saved."""
-    from fedft.fl.client.pipeline import client_tensors
-
     path = Path(folder).expanduser() / f"shard-{_shard_key(config_json, client_id)}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as f:
@@ -105,16 +102,12 @@ def cached_shard(folder: str | Path, config_json: str, client_id: int) -> Client
 
 def node_tensors(node_config: Mapping[str, Any], config_json: str, client_id: int, global_state: Mapping[str, torch.Tensor]) -> ClientTensors | None:
     """This node's (x_train, y_train, x_val, y_val, num_classes), or None in a simulation."""
-    from fedft.fl.client.pipeline import parse_config
-
     data_path = str(node_config.get(DATA_PATH, "") or "")
     state_dir = str(node_config.get(STATE_DIR, "") or "")
     if not data_path and not state_dir:
         return None
-    cfg = parse_config(config_json)
+    cfg = run_context(config_json).cfg
     _check_partitions(node_config, cfg.partition.num_clients)
     if data_path:
-        from fedft.ml.models import model_options
-
         return load_private(data_path, cfg.data.val_fraction, cfg.seed, client_id, cfg.model.name, global_state, model_options(cfg.model))
     return cached_shard(state_dir, config_json, client_id)

@@ -16,11 +16,9 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedft.state.model_file import save_checkpoint
 from fedft.config import FedftConfig
-from fedft.ml.data import federated_data_for
 from fedft.ml.data.text import TextFederatedData
-from fedft.errors import FedftError
 from fedft.state.run_folder import RunWriter
-from fedft.ml.finetune import start_state
+from fedft.fl.context import RunContext
 from fedft.fl.server import text_metrics
 from fedft.fl.server.evaluation import central_evaluator
 from fedft.fl.server.loop import RoundCallback, run_rounds
@@ -30,7 +28,6 @@ from fedft.privacy.central import wrap_strategy
 from fedft.privacy.tracker import PrivacyTracker
 from strategies import RunFacts, build_strategy
 from fedft.privacy.audit import run_mia
-
 
 
 @dataclass
@@ -45,15 +42,16 @@ class ServerOutcome:
 def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback, resume: RunCheckpoint | None = None, stop: threading.Event | None = None) -> dict[str, torch.Tensor]:
     """Run all rounds (from a checkpoint when resuming), record and checkpoint each,
     save the final model; return its state."""
+    ctx = RunContext(cfg)  # data, model, plan and start state, derived once for the whole run
     strategy = wrap_strategy(build_strategy(cfg.strategy.name, cfg.strategy.params(), RunFacts.from_config(cfg)), cfg)  # central DP wraps it
-    evaluator = central_evaluator(cfg)
+    evaluator = central_evaluator(ctx)
     privacy = PrivacyTracker(cfg)
-    data = federated_data_for(cfg)
+    data = ctx.data
     text = isinstance(data, TextFederatedData)  # next-character data: perplexity, baseline, vocabulary
     if text:
         writer.extra.update(text_metrics.text_summary(data))
     server_state = ServerState(strategy, extra={"privacy": privacy})
-    start, arrays = 0, ArrayRecord(start_state(cfg))
+    start, arrays = 0, ArrayRecord(ctx.start_state)
     if resume is not None:
         start, arrays = resume.round, ArrayRecord(resume.arrays)
         restore_state(server_state, resume.state)
@@ -81,8 +79,7 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
         extra=text_metrics.checkpoint_extra(cfg, data) if text else None,
     )
     if cfg.audit.mia:  # empirical leakage of the final model next to the theoretical ε
-
-        writer.extra.update(run_mia(cfg, final, data))
+        writer.extra.update(run_mia(ctx.build_model(), final, data, cfg.audit.mia_samples, cfg.seed))
     return final
 
 

@@ -22,7 +22,7 @@ from fedft.errors import FedftError
 from fedft.state.client_records import ClientStateStore
 from fedft.state.client_records import strip as strip_client_state
 from fedft.privacy.tracker import PrivacyTracker
-from fedft.ml.finetune import frozen_digest, plan_for
+from fedft.ml.finetune import FinetunePlan, frozen_digest
 from fedft.fl.server.evaluation import Evaluator
 from fedft.fl.server.exchange import check_stop, is_dropout, send_and_receive
 from fedft.fl.server.node_log import log_round_failures
@@ -75,6 +75,7 @@ def run_rounds(
     evaluator: Evaluator,
     on_round: RoundCallback,
     *,
+    plan: FinetunePlan,
     start_round: int = 0,
     stop: threading.Event | None = None,
     after_round: AfterRound | None = None,
@@ -83,6 +84,7 @@ def run_rounds(
 ) -> ArrayRecord:
     """Run rounds `start_round + 1 .. cfg.simulation.rounds` from `arrays` (round 0, the
     initial evaluation, only when starting fresh); return the final global arrays.
+    Only the `plan.sent` arrays travel (`finetune.mode`); the rest stays as it started.
     `stop` set (SIGINT/SIGTERM) raises RunInterrupted before any half-done round is recorded."""
     sim = cfg.simulation
     privacy = privacy or PrivacyTracker(cfg)
@@ -95,7 +97,6 @@ def run_rounds(
     if start_round == 0:
         on_round({"round": 0, "test_loss": loss, "test_accuracy": acc, "wall_seconds": time.perf_counter() - t0})
     config_json = cfg.to_json()
-    plan = plan_for(cfg)  # finetune.mode: only `plan.sent` arrays travel; the rest stays as it started
     frozen = {} if plan.sends_everything else {p.FROZEN_DIGEST: frozen_digest(arrays.to_torch_state_dict(), plan)}
     schema = schema_of(select_arrays(arrays, plan.sent))  # every reply must match the sent arrays' keys, shapes, dtypes
     expected_records = getattr(strategy, "reply_array_records", (p.ARRAYS,))

@@ -6,37 +6,19 @@ process, so a Ray worker that plays many clients loads and partitions once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
-import numpy as np
-
 from fedft.ml.data import images as _images  # noqa: F401  (registers the offline datasets)
+from fedft.ml.data.arrays import ArrayDataset
+from fedft.ml.data.federated import FederatedData
 from fedft.ml.data.partition import label_counts, partition_pool, split_pool_test, split_train_val
-from fedft.ml.data.registry import ArrayDataset, check_dataset_name, dataset_names, load_dataset, register_dataset
+from fedft.ml.data.registry import check_dataset_name, dataset_names, load_dataset, register_dataset
+from fedft.ml.data.text import is_text_dataset, text_federated_data  # registers `text`
 
 __all__ = [
     "ArrayDataset", "FederatedData", "check_dataset_name", "dataset_names", "federated_data",
     "load_dataset", "register_dataset", "label_counts",
 ]
-
-
-@dataclass(frozen=True)
-class FederatedData:
-    full: ArrayDataset
-    test: np.ndarray  # indices into `full`
-    clients: tuple[tuple[np.ndarray, np.ndarray], ...]  # per client: (train, val) indices into `full`
-
-    @property
-    def test_set(self) -> ArrayDataset:
-        return self.full.subset(self.test)
-
-    def client_sets(self, client_id: int) -> tuple[ArrayDataset, ArrayDataset]:
-        train, val = self.clients[client_id]
-        return self.full.subset(train), self.full.subset(val)
-
-    def client_labels(self) -> list[np.ndarray]:
-        return [np.concatenate([t, v]) for t, v in self.clients]
 
 
 @lru_cache(maxsize=4)
@@ -72,6 +54,3 @@ def federated_data_for(cfg) -> FederatedData:  # cfg: FedftConfig
     d, p = cfg.data, cfg.partition
     return federated_data(d.name, d.path, d.test_fraction, d.val_fraction, p.method, p.num_clients, cfg.seed, p.alpha, p.classes_per_client, p.shards_per_client,
                           d.seq_len, d.min_chars, d.small_roles, d.max_client_sequences)
-
-
-from fedft.ml.data.text import is_text_dataset, text_federated_data  # noqa: E402  (subclasses FederatedData; registers `text`)

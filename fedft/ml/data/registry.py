@@ -9,7 +9,6 @@ from fedft.errors import FedftError
 from fedft.ml.data.arrays import ArrayDataset
 from fedft.ml.data.huggingface import load_hf_dataset
 
-
 Loader = Callable[[str], ArrayDataset]  # path ("" = default place) -> dataset
 _LOADERS: dict[str, Loader] = {}
 HF_PREFIX = "hf:"

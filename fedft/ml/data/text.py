@@ -24,9 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fedft.ml.data import FederatedData
+from fedft.ml.data.arrays import ArrayDataset
+from fedft.ml.data.federated import FederatedData
+from fedft.ml.data.hf_shakespeare import load_hf_shakespeare_roles
 from fedft.ml.data.partition import split_train_val
-from fedft.ml.data.registry import ArrayDataset, register_dataset
+from fedft.ml.data.registry import register_dataset
 from fedft.errors import FedftError
 from fedft.ml.data.hf_shakespeare import load_hf_shakespeare_roles
 

@@ -42,3 +42,8 @@ def build_model(name: str, input_shape: tuple[int, ...] = (1, 28, 28), num_class
 def model_options(model_cfg: Any) -> dict[str, Any]:
     """The architecture sizes in a ModelConfig, as keyword arguments for `build_model`."""
     return {k: getattr(model_cfg, k) for k in ("embedding_dim", "hidden_size", "num_layers")}
+
+
+def model_key(model_cfg: Any) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """(model name, sorted size options): what a worker's cached model objects are keyed by."""
+    return model_cfg.name, tuple(sorted(model_options(model_cfg).items()))
