@@ -21,7 +21,7 @@ from fedft.state.run_folder import RunWriter
 from fedft.fl.context import RunContext
 from fedft.fl.server import text_metrics
 from fedft.fl.server.evaluation import central_evaluator
-from fedft.fl.server.loop import RoundCallback, run_rounds
+from fedft.fl.server.loop import RoundCallback, RoundParts, RoundSettings, run_rounds
 from fedft.fl.server.nodes import KnownNodesGrid, NodePartitions
 from fedft.state.run_checkpoint import CheckpointKeeper, RunCheckpoint, ServerState, restore_state
 from fedft.privacy.central import wrap_strategy
@@ -65,11 +65,9 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
         on_round(row)
 
     try:
-        final = run_rounds(
-            grid, strategy, cfg, arrays, evaluator, record, start_round=start, stop=stop,
-            after_round=keeper.after_round, client_states=server_state.clients if cfg.checkpoint.client_state else None,
-            privacy=privacy,
-        ).to_torch_state_dict()
+        parts = RoundParts(strategy, evaluator, privacy, ctx.plan, on_round=record, after_round=keeper.after_round,
+                           client_states=server_state.clients if cfg.checkpoint.client_state else None)
+        final = run_rounds(grid, arrays, RoundSettings.from_config(cfg), parts, start_round=start, stop=stop).to_torch_state_dict()
     except Exception:  # RunInterrupted (SIGINT/SIGTERM) or a failure: keep what is complete
         keeper.flush()  # the last completed round, if `checkpoint.every` had not written it yet
         raise

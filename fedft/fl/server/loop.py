@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from fedft.fl import protocol as p
 from fedft.config import FedftConfig
-from fedft.errors import FedftError
 from fedft.state.client_records import ClientStateStore
 from fedft.state.client_records import strip as strip_client_state
 from fedft.privacy.tracker import PrivacyTracker
@@ -30,8 +30,53 @@ from fedft.fl.server.nodes import identify_nodes
 from fedft.fl.server.sampling import sample_clients
 from fedft.fl.server.validation import conform, schema_of, screen_replies
 
-RoundCallback = Callable[[dict[str, float]], None]
-AfterRound = Callable[[int, dict], None]  # (round, global state dict) once the round is recorded
+RoundCallback = Callable[[dict[str, Any]], None]
+AfterRound = Callable[[int, dict[str, Any]], None]  # (round, global state dict) once the round is recorded
+
+
+@dataclass(frozen=True)
+class RoundSettings:
+    """The plain values the loop reads from a run's config."""
+
+    seed: int
+    rounds: int
+    num_clients: int
+    clients_per_round: int
+    round_timeout: float  # seconds to wait for a round's replies
+    min_replies: int  # fewer usable updates: the round is skipped
+    evaluate_every: int  # central evaluation every K-th round and the last
+    config_json: str  # the run's config, sent with every train message
+
+    @classmethod
+    def from_config(cls, cfg: FedftConfig) -> RoundSettings:
+        sim = cfg.simulation
+        return cls(cfg.seed, sim.rounds, cfg.partition.num_clients, sim.clients_per_round, sim.round_timeout,
+                   sim.min_replies, sim.evaluate_every, cfg.to_json())
+
+
+@dataclass(frozen=True)
+class RoundParts:
+    """The objects a run's loop works with; the strategy, the tracker and the client-state
+    store keep their own state across rounds (and a run checkpoint saves it)."""
+
+    strategy: Strategy
+    evaluator: Evaluator  # central test-set evaluation of a global state
+    privacy: PrivacyTracker
+    plan: FinetunePlan  # only `plan.sent` arrays travel (`finetune.mode`)
+    on_round: RoundCallback  # each round's metrics row, round 0 (initial evaluation) included
+    after_round: AfterRound | None = None  # (round, global state) once its row is recorded: checkpoints
+    client_states: ClientStateStore | None = None  # None: client-state records in replies are dropped
+
+
+@dataclass(frozen=True)
+class _Wire:
+    """What every round sends and checks, fixed for the run."""
+
+    train_config: ConfigRecord  # the config (and the frozen part's digest) in every train message
+    schema: Any  # keys, shapes and dtypes every reply's arrays must match
+    expected_records: tuple[str, ...]  # the array records a reply must carry
+    node_of: dict[int, int]  # client id -> node id
+    client_of: dict[int, int]  # node id -> client id
 
 
 class SampledGrid:
@@ -67,92 +112,85 @@ def merge_arrays(arrays: ArrayRecord, update: ArrayRecord, keys: tuple[str, ...]
     return ArrayRecord({k: (update[k] if k in allowed and k in update else v) for k, v in arrays.items()})
 
 
-def run_rounds(
-    grid: Grid,
-    strategy: Strategy,
-    cfg: FedftConfig,
-    arrays: ArrayRecord,
-    evaluator: Evaluator,
-    on_round: RoundCallback,
-    *,
-    plan: FinetunePlan,
-    start_round: int = 0,
-    stop: threading.Event | None = None,
-    after_round: AfterRound | None = None,
-    client_states: ClientStateStore | None = None,
-    privacy: PrivacyTracker | None = None,
-) -> ArrayRecord:
-    """Run rounds `start_round + 1 .. cfg.simulation.rounds` from `arrays` (round 0, the
-    initial evaluation, only when starting fresh); return the final global arrays.
-    Only the `plan.sent` arrays travel (`finetune.mode`); the rest stays as it started.
+def run_rounds(grid: Grid, arrays: ArrayRecord, settings: RoundSettings, parts: RoundParts, *,
+               start_round: int = 0, stop: threading.Event | None = None) -> ArrayRecord:
+    """Run rounds `start_round + 1 .. settings.rounds` from `arrays` (round 0, the initial
+    evaluation, only when starting fresh); return the final global arrays.
     `stop` set (SIGINT/SIGTERM) raises RunInterrupted before any half-done round is recorded."""
-    sim = cfg.simulation
-    privacy = privacy or PrivacyTracker(cfg)
     t0 = time.perf_counter()
     check_stop(stop)
     if start_round == 0:
-        loss, acc = evaluator(arrays.to_torch_state_dict())
-    node_of = identify_nodes(grid, cfg.partition.num_clients, sim.round_timeout, cfg.to_json(), stop)
-    client_of = {n: c for c, n in node_of.items()}
+        loss, acc = parts.evaluator(arrays.to_torch_state_dict())
+    node_of = identify_nodes(grid, settings.num_clients, settings.round_timeout, settings.config_json, stop)
     if start_round == 0:
-        on_round({"round": 0, "test_loss": loss, "test_accuracy": acc, "wall_seconds": time.perf_counter() - t0})
-    config_json = cfg.to_json()
+        parts.on_round({"round": 0, "test_loss": loss, "test_accuracy": acc, "wall_seconds": time.perf_counter() - t0})
+    plan = parts.plan
     frozen = {} if plan.sends_everything else {p.FROZEN_DIGEST: frozen_digest(arrays.to_torch_state_dict(), plan)}
-    schema = schema_of(select_arrays(arrays, plan.sent))  # every reply must match the sent arrays' keys, shapes, dtypes
-    expected_records = getattr(strategy, "reply_array_records", (p.ARRAYS,))
-    for server_round in range(start_round + 1, sim.rounds + 1):
+    wire = _Wire(
+        train_config=ConfigRecord({p.CONFIG_JSON: settings.config_json, **frozen}),
+        schema=schema_of(select_arrays(arrays, plan.sent)),
+        expected_records=getattr(parts.strategy, "reply_array_records", (p.ARRAYS,)),
+        node_of=node_of,
+        client_of={n: c for c, n in node_of.items()},
+    )
+    for server_round in range(start_round + 1, settings.rounds + 1):
         check_stop(stop)
-        t0 = time.perf_counter()
-        available = frozenset(c for c in range(cfg.partition.num_clients) if c not in node_of) | privacy.exclude
-        clients = sample_clients(cfg.seed, server_round, cfg.partition.num_clients, sim.clients_per_round, exclude=available)
-        view = SampledGrid(grid, [node_of[c] for c in clients])
-        train_config = ConfigRecord({p.CONFIG_JSON: config_json, **frozen})
-        messages = list(strategy.configure_train(server_round, select_arrays(arrays, plan.sent), train_config, view))
-        privacy.begin_round(strategy)
-        bytes_down = sum(p.payload_bytes(m.content) for m in messages)
-        if client_states is not None:
-            client_states.attach(messages, client_of)
-        replies = send_and_receive(grid, messages, sim.round_timeout, stop)
-        log_round_failures(server_round, messages, replies, client_of)  # which clients/nodes failed or timed out
-        replies.sort(key=lambda m: client_of.get(m.metadata.src_node_id, -1))  # deterministic aggregation order
-        ok = [m for m in replies if not m.has_error()]
-        if client_states is not None:
-            client_states.collect(ok, client_of)
-        else:
-            strip_client_state(ok)
-        bytes_up = sum(p.payload_bytes(m.content) for m in ok)
-        dropped = sum(1 for m in replies if is_dropout(m))
-        candidates, refused = privacy.split(ok, client_of)  # local DP: out-of-budget replies carry no update
-        describe = lambda m: f"client {client_of.get(m.metadata.src_node_id, '?')} (node {m.metadata.src_node_id})"  # noqa: E731
-        accepted, rejected = screen_replies(candidates, schema, expected_records, describe, server_round)
-        skipped = len(accepted) < sim.min_replies  # too few usable updates: keep the global model, record the round
-        new_arrays, _ = (None, None) if skipped else strategy.aggregate_train(server_round, accepted + [m for m in replies if m.has_error()])
-        privacy_columns = privacy.end_round(ok, client_of, refused, released=new_arrays is not None)
-        if new_arrays is not None:
-            arrays = merge_arrays(arrays, conform(new_arrays, schema), plan.sent)
-        evaluated = server_round % sim.evaluate_every == 0 or server_round == sim.rounds
-        test = dict(zip(("test_loss", "test_accuracy"), evaluator(arrays.to_torch_state_dict()))) if evaluated else {}
-        on_round({
-            "round": server_round,
-            **test,
-            "train_loss": _weighted_mean(accepted, "train_loss"),
-            "train_accuracy": _weighted_mean(accepted, "train_accuracy"),
-            "val_loss": _weighted_mean(accepted, "val_loss"),
-            "val_accuracy": _weighted_mean(accepted, "val_accuracy"),
-            "clients_sampled": len(messages),
-            "clients_replied": len(ok),
-            "clients_failed": len(replies) - len(ok) - dropped,
-            "clients_timed_out": len(messages) - len(replies),
-            "clients_rejected": len(rejected),
-            "bytes_down": bytes_down,
-            "bytes_up": bytes_up,
-            "wall_seconds": time.perf_counter() - t0,
-            "clients_dropped": dropped,
-            "round_skipped": int(skipped),
-            **privacy_columns,
-        })
-        if after_round is not None:
-            after_round(server_round, arrays.to_torch_state_dict())
+        arrays, row = run_round(grid, arrays, server_round, settings, parts, wire, stop)
+        parts.on_round(row)
+        if parts.after_round is not None:
+            parts.after_round(server_round, arrays.to_torch_state_dict())
     return arrays
 
 
+def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: RoundSettings, parts: RoundParts, wire: _Wire,
+              stop: threading.Event | None) -> tuple[ArrayRecord, dict[str, Any]]:
+    """One round: sample, send, screen the replies, aggregate, evaluate; (new arrays, metrics row)."""
+    t0 = time.perf_counter()
+    strategy, privacy, client_states, client_of, plan = parts.strategy, parts.privacy, parts.client_states, wire.client_of, parts.plan
+    unavailable = frozenset(c for c in range(settings.num_clients) if c not in wire.node_of) | privacy.exclude
+    clients = sample_clients(settings.seed, server_round, settings.num_clients, settings.clients_per_round, exclude=unavailable)
+    view = SampledGrid(grid, [wire.node_of[c] for c in clients])
+    messages = list(strategy.configure_train(server_round, select_arrays(arrays, plan.sent), wire.train_config, view))
+    privacy.begin_round(strategy)
+    bytes_down = sum(p.payload_bytes(m.content) for m in messages)
+    if client_states is not None:
+        client_states.attach(messages, client_of)
+    replies = send_and_receive(grid, messages, settings.round_timeout, stop)
+    log_round_failures(server_round, messages, replies, client_of)  # which clients/nodes failed or timed out
+    replies.sort(key=lambda m: client_of.get(m.metadata.src_node_id, -1))  # deterministic aggregation order
+    ok = [m for m in replies if not m.has_error()]
+    if client_states is not None:
+        client_states.collect(ok, client_of)
+    else:
+        strip_client_state(ok)
+    bytes_up = sum(p.payload_bytes(m.content) for m in ok)
+    dropped = sum(1 for m in replies if is_dropout(m))
+    candidates, refused = privacy.split(ok, client_of)  # local DP: out-of-budget replies carry no update
+    describe = lambda m: f"client {client_of.get(m.metadata.src_node_id, '?')} (node {m.metadata.src_node_id})"  # noqa: E731
+    accepted, rejected = screen_replies(candidates, wire.schema, wire.expected_records, describe, server_round)
+    skipped = len(accepted) < settings.min_replies  # too few usable updates: keep the global model, record the round
+    new_arrays, _ = (None, None) if skipped else strategy.aggregate_train(server_round, accepted + [m for m in replies if m.has_error()])
+    privacy_columns = privacy.end_round(ok, client_of, refused, released=new_arrays is not None)
+    if new_arrays is not None:
+        arrays = merge_arrays(arrays, conform(new_arrays, wire.schema), plan.sent)
+    evaluated = server_round % settings.evaluate_every == 0 or server_round == settings.rounds
+    test = dict(zip(("test_loss", "test_accuracy"), parts.evaluator(arrays.to_torch_state_dict()))) if evaluated else {}
+    return arrays, {
+        "round": server_round,
+        **test,
+        "train_loss": _weighted_mean(accepted, "train_loss"),
+        "train_accuracy": _weighted_mean(accepted, "train_accuracy"),
+        "val_loss": _weighted_mean(accepted, "val_loss"),
+        "val_accuracy": _weighted_mean(accepted, "val_accuracy"),
+        "clients_sampled": len(messages),
+        "clients_replied": len(ok),
+        "clients_failed": len(replies) - len(ok) - dropped,
+        "clients_timed_out": len(messages) - len(replies),
+        "clients_rejected": len(rejected),
+        "bytes_down": bytes_down,
+        "bytes_up": bytes_up,
+        "wall_seconds": time.perf_counter() - t0,
+        "clients_dropped": dropped,
+        "round_skipped": int(skipped),
+        **privacy_columns,
+    }
