@@ -52,7 +52,7 @@ def test_writes_replace_whole_files(tmp_path):
     assert torch.equal(torch.load(path, weights_only=True)["w"], torch.arange(3.0))
     assert atomic.write_bytes(path, b"\x00\x01") == path and path.read_bytes() == b"\x00\x01"
     atomic.write_text(path, "é\n")
-    assert path.read_bytes() == "é\n".encode("utf-8")
+    assert path.read_bytes() == "é\n".encode()
     assert os.listdir(tmp_path) == ["state.pt"]
 
 

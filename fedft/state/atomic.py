@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 PUBLIC = 0o666  # before the umask, like open(path, "w")
 PRIVATE = 0o600  # key files: readable by the owner only, from the first byte
@@ -31,7 +32,7 @@ def write_with(path: str | Path, write: Callable[[BinaryIO], object], *, private
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:  # noqa: BLE001  (KeyboardInterrupt too: leave nothing half-written)
+    except BaseException:  # KeyboardInterrupt too: leave nothing half-written
         tmp.unlink(missing_ok=True)
         raise
     return path
