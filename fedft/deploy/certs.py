@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from fedft.errors import FedftError
+from fedft.state import atomic
 
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
@@ -61,11 +61,8 @@ def _san(hosts: list[str]):
 
 
 def _write(path: Path, data: bytes, private: bool = False) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    if private:
-        os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    """Atomically; a private key's file is 0600 from its creation, never readable by others."""
+    atomic.write_bytes(path, data, private=private)
 
 
 def make_certs(out: str | Path, hosts: list[str] | None = None, days: int = 365) -> CertPaths:

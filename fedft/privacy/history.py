@@ -7,20 +7,19 @@ next round's fresh accountant:
 
 - in the node's Flower `Context.state` (a `ConfigRecord` of three parallel lists),
   which the simulation engine and a SuperNode keep for the whole run;
-- and, when `privacy.state_dir` is set, in `<state_dir>/client-<id>.json`, which
-  outlives the run (a deployment node keeps spending the same budget across runs
-  and restarts). The file, when present, is the source of truth.
+- and, when `privacy.state_dir` is set, in `<state_dir>/client-<id>.json`
+  (`{"history": [[noise_multiplier, sample_rate, steps], ...]}`, kept by the node
+  store `fedft.state.node_store`), which outlives the run (a deployment node keeps
+  spending the same budget across runs and restarts). The file, when present, is
+  the source of truth.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
 from flwr.app import ConfigRecord, RecordDict
 
 from fedft.privacy.accounting import History
+from fedft.state.node_store import load_state, save_state
 
 STATE_KEY = "fedft.dp-accountant"
 
@@ -43,35 +42,21 @@ def history_to_state(state: RecordDict, history: History) -> None:
     })
 
 
-def history_file(state_dir: str, client_id: int) -> Path:
-    return Path(state_dir) / f"client-{client_id}.json"
-
-
-def read_history_file(path: Path) -> History | None:
-    if not path.is_file():
-        return None
-    entries = json.loads(path.read_text(encoding="utf-8"))["history"]
-    return [(float(s), float(q), int(n)) for s, q, n in entries]
-
-
-def write_history_file(path: Path, history: History) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"history": [list(h) for h in history]}) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+def _store_name(client_id: int) -> str:
+    return f"client-{client_id}"  # the node store's file: <state_dir>/client-<id>.json
 
 
 def load_history(state: RecordDict, state_dir: str, client_id: int) -> History:
     """The client's history so far: its file if `state_dir` is set and it exists,
     else its `Context.state`."""
     if state_dir:
-        from_file = read_history_file(history_file(state_dir, client_id))
-        if from_file is not None:
-            return from_file
+        saved = load_state(state_dir, _store_name(client_id))
+        if saved:
+            return [(float(s), float(q), int(n)) for s, q, n in saved["history"]]
     return history_from_state(state)
 
 
 def save_history(state: RecordDict, state_dir: str, client_id: int, history: History) -> None:
     history_to_state(state, history)
     if state_dir:
-        write_history_file(history_file(state_dir, client_id), history)
+        save_state(state_dir, _store_name(client_id), {"history": [list(h) for h in history]})

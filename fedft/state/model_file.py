@@ -3,21 +3,20 @@ read back with `torch.load(weights_only=True)`, so loading never runs pickled co
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from fedft import __version__
 from fedft.errors import FedftError
+from fedft.state import atomic
 
 FORMAT = "fedft-model/1"
 
 
 def save_checkpoint(path: str | Path, state: dict[str, torch.Tensor], *, architecture: str, num_classes: int, input_shape: tuple[int, ...], dataset: str, config_json: str = "", extra: dict[str, Any] | None = None) -> Path:
-    """Write atomically (temp file + rename): a crash never leaves half a model."""
-    from fedft import __version__
-
+    """Write atomically (`fedft.state.atomic`): a crash never leaves half a model."""
     path = Path(path)
     record = {
         "format": FORMAT,
@@ -30,10 +29,7 @@ def save_checkpoint(path: str | Path, state: dict[str, torch.Tensor], *, archite
         "state_dict": {k: v.detach().cpu().clone() for k, v in state.items()},
         **(extra or {}),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(record, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic.write_with(path, lambda f: torch.save(record, f))
 
 
 def load_checkpoint(path: str | Path, field: str = "model.init_from") -> dict[str, Any]:

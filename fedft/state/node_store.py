@@ -1,34 +1,36 @@
-"""A client node's own state on its own disk (deployment), e.g. a DP accountant.
+"""A client node's own state on its own disk (deployment): the one store for it.
 
 In a deployment every ClientApp message runs in a fresh process started by the
 SuperNode, so nothing survives in memory between rounds; state that must outlive
-a round (privacy accountant history, cached data shard) goes to the node's
-folder, given to the SuperNode as node config `state-dir` (`fedft client
---state-dir`, default `~/.fedft/node-<partition-id>`). In a simulation there is
-no node folder (`node_dir` returns None) and callers keep state in
-`context.state` as usual.
+a round goes to the node's folder, given to the SuperNode as node config
+`state-dir` (`fedft client --state-dir`, default `~/.fedft/node-<partition-id>`).
+In a simulation there is no node folder (`node_dir` returns None) and callers
+keep state in `context.state` as usual.
 
-Usage (e.g. a privacy accountant)::
+Usage (the DP accountant history, `fedft.privacy.history`, under
+`privacy.state_dir`)::
 
-    from fedft.state.node_store import load_state, node_dir, save_state
-    folder = node_dir(context)
-    if folder is not None:
-        history = load_state(folder, "dp-accountant").get("steps", [])
-        ...
-        save_state(folder, "dp-accountant", {"steps": history})
+    from fedft.state.node_store import load_state, save_state
+    history = load_state(folder, "client-3").get("history", [])
+    ...
+    save_state(folder, "client-3", {"history": history})
 
-Values are JSON (numbers, strings, lists, dicts): readable, diffable, and no
-pickle from disk. Writes are atomic (temp file + fsync + rename), so a process
-killed mid-write leaves the previous state intact.
+Values are JSON (numbers, strings, lists, dicts), one `<name>.json` per name:
+readable, diffable, and no pickle from disk. Writes go through
+`fedft.state.atomic`, so a process killed mid-write leaves the previous state
+intact. Two things a node keeps are not JSON and so are not here, but are written
+with the same atomic writer: SCAFFOLD's control variate (tensors, bit-exact, in
+`fedft.fl.client.scaffold`) and the cached data shard (`fedft.fl.client.node_data`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
+
+from fedft.state import atomic
 
 STATE_DIR = "state-dir"  # node config key
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -59,10 +61,4 @@ def save_state(folder: str | Path, name: str, state: dict[str, Any]) -> Path:
     """Replace the state saved under `name`, atomically."""
     path = _path(folder, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(state, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return atomic.write_text(path, json.dumps(state, indent=1, sort_keys=True))

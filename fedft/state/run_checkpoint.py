@@ -1,6 +1,6 @@
 """Round checkpoints: what a run needs to continue after a crash, a kill or Ctrl-C.
 
-`checkpoint.pt` in the results folder, written atomically (temp file + rename)
+`checkpoint.pt` in the results folder, written atomically (`fedft.state.atomic`)
 after every `checkpoint.every`-th round and after the last, and on interruption
 for the last completed round. A plain dict, read with `torch.load(weights_only=True)`:
 
@@ -10,40 +10,51 @@ for the last completed round. A plain dict, read with `torch.load(weights_only=T
     arrays          {name: tensor}, the global model after that round
     rows            metrics rows 0..round (what metrics.csv holds)
     elapsed_seconds run time up to that round, over all resumed segments
-    state           {section: plain data}, one section per registered state hook
+    state           {section: plain data}, one per entry of `SECTIONS`
 
 Nothing else is needed: client sampling is a function of (seed, round) and each
 client's data order of (seed, round, client id), so there is no RNG state to save.
 
-State hooks: a feature that keeps state across rounds registers a (save, restore)
-pair under a name with `register_state`. `save(ServerState)` returns plain data
-(`fedft.state.snapshot.encode` helps); `restore(ServerState, data)` puts it back into
-the freshly built objects. Built in: `strategy` (every encodable attribute of the
-Flower strategy, wrappers included: FedOpt moments, FedAvgM momentum, clipping
-norms, SCAFFOLD server control variates kept as attributes) and `clients` (each
-client's Context.state, see `fedft.state.client_records`). A checkpoint with a section no
-hook knows is refused rather than half restored.
+The sections of `state`, a fixed table (`SECTIONS`), each a (save, restore) pair
+over `ServerState`: `strategy` (every encodable attribute of the Flower strategy,
+wrappers included: FedOpt moments, FedAvgM momentum, clipping norms, SCAFFOLD server
+control variates kept as attributes, see `fedft.state.snapshot`), `clients` (each
+client's Context.state, see `fedft.state.client_records`) and `privacy` (the
+server's privacy tracker, when the run has one). State a new feature keeps across
+rounds gets a field in `ServerState` and a row in the table. A checkpoint with a
+section the table does not know is refused rather than half restored.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any, Protocol
 
 import torch
 from flwr.serverapp.strategy import Strategy
 
-from fedft.state import snapshot
-from fedft.state.client_records import ClientStateStore
+from fedft import __version__
 from fedft.config import FedftConfig
 from fedft.errors import FedftError
+from fedft.state import atomic, snapshot
+from fedft.state.client_records import ClientStateStore
 
 FORMAT = "fedft-run-checkpoint/1"
 FILENAME = "checkpoint.pt"
+
+
+class PlainState(Protocol):
+    """An object that turns its state into plain data and back (e.g. the privacy tracker)."""
+
+    def to_plain(self) -> Any: ...
+
+    def load_plain(self, data: Any) -> None: ...
 
 
 @dataclass
@@ -52,34 +63,31 @@ class ServerState:
 
     strategy: Strategy
     clients: ClientStateStore = field(default_factory=ClientStateStore)
-    extra: dict[str, Any] = field(default_factory=dict)  # objects other features keep for their hooks
+    privacy: PlainState | None = None  # the privacy tracker (fedft.privacy.tracker), if any
 
 
 SaveFn = Callable[[ServerState], Any]
 RestoreFn = Callable[[ServerState, Any], None]
-_HOOKS: dict[str, tuple[SaveFn, RestoreFn]] = {}
 
 
-def register_state(name: str, save: SaveFn, restore: RestoreFn) -> None:
-    """Register a section of `state` in every checkpoint (see module doc)."""
-    _HOOKS[name] = (save, restore)
-
-
-register_state("strategy", lambda s: snapshot.snapshot_object(s.strategy), lambda s, d: snapshot.restore_object(s.strategy, d))
-register_state("clients", lambda s: s.clients.to_plain(), lambda s, d: s.clients.load_plain(d))
-register_state("privacy", lambda s: s.extra["privacy"].to_plain() if "privacy" in s.extra else {}, lambda s, d: s.extra["privacy"].load_plain(d) if d and "privacy" in s.extra else None)
+# The sections of a checkpoint's `state`, in the order they are saved (and so restored).
+SECTIONS: Mapping[str, tuple[SaveFn, RestoreFn]] = MappingProxyType({
+    "strategy": (lambda s: snapshot.snapshot_object(s.strategy), lambda s, d: snapshot.restore_object(s.strategy, d)),
+    "clients": (lambda s: s.clients.to_plain(), lambda s, d: s.clients.load_plain(d)),
+    "privacy": (lambda s: s.privacy.to_plain() if s.privacy is not None else {}, lambda s, d: s.privacy.load_plain(d) if d and s.privacy is not None else None),
+})
 
 
 def capture_state(server_state: ServerState) -> dict[str, Any]:
-    return {name: save(server_state) for name, (save, _) in _HOOKS.items()}
+    return {name: save(server_state) for name, (save, _) in SECTIONS.items()}
 
 
 def restore_state(server_state: ServerState, saved: dict[str, Any]) -> None:
-    unknown = sorted(set(saved) - set(_HOOKS))
+    unknown = sorted(set(saved) - set(SECTIONS))
     if unknown:
         raise FedftError("--resume", f"the checkpoint holds state this fedft cannot restore ({', '.join(unknown)}).", "resume with the fedft version that wrote it.")
     for name, data in saved.items():
-        _HOOKS[name][1](server_state, data)
+        SECTIONS[name][1](server_state, data)
 
 
 def config_hash(cfg: FedftConfig) -> str:
@@ -90,8 +98,6 @@ def config_hash(cfg: FedftConfig) -> str:
 
 def save_run_checkpoint(run_dir: Path, cfg: FedftConfig, server_round: int, arrays: dict[str, torch.Tensor], rows: list[dict[str, Any]], state: dict[str, Any], elapsed_seconds: float) -> Path:
     """Write checkpoint.pt atomically: a kill at any moment leaves the old or the new one."""
-    from fedft import __version__
-
     record = {
         "format": FORMAT,
         "fedft_version": __version__,
@@ -102,14 +108,7 @@ def save_run_checkpoint(run_dir: Path, cfg: FedftConfig, server_round: int, arra
         "elapsed_seconds": float(elapsed_seconds),
         "state": state,
     }
-    path = Path(run_dir) / FILENAME
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(record, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return atomic.write_with(Path(run_dir) / FILENAME, lambda f: torch.save(record, f))
 
 
 @dataclass(frozen=True)
@@ -142,7 +141,7 @@ def load_run_checkpoint(path: Path, cfg: FedftConfig) -> RunCheckpoint:
     )
     if not ok:
         raise FedftError("--resume", f"'{path}' is incomplete or inconsistent (round {record.get('round')!r} of {cfg.simulation.rounds}).", fix)
-    unknown = sorted(set(record["state"]) - set(_HOOKS))
+    unknown = sorted(set(record["state"]) - set(SECTIONS))
     if unknown:
         raise FedftError("--resume", f"'{path}' holds state this fedft cannot restore ({', '.join(map(str, unknown))}).", "resume with the fedft version that wrote it.")
     try:
@@ -160,8 +159,6 @@ class CheckpointKeeper:
     snapshot if it is not on disk yet (on interruption)."""
 
     def __init__(self, run_dir: Path, cfg: FedftConfig, server_state: ServerState, rows: list[dict[str, Any]], elapsed_before: float = 0.0) -> None:
-        import time
-
         self.run_dir, self.cfg, self.server_state, self.rows = Path(run_dir), cfg, server_state, rows
         self.elapsed_before = elapsed_before
         self._t0 = time.perf_counter()
@@ -169,8 +166,6 @@ class CheckpointKeeper:
         self.saved_round = 0
 
     def elapsed(self) -> float:
-        import time
-
         return self.elapsed_before + time.perf_counter() - self._t0
 
     def after_round(self, server_round: int, arrays: dict[str, torch.Tensor]) -> None:

@@ -1,7 +1,7 @@
 """The results folder: config.toml, metrics.csv/.jsonl, summary.json, model.pt, accuracy.png.
 
-Every file is written as temp file + rename, so a reader (or a crash) never sees
-half a file.
+Every file is written with `fedft.state.atomic`, so a reader (or a crash) never
+sees half a file.
 """
 
 from __future__ import annotations
@@ -10,18 +10,18 @@ import csv
 import io
 import json
 import math
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from fedft.config import FedftConfig, to_toml
+from fedft.state import atomic
+from fedft.errors import FedftError
 
 
 def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Replace a text file all at once (see `fedft.state.atomic`)."""
+    atomic.write_text(path, text)
 
 
 def versions() -> dict[str, str]:
@@ -41,8 +41,6 @@ def new_run_dir(cfg: FedftConfig, out: str | Path | None = None) -> Path:
     if out is not None:
         path = Path(out)
         if path.exists() and any(path.iterdir()):
-            from fedft.errors import FedftError
-
             raise FedftError("--out", f"'{path}' exists and is not empty.", "choose a new folder or remove it.")
         path.mkdir(parents=True, exist_ok=True)
         return path
@@ -152,10 +150,10 @@ def plot_accuracy(rows: list[dict[str, Any]], path: Path, title: str = "") -> No
 
 
 def save_figure(fig, path: Path) -> None:
-    """Write a matplotlib figure as PNG atomically (temp file + rename) and close it."""
+    """Write a matplotlib figure as PNG atomically (see `fedft.state.atomic`) and close it."""
     import matplotlib.pyplot as plt
 
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic.write_with(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    finally:
+        plt.close(fig)

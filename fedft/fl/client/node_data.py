@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -32,6 +31,7 @@ from fedft.fl import protocol as p
 from fedft.fl.context import ClientTensors, client_tensors, run_context
 from fedft.ml.data.partition import split_train_val
 from fedft.ml.models import build_model, model_options
+from fedft.state import atomic
 from fedft.state.node_store import STATE_DIR
 from fedft.errors import FedftError
 
@@ -93,10 +93,7 @@ def cached_shard(folder: str | Path, config_json: str, client_id: int) -> Client
                     torch.from_numpy(f["y_val"]), int(f["num_classes"]))
     tensors = client_tensors(config_json, client_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, x_train=tensors[0].numpy(), y_train=tensors[1].numpy(), x_val=tensors[2].numpy(), y_val=tensors[3].numpy(), num_classes=tensors[4])
-    os.replace(tmp, path)
+    atomic.write_with(path, lambda f: np.savez(f, x_train=tensors[0].numpy(), y_train=tensors[1].numpy(), x_val=tensors[2].numpy(), y_val=tensors[3].numpy(), num_classes=tensors[4]))
     return tensors
 
 

@@ -26,6 +26,7 @@ import torch
 from flwr.app import ArrayRecord, Context, RecordDict
 
 from fedft.fl import protocol as p
+from fedft.state import atomic
 
 STATE_KEY = "scaffold-client-control"  # in Context.state
 
@@ -84,9 +85,7 @@ def save_control(context: Context, control: dict[str, torch.Tensor]) -> None:
     context.state[STATE_KEY] = ArrayRecord(control)
     if (path := _disk_path(context)) is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(control, tmp)
-        tmp.replace(path)
+        atomic.write_with(path, lambda f: torch.save(control, f))  # tensors, bit-exact: a torch file, not JSON
 
 
 def finish_round(controls: Controls, context: Context, global_state: dict[str, torch.Tensor], local_state: dict[str, torch.Tensor], steps: int, lr: float) -> ArrayRecord:

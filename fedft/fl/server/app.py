@@ -50,7 +50,7 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
     text = isinstance(data, TextFederatedData)  # next-character data: perplexity, baseline, vocabulary
     if text:
         writer.extra.update(text_metrics.text_summary(data))
-    server_state = ServerState(strategy, extra={"privacy": privacy})
+    server_state = ServerState(strategy, privacy=privacy)
     start, arrays = 0, ArrayRecord(ctx.start_state)
     if resume is not None:
         start, arrays = resume.round, ArrayRecord(resume.arrays)
