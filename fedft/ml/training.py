@@ -7,13 +7,12 @@ indexing one tensor with a seeded permutation is both faster and reproducible.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from fedft.errors import FedftError
 
 from fedft.errors import FedftError
 
@@ -58,6 +57,48 @@ def seed_generator(*parts: int) -> torch.Generator:
     return gen
 
 
+BatchLoss = Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, float]]  # (logits, targets, examples) -> (loss, summed loss)
+
+
+def mean_loss(logits: torch.Tensor, y: torch.Tensor, examples: int) -> tuple[torch.Tensor, float]:
+    """Plain training: the mean cross-entropy over the batch's targets."""
+    loss = F.cross_entropy(logits, y)
+    return loss, float(loss.detach()) * len(y)
+
+
+def run_batches(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], optimizer: torch.optim.Optimizer,
+                device: torch.device, batch_loss: BatchLoss = mean_loss) -> tuple[float, int, int, int]:
+    """The one batch loop of plain and DP training: (summed loss, correct, targets seen, steps).
+
+    Sequence targets count per target (`flat_targets`). `batch_loss` is the only
+    difference between the trainers: plain training takes the mean over targets, DP-SGD
+    the sum over targets divided by the batch's examples (Opacus clips per example)."""
+    total_loss, correct, seen, steps = 0.0, 0, 0, 0
+    for xb, yb in batches:
+        xb, yb = xb.to(device), yb.to(device)
+        optimizer.zero_grad(set_to_none=True)
+        examples = len(yb)
+        logits, targets = flat_targets(model(xb), yb)
+        loss, summed = batch_loss(logits, targets, examples)
+        loss.backward()
+        optimizer.step()
+        total_loss += summed
+        correct += int((logits.argmax(1) == targets).sum())
+        seen += len(targets)
+        steps += 1
+    return total_loss, correct, seen, steps
+
+
+def shuffled_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, epochs: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Each epoch one seeded permutation, cut in order into batches of `batch_size`."""
+    n = len(y)
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            yield x[idx], y[idx]
+
+
 def train(
     model: nn.Module,
     x: torch.Tensor,
@@ -70,23 +111,8 @@ def train(
     device: torch.device,
 ) -> TrainResult:
     model.to(device).train()
-    n = len(y)
-    total_loss, correct, seen, steps = 0.0, 0, 0, 0
-    for _ in range(epochs):
-        order = torch.randperm(n, generator=generator)
-        for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
-            xb, yb = x[idx].to(device), y[idx].to(device)
-            optimizer.zero_grad(set_to_none=True)
-            logits, yb = flat_targets(model(xb), yb)
-            loss = F.cross_entropy(logits, yb)
-            loss.backward()
-            optimizer.step()
-            total_loss += float(loss.detach()) * len(yb)
-            correct += int((logits.argmax(1) == yb).sum())
-            seen += len(yb)
-            steps += 1
-    return TrainResult(loss=total_loss / max(seen, 1), accuracy=correct / max(seen, 1), num_examples=n, steps=steps)
+    total_loss, correct, seen, steps = run_batches(model, shuffled_batches(x, y, batch_size, epochs, generator), optimizer, device)
+    return TrainResult(loss=total_loss / max(seen, 1), accuracy=correct / max(seen, 1), num_examples=len(y), steps=steps)
 
 
 @torch.no_grad()

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from fedft.privacy.accounting import History, calibrate_noise, dp_sgd_sample_rate, dp_sgd_steps_per_epoch, expected_participations
 from fedft.ml.models import build_model
 from fedft.ml.models.dp_layers import to_dp
-from fedft.ml.training import TrainResult, flat_targets
+from fedft.ml.training import TrainResult, run_batches
 from fedft.privacy.fast_grad_sample import borrowed_grad_samples
 
 BUDGET_SPENT = "budget_spent"  # reply metric: 1 = this client's budget cannot cover another round
@@ -118,6 +118,14 @@ class DPTrainResult:
     sample_rate: float
 
 
+def per_example_mean_loss(logits: torch.Tensor, y: torch.Tensor, examples: int) -> tuple[torch.Tensor, float]:
+    """DP-SGD's batch loss: summed over all targets (a sequence is one example of T
+    targets), divided by the batch's examples; an empty Poisson batch (possible) gives
+    a zero loss, not NaN. Returns it with the batch's summed loss over all targets."""
+    loss = F.cross_entropy(logits, y, reduction="sum") / max(examples, 1)
+    return loss, float(loss.detach()) * examples
+
+
 def dp_train(
     model: nn.Module,
     x: torch.Tensor,
@@ -163,25 +171,11 @@ def dp_train(
     )
     dp_model.train()
     try:
-        total_loss, correct, seen, steps = 0.0, 0, 0, 0
         with warnings.catch_warnings(), borrowed_grad_samples():  # same gradients, one copy fewer per parameter and step
             # Opacus' per-sample hooks on the first layer, whose input needs no gradient: harmless
             warnings.filterwarnings("ignore", message="Full backward hook is firing")
-            for _ in range(epochs):
-                for xb, yb in dp_loader:
-                    xb, yb = xb.to(device), yb.to(device)
-                    dp_optimizer.zero_grad(set_to_none=True)
-                    logits = dp_model(xb)
-                    batch = len(yb)
-                    flat_logits, flat_y = flat_targets(logits, yb)  # a sequence is one example of T targets
-                    # mean over the batch's examples; an empty Poisson batch (possible) gives a zero loss, not NaN
-                    loss = F.cross_entropy(flat_logits, flat_y, reduction="sum") / max(batch, 1)
-                    loss.backward()
-                    dp_optimizer.step()
-                    total_loss += float(loss.detach()) * batch  # the batch's summed loss over all targets
-                    correct += int((flat_logits.argmax(1) == flat_y).sum())
-                    seen += len(flat_y)
-                    steps += 1
+            epochs_of_batches = (batch for _ in range(epochs) for batch in dp_loader)
+            total_loss, correct, seen, steps = run_batches(dp_model, epochs_of_batches, dp_optimizer, device, per_example_mean_loss)
     finally:  # leave `model` as it came: no hooks, no per-sample attributes (it may be trained again next round)
         dp_model._close()
         for param in model.parameters():
