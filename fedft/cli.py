@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from fedft.errors import EXIT_BAD_INPUT, FedftError
 

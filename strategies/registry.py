@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from flwr.serverapp.strategy import Strategy
 
@@ -36,7 +37,7 @@ class RunFacts:
     optimizer: str = "sgd"  # train.optimizer
 
     @classmethod
-    def from_config(cls, cfg: Any) -> "RunFacts":  # cfg: fedft.config.FedftConfig
+    def from_config(cls, cfg: Any) -> RunFacts:  # cfg: fedft.config.FedftConfig
         return cls(cfg.partition.num_clients, cfg.simulation.clients_per_round, cfg.train.lr, cfg.train.optimizer)
 
 

@@ -32,8 +32,8 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 from flwr.supercore import log
 
-from fedft.fl import protocol as p
 from fedft.errors import FedftError
+from fedft.fl import protocol as p
 from strategies.aggregation import weighted_mean
 from strategies.registry import RunFacts, register_strategy
 

@@ -9,15 +9,16 @@ by the jobs that run a config (`fedft.jobs.validate.load_config`).
 from __future__ import annotations
 
 import copy
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pydantic
+import tomllib
 from pydantic import BaseModel
 
 from fedft.config.schema import FedftConfig
 from fedft.errors import FedftError
+
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`a.b=value` -> (["a", "b"], value); the value is read as a TOML value,

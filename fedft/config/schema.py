@@ -243,5 +243,5 @@ class FedftConfig(_Section):
         return self.model_dump_json()
 
     @classmethod
-    def from_json(cls, text: str) -> "FedftConfig":
+    def from_json(cls, text: str) -> FedftConfig:
         return cls.model_validate(json.loads(text))

@@ -10,20 +10,16 @@ import sys
 import time
 from pathlib import Path
 
+from fedft.deploy.certs import CertPaths, make_certs, make_supernode_keys
+from fedft.deploy.launch import DeployOptions, deploy, sigterm_as_interrupt, warn_insecure
+from fedft.deploy.processes import ProcessSet, free_port
+from fedft.deploy.submit import app_dir
+from fedft.deploy.supernode import node_config_text, supernode_command
 from fedft.errors import FedftError
 from fedft.jobs.run import prepare
-from fedft.deploy.certs import CertPaths
-from fedft.deploy.launch import DeployOptions
-from fedft.deploy.submit import app_dir
-from fedft.state.run_folder import new_run_dir
 from fedft.jobs.validate import load_config
-from fedft.deploy.launch import deploy
 from fedft.runtime.progress import RoundPrinter
-from fedft.deploy.launch import warn_insecure
-from fedft.deploy.processes import ProcessSet, free_port
-from fedft.deploy.supernode import node_config_text, supernode_command
-from fedft.deploy.certs import make_certs, make_supernode_keys
-from fedft.deploy.launch import sigterm_as_interrupt
+from fedft.state.run_folder import new_run_dir
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:

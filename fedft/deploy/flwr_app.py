@@ -16,8 +16,8 @@ from flwr.serverapp import Grid, ServerApp
 from fedft.deploy.run_config import config_from_run_config, results_dir
 from fedft.errors import FedftError
 from fedft.fl.client.app import app as client_app
-from fedft.fl.server.app import serve
 from fedft.fl.context import check_start
+from fedft.fl.server.app import serve
 from fedft.runtime.progress import RoundPrinter
 from fedft.state.run_folder import RunWriter
 

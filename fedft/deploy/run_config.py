@@ -16,12 +16,13 @@ overrides of keys declared there):
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from fedft.config import FedftConfig
-from fedft.jobs.validate import load_config
 from fedft.errors import FedftError
+from fedft.jobs.validate import load_config
 from fedft.state.run_folder import new_run_dir
 
 CONFIG = "config"

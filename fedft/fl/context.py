@@ -146,4 +146,4 @@ def check_start(cfg: FedftConfig) -> None:
     """Before anything starts: make `model.init_from` absolute, then load and check it."""
     resolve_init_from(cfg)
     if cfg.model.init_from:
-        RunContext(cfg).start_state
+        _ = RunContext(cfg).start_state  # loads and checks the checkpoint

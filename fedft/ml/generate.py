@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
-from fedft.state.model_file import load_checkpoint
-from fedft.ml.data.text import Vocabulary
 from fedft.errors import FedftError
+from fedft.ml.data.text import Vocabulary
 from fedft.ml.models import build_model
+from fedft.state.model_file import load_checkpoint
 
 
 def load_text_model(path: str | Path) -> tuple[torch.nn.Module, Vocabulary]:

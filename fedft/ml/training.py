@@ -6,8 +6,8 @@ indexing one tensor with a seeded permutation is both faster and reproducible.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch

@@ -28,10 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from fedft.privacy.accounting import History, calibrate_noise, dp_sgd_sample_rate, dp_sgd_steps_per_epoch, expected_participations
 from fedft.ml.models import build_model
 from fedft.ml.models.dp_layers import to_dp
 from fedft.ml.training import TrainResult, run_batches
+from fedft.privacy.accounting import History, calibrate_noise, dp_sgd_sample_rate, dp_sgd_steps_per_epoch, expected_participations
 from fedft.privacy.fast_grad_sample import borrowed_grad_samples
 
 BUDGET_SPENT = "budget_spent"  # reply metric: 1 = this client's budget cannot cover another round

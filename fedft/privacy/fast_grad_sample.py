@@ -19,8 +19,8 @@ tests/test_dp_fast_paths.py checks them bit for bit against Opacus' own.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 

@@ -14,8 +14,8 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp

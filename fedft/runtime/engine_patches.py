@@ -21,8 +21,9 @@ unaffected: there the server still asks each node (fedft.fl.server.loop.identify
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from fedft.fl.server.nodes import NodePartitions
 

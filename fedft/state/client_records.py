@@ -20,7 +20,8 @@ keep their own state on their own disk: set `checkpoint.client_state = false`.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from flwr.app import Context, Message, RecordDict
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from fedft.state import client_records as client_state
-from fedft.state.node_store import node_dir
 from fedft.fl import protocol as p
 from fedft.fl.client import faults, scaffold
 from fedft.fl.client.central_dp import central_dp_mod
 from fedft.fl.client.node_data import DATA_PATH, cached_shard, node_tensors
 from fedft.fl.client.pipeline import local_evaluate, local_update
 from fedft.fl.context import client_tensors, run_context
+from fedft.state import client_records as client_state
+from fedft.state.node_store import node_dir
 
 app = ClientApp()
 

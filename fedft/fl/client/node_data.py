@@ -21,19 +21,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
+from fedft.errors import FedftError
 from fedft.fl import protocol as p
 from fedft.fl.context import ClientTensors, client_tensors, run_context
 from fedft.ml.data.partition import split_train_val
 from fedft.ml.models import build_model, model_options
 from fedft.state import atomic
 from fedft.state.node_store import STATE_DIR
-from fedft.errors import FedftError
 
 DATA_PATH = "data-path"
 

@@ -26,7 +26,15 @@ from fedft.ml.models import model_key
 from fedft.ml.training import TrainResult, make_optimizer, seed_generator, train
 from fedft.privacy.accounting import History, compose, dp_sgd_sample_rate, dp_sgd_steps_per_epoch, epsilon, total_steps
 from fedft.privacy.dp_sgd import (
-    BUDGET_SPENT, DP_STEPS, EPSILON, NOISE_MULTIPLIER, SAMPLE_RATE, client_noise_multiplier, dp_train, plain_state, worker_dp_model,
+    BUDGET_SPENT,
+    DP_STEPS,
+    EPSILON,
+    NOISE_MULTIPLIER,
+    SAMPLE_RATE,
+    client_noise_multiplier,
+    dp_train,
+    plain_state,
+    worker_dp_model,
 )
 from fedft.privacy.history import load_history, save_history
 

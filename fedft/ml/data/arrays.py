@@ -19,5 +19,5 @@ class ArrayDataset:
     def __len__(self) -> int:
         return len(self.y)
 
-    def subset(self, idx: np.ndarray) -> "ArrayDataset":
+    def subset(self, idx: np.ndarray) -> ArrayDataset:
         return ArrayDataset(self.name, self.x[idx], self.y[idx], self.num_classes)

@@ -10,8 +10,8 @@ a plain-text play (fedft/ml/data/text.py). Offline it fails with one line.
 
 from __future__ import annotations
 
-from fedft.ml.data.huggingface import hub_error
 from fedft.errors import FedftError
+from fedft.ml.data.huggingface import hub_error
 
 HUB_ID = "flwrlabs/shakespeare"
 

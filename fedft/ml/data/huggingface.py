@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedft.ml.data.arrays import ArrayDataset
 from fedft.errors import FedftError
+from fedft.ml.data.arrays import ArrayDataset
 
 
 def hub_error(what: str, exc: Exception, fix: str) -> FedftError:

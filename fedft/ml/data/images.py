@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fedft.errors import FedftError
 from fedft.ml.data.arrays import ArrayDataset
 from fedft.ml.data.registry import register_dataset
-from fedft.errors import FedftError
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 

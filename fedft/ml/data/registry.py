@@ -3,7 +3,7 @@ splitting and partitioning happen elsewhere, the same for every dataset."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from fedft.errors import FedftError
 from fedft.ml.data.arrays import ArrayDataset

@@ -24,13 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from fedft.errors import FedftError
 from fedft.ml.data.arrays import ArrayDataset
 from fedft.ml.data.federated import FederatedData
 from fedft.ml.data.hf_shakespeare import load_hf_shakespeare_roles
 from fedft.ml.data.partition import split_train_val
 from fedft.ml.data.registry import register_dataset
-from fedft.errors import FedftError
-from fedft.ml.data.hf_shakespeare import load_hf_shakespeare_roles
 
 TEXT = "text"
 HF_SHAKESPEARE = "hf:flwrlabs/shakespeare"
@@ -65,7 +64,7 @@ class Vocabulary:
     chars: str
 
     @classmethod
-    def default(cls) -> "Vocabulary":
+    def default(cls) -> Vocabulary:
         return cls("\n" + "".join(chr(c) for c in range(32, 127)))
 
     def __post_init__(self) -> None:

@@ -4,7 +4,8 @@ architecture serves every dataset it fits."""
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
