@@ -8,21 +8,20 @@ interrupted benchmark continues where it stopped.
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 import time
 from pathlib import Path
 
 import fedft
+from fedft.state.run_folder import read_rows, read_summary
 
 
 def _read(run_dir: Path, overrides: list[str], seconds: float) -> dict | None:
-    summary_path = run_dir / "summary.json"
-    if not summary_path.is_file():
+    summary = read_summary(run_dir)
+    if summary is None:
         return None
-    summary = json.loads(summary_path.read_text())
-    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    rows = read_rows(run_dir)
     return {
         "status": summary["status"],
         "final": summary["final_accuracy"],

@@ -25,8 +25,6 @@ from fedft.state.run_folder import save_figure
 
 import csv
 import io
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +38,7 @@ from fedft.jobs.run import prepare
 from fedft.jobs.pretrain import prepare_pretrain
 from fedft.config import to_toml
 from fedft.jobs.pretrain import pretrain
-from fedft.state.run_folder import atomic_write, new_run_dir
+from fedft.state.run_folder import atomic_write, new_run_dir, read_rows
 
 def _substitute(node: Any, token: str, value: str) -> Any:
     if isinstance(node, dict):
@@ -72,11 +70,6 @@ class ArmResult:
     run_dir: Path
     summary: dict[str, Any]
     rows: list[dict[str, Any]]  # metrics.jsonl, one dict per round (round 0 = start)
-
-
-def read_rows(run_dir: Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def run_arms(arms: dict[str, FedftConfig], out_dir: Path, quiet: bool = False, verbose: bool = False) -> list[ArmResult]:

@@ -15,8 +15,9 @@ import json
 import math
 from pathlib import Path
 from typing import Any
+
 from fedft.errors import FedftError
-from fedft.state.run_folder import atomic_write
+from fedft.state.run_folder import atomic_write, read_summary
 
 METRICS = ("final_accuracy", "best_accuracy", "epsilon", "mia_auc", "mia_tpr_at_1pct_fpr", "wall_seconds")
 SEED = "seed"
@@ -35,9 +36,8 @@ def sweep_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     """One row per point: its varied fields, then the run's results (blank if it has none yet)."""
     rows = []
     for point in _points(Path(sweep_dir)):
-        try:
-            s = json.loads((Path(sweep_dir) / point["name"] / "summary.json").read_text())
-        except (OSError, ValueError):
+        s = read_summary(Path(sweep_dir) / point["name"])
+        if s is None:
             s = {"status": "missing"}
         rows.append({
             "point": point["name"],

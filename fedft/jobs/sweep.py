@@ -34,7 +34,7 @@ from fedft.jobs.validate import load_config
 from fedft.errors import FedftError
 from fedft.jobs.run import prepare
 from fedft.jobs.report import write_report
-from fedft.state.run_folder import atomic_write, new_run_dir
+from fedft.state.run_folder import atomic_write, new_run_dir, read_summary
 from fedft.jobs.parallel import available_cpus, cpus_per_point
 from fedft.jobs.run import run
 from fedft.jobs.parallel import run_in_children
@@ -151,15 +151,8 @@ def _g(value: Any) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
-def _summary(folder: Path) -> dict[str, Any]:
-    try:
-        return json.loads((folder / "summary.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def point_done(folder: Path) -> bool:
-    return _summary(folder).get("status") == "completed"
+    return (read_summary(folder) or {}).get("status") == "completed"
 
 
 def _describe(summary: dict[str, Any]) -> str:
@@ -260,7 +253,7 @@ def _run_side_by_side(todo: list[Point], configs: dict[str, FedftConfig], sweep_
     def done(name: str, code: int, last_line: str) -> None:
         ran.append(name)
         detail = "" if code == 0 else f" (exit {code}: {last_line})"
-        progress.console.print(f"  {name}: {_describe(_summary(sweep_dir / name))}{detail}, {time.perf_counter() - started:.0f}s into the sweep")
+        progress.console.print(f"  {name}: {_describe(read_summary(sweep_dir / name) or {})}{detail}, {time.perf_counter() - started:.0f}s into the sweep")
         progress.advance(task)
 
     progress.update(task, point=f"{min(parallel, len(todo))} at a time")
