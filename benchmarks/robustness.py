@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _arms import markdown_table, run_arms  # noqa: E402
 
 from fedft.fl.client.attack import attackers  # noqa: E402
-from fedft.config import load_config  # noqa: E402
+from fedft.jobs.validate import load_config  # noqa: E402
 
 # Parameters each strategy needs to face 2 attackers out of 10.
 STRATEGY_SETTINGS = {
