@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import fedft
+from fedft.jobs.tables import markdown_table
 from fedft.state.run_folder import read_rows, read_summary
 
 
@@ -58,10 +59,9 @@ def run_arms(config: str, arms: dict[str, list[str]], out: Path, common: list[st
     return results
 
 
-def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+def results_table(header: list[str], rows: list[list[object]]) -> str:
+    """A Markdown table of benchmark cells: floats to 3 places."""
     def fmt(v: object) -> str:
         return f"{v:.3f}" if isinstance(v, float) else str(v)
 
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+    return markdown_table(header, [[fmt(v) for v in row] for row in rows])

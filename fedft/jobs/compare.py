@@ -21,24 +21,21 @@ into `<out>/<arm>/`, then writes `comparison.csv`, `comparison.md` and
 
 from __future__ import annotations
 
-from fedft.state.run_folder import save_figure
-
 import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedft.config import FedftConfig, apply_overrides
-from fedft.jobs.validate import PRETRAINED, load_config
+from fedft.config import FedftConfig, apply_overrides, to_toml
 from fedft.errors import FedftError
-from fedft.jobs.run import run
-from fedft.state.run_folder import atomic_write
+from fedft.jobs.pretrain import prepare_pretrain, pretrain
 from fedft.jobs.run import prepare
-from fedft.jobs.pretrain import prepare_pretrain
-from fedft.config import to_toml
-from fedft.jobs.pretrain import pretrain
-from fedft.state.run_folder import atomic_write, new_run_dir, read_rows
+from fedft.jobs.run import run
+from fedft.jobs.tables import markdown_table
+from fedft.jobs.validate import PRETRAINED, load_config
+from fedft.state.run_folder import atomic_write, new_run_dir, read_rows, save_figure
+
 
 def _substitute(node: Any, token: str, value: str) -> Any:
     if isinstance(node, dict):
@@ -144,23 +141,29 @@ def _f(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def markdown_table(rows: list[dict[str, Any]], reference: str) -> str:
+def _never(value: Any) -> str:
+    return "never" if value is None else str(value)
+
+
+def comparison_table(rows: list[dict[str, Any]], reference: str) -> str:
+    """comparison.md: one line per arm, accuracies to 4 places, bytes per round, "never"
+    for a target an arm did not reach."""
     target = rows[0]["target_accuracy"] if rows else None
     extra = [k for k in (rows[0] if rows else {}) if k.startswith("rounds_to_") and k != "rounds_to_target"]
-    lines = [
-        f"| arm | start | mode | rounds | start acc | final acc | best acc | rounds to {_f(target, '.4f')} ({reference} final) | "
-        + "".join(f"rounds to {k.removeprefix('rounds_to_')} | " for k in extra)
-        + f"bytes down/round | bytes up/round | vs {reference} | failed replies | wall s |",
-        "|---" * (13 + len(extra)) + "|",
+    header = [
+        "arm", "start", "mode", "rounds", "start acc", "final acc", "best acc", f"rounds to {_f(target, '.4f')} ({reference} final)",
+        *(f"rounds to {k.removeprefix('rounds_to_')}" for k in extra),
+        "bytes down/round", "bytes up/round", f"vs {reference}", "failed replies", "wall s",
     ]
-    never = lambda v: "never" if v is None else str(v)  # noqa: E731
-    for r in rows:
-        lines.append(
-            f"| {r['arm']} | {r['start']} | {r['finetune_mode']} | {r['rounds']} | {_f(r['start_accuracy'], '.4f')} | {_f(r['final_accuracy'], '.4f')} "
-            f"| {_f(r['best_accuracy'], '.4f')} | {never(r['rounds_to_target'])} | " + "".join(f"{never(r[k])} | " for k in extra)
-            + f"{r['bytes_down_per_round']:,.0f} | {r['bytes_up_per_round']:,.0f} | {_f(r['bytes_vs_reference'], '.2%')} | {r['failed_replies']} | {_f(r['wall_seconds'], '.1f')} |"
-        )
-    return "\n".join(lines) + "\n"
+    cells = [
+        [
+            str(r["arm"]), str(r["start"]), str(r["finetune_mode"]), str(r["rounds"]), _f(r["start_accuracy"], ".4f"), _f(r["final_accuracy"], ".4f"),
+            _f(r["best_accuracy"], ".4f"), _never(r["rounds_to_target"]), *(_never(r[k]) for k in extra),
+            f"{r['bytes_down_per_round']:,.0f}", f"{r['bytes_up_per_round']:,.0f}", _f(r["bytes_vs_reference"], ".2%"), str(r["failed_replies"]), _f(r["wall_seconds"], ".1f"),
+        ]
+        for r in rows
+    ]
+    return markdown_table(header, cells)
 
 
 def plot_comparison(results: list[ArmResult], path: Path, target: float | None = None, title: str = "") -> None:
@@ -197,7 +200,7 @@ def write_comparison(out_dir: Path, results: list[ArmResult], reference: str = "
     writer.writeheader()
     writer.writerows([{k: ("" if v is None else v) for k, v in row.items()} for row in rows])
     atomic_write(out_dir / "comparison.csv", buf.getvalue())
-    table = markdown_table(rows, reference)
+    table = comparison_table(rows, reference)
     atomic_write(out_dir / "comparison.md", table)
     plot_comparison(results, out_dir / "comparison.png", rows[0]["target_accuracy"], title)
     return table
