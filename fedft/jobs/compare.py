@@ -31,7 +31,7 @@ from fedft.config import FedftConfig, apply_overrides, to_toml
 from fedft.errors import FedftError
 from fedft.jobs.pretrain import prepare_pretrain, pretrain
 from fedft.jobs.run import prepare
-from fedft.jobs.run import run
+from fedft.jobs.runner import run_each
 from fedft.jobs.tables import markdown_table
 from fedft.jobs.validate import PRETRAINED, load_config
 from fedft.state.run_folder import atomic_write, new_run_dir, read_rows, save_figure
@@ -74,14 +74,10 @@ def run_arms(arms: dict[str, FedftConfig], out_dir: Path, quiet: bool = False, v
     A failed arm is recorded (status in its summary) and the others still run."""
     from rich.console import Console
 
-
     console = Console(highlight=False, quiet=quiet)
-    results = []
-    for i, (name, cfg) in enumerate(arms.items(), 1):
-        console.rule(f"arm {i}/{len(arms)}: {name}")
-        result = run(cfg, out=Path(out_dir) / name, quiet=quiet, verbose=verbose)
-        results.append(ArmResult(name, cfg, result.run_dir, result.summary, read_rows(result.run_dir)))
-    return results
+    finished = run_each(arms.items(), Path(out_dir), quiet=quiet, verbose=verbose,
+                        on_start=lambda number, name: console.rule(f"arm {number}/{len(arms)}: {name}"))
+    return [ArmResult(r.name, arms[r.name], r.run_dir, r.summary, read_rows(r.run_dir)) for r in finished]
 
 
 def rounds_to_reach(rows: list[dict[str, Any]], target: float | None) -> int | None:
