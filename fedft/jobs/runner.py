@@ -19,6 +19,8 @@ from fedft.jobs.run import run
 
 @dataclass(frozen=True)
 class FinishedRun:
+    """What a caller needs to report one run of the batch and to decide whether to go on."""
+
     name: str
     run_dir: Path
     summary: dict[str, Any]  # empty when the run raised
