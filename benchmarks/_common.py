@@ -4,7 +4,6 @@ whole process tree from /proc, and read back its per-round metrics."""
 from __future__ import annotations
 
 import csv
-import json
 import os
 import subprocess
 import sys
@@ -50,6 +49,8 @@ def run_fedft(config: str | Path, overrides: list[str], sample_every: float = 0.
     """`python -m fedft run CONFIG --set ...` in a child process; returns wall time from
     launch to exit, peak tree RSS, the metrics.csv rows and the time the first round row
     appeared (start-up = launch to round 0 row, i.e. Ray, nodes and the handshake up)."""
+    from fedft.state.run_folder import read_summary  # here: the scripts put ROOT on sys.path after importing this module
+
     out = Path(tempfile.mkdtemp(prefix="fedft-bench-")) / "run"
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     cmd = [sys.executable, "-m", "fedft", "run", str(config), "--quiet", "--out", str(out)]
@@ -83,7 +84,9 @@ def run_fedft(config: str | Path, overrides: list[str], sample_every: float = 0.
         raise RuntimeError(f"fedft run failed ({proc.returncode}):\n{output[-3000:]}")
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    summary = json.loads((out / "summary.json").read_text())
+    summary = read_summary(out)
+    if summary is None:
+        raise RuntimeError(f"fedft run left no readable summary.json in {out}")
     return {"wall": wall, "peak_rss": peak, "rows": rows, "summary": summary, "first_row_at": first_row_at, "run_dir": out}
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from fedft.state.run_folder import read_summary  # noqa: E402
 
 ROWS = [
     ("no DP", "simulations/dp_local_eps8.toml", ["privacy.mode=none"]),
@@ -51,13 +52,13 @@ def run_row(config: str, overrides: list[str], out: Path, attempts: int = 3) -> 
         for o in overrides:
             cmd += ["--set", o]
         proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
-        summary_path = run_dir / "summary.json"
-        if proc.returncode == 0 and summary_path.is_file():
+        summary = read_summary(run_dir)
+        if proc.returncode == 0 and summary is not None:
             with open(run_dir / "metrics.csv") as f:
                 rows = list(csv.DictReader(f))
             lost = sum(int(r["clients_failed"] or 0) + int(r["clients_timed_out"] or 0) for r in rows[1:])
             if lost == 0:
-                return json.loads(summary_path.read_text()), run_dir
+                return summary, run_dir
             print(f"  {config}: {lost} client replies lost in attempt {attempt}; running it again", file=sys.stderr, flush=True)
         else:
             print(f"  {config}: attempt {attempt} exited {proc.returncode}: {proc.stderr.strip()[-300:]}", file=sys.stderr, flush=True)

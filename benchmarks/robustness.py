@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _arms import markdown_table, run_arms  # noqa: E402
+from _arms import results_table, run_arms  # noqa: E402
 
 from fedft.fl.client.attack import attackers  # noqa: E402
 from fedft.jobs.validate import load_config  # noqa: E402
@@ -54,13 +54,13 @@ def main(argv: list[str] | None = None) -> int:
             row.append(f"{100 * (attacked['final'] - fedavg_clean):+.1f}")
         rows.append(row + [clean["failed"] + attacked["failed"]])
     header = ["strategy", "no attack", "attacked", "change (points)"] + (["vs FedAvg no attack (points)"] if fedavg_clean is not None else []) + ["lost replies"]
-    table = markdown_table(header, rows)
-    (Path(args.out) / "table.md").write_text(table + "\n")
+    table = results_table(header, rows)
+    (Path(args.out) / "table.md").write_text(table)
     cfg = load_config(args.config, args.overrides)
     who = sorted(attackers(cfg.attack.seed, cfg.partition.num_clients, cfg.attack.fraction))
     print(f"\n{args.config} {' '.join(args.overrides)}: final central test accuracy after {cfg.simulation.rounds} rounds;")
     print(f"attack {cfg.attack.kind} (scale {cfg.attack.scale}) by clients {who} of {cfg.partition.num_clients}\n")
-    print(table)
+    print(table, end="")
     return 0
 
 

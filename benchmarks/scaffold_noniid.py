@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _arms import markdown_table, run_arms  # noqa: E402
+from _arms import results_table, run_arms  # noqa: E402
 
 ARMS = {
     "fedavg": ["strategy.name=fedavg"],
@@ -36,10 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     rounds = len(next(iter(results.values()))["curve"])
     rows = [[r] + [results[a]["curve"][r] for a in args.arms] for r in range(rounds)]
     rows.append(["best"] + [results[a]["best"] for a in args.arms])
-    table = markdown_table(["round"] + args.arms, rows)
-    (Path(args.out) / "table.md").write_text(table + "\n")
+    table = results_table(["round"] + args.arms, rows)
+    (Path(args.out) / "table.md").write_text(table)
     print(f"\n{args.config} {' '.join(args.overrides)}: central test accuracy per round\n")
-    print(table)
+    print(table, end="")
     return 0
 
 

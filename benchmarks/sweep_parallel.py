@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     import tomli_w
 
     from fedft.config import read_toml
+    from fedft.state.run_folder import read_summary
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parallel", default="1,2", help="comma-separated values of --parallel to compare")
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                        cwd=ROOT, env=env, check=True)
         walls[parallel] = time.perf_counter() - t0
         points = json.loads((out / "points.json").read_text())
-        accuracies[parallel] = [json.loads((out / p["name"] / "summary.json").read_text())["final_accuracy"] for p in points]
+        accuracies[parallel] = [read_summary(out / p["name"])["final_accuracy"] for p in points]
         print(f"--parallel {parallel}: {walls[parallel]:.1f} s, final accuracies {accuracies[parallel]}", flush=True)
     first = next(iter(walls))
     same = all(a == accuracies[first] for a in accuracies.values())

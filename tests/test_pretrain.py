@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from fedft.state.model_file import load_checkpoint
-from fedft.jobs.compare import ArmResult, comparison_rows, markdown_table, rounds_to_reach
+from fedft.jobs.compare import ArmResult, comparison_rows, comparison_table, rounds_to_reach
 from fedft.jobs.validate import load_config
 from fedft.errors import FedftError
 from fedft.jobs.pretrain import pretrain
+from fedft.jobs.tables import markdown_table
 
 
 def _pretrain_config(tiny_config, **pre):
@@ -109,7 +110,21 @@ def test_comparison_counts_rounds_to_the_reference_final_accuracy(tiny_config):
     assert [r["rounds_to_target"] for r in rows] == [4, 2, None]
     assert [r["rounds_to_0.8"] for r in rows] == [3, 1, 3]
     assert rows[1]["rounds_fraction"] == 0.5 and rows[1]["bytes_vs_reference"] == pytest.approx(0.01)
-    table = markdown_table(rows, "scratch")
+    table = comparison_table(rows, "scratch")
     lines = table.splitlines()
     assert len(lines) == 5 and "rounds to 0.8 |" in lines[0] and lines[-1].startswith("| never |")
     assert all(line.count("|") == lines[0].count("|") for line in lines)
+
+
+def test_comparison_table_is_pinned_byte_for_byte():
+    """comparison.md's exact bytes (the one Markdown renderer, fedft.jobs.tables, lays it out)."""
+    cfg = load_config({"name": "t"})
+    rows = comparison_rows([_arm("scratch", [0.1, 0.5, 0.8], 2000, cfg), _arm("head", [0.6, 0.9, 0.95], 20, cfg)], "scratch", targets=[0.9])
+    assert comparison_table(rows, "scratch") == (
+        "| arm | start | mode | rounds | start acc | final acc | best acc | rounds to 0.8000 (scratch final) | rounds to 0.9 "
+        "| bytes down/round | bytes up/round | vs scratch | failed replies | wall s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| scratch | scratch | full | 2 | 0.1000 | 0.8000 | 0.8000 | 2 | never | 2,000 | 2,000 | 100.00% | 0 | 1.0 |\n"
+        "| head | scratch | full | 2 | 0.6000 | 0.9500 | 0.9500 | 1 | 1 | 20 | 20 | 1.00% | 0 | 1.0 |\n"
+    )
+    assert markdown_table(["a", "b"], [["1", "x"]]) == "| a | b |\n|---|---|\n| 1 | x |\n"

@@ -32,7 +32,7 @@ from fedft.deploy.run_config import write_run_config
 from fedft.deploy.superlink import local_address, superlink_command, tail, wait_until_ready
 from fedft.deploy.supernode import node_config_text, supernode_command
 from fedft.errors import FedftError
-from fedft.state.run_folder import RunWriter
+from fedft.state.run_folder import RunWriter, read_rows, read_summary
 
 INSECURE_WARNING = ("fedft: warning: --insecure: TLS is off; model updates travel unencrypted and anything "
                     "that can reach the port can connect. Use only on a trusted network.")
@@ -71,20 +71,10 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
-def _read_rows(path: Path, done: int) -> tuple[list[dict[str, Any]], int]:
-    """Complete lines of metrics.jsonl after the first `done`."""
-    try:
-        lines = path.read_text(encoding="utf-8").split("\n")[:-1]  # last piece: partial or empty
-    except FileNotFoundError:
-        return [], done
-    return [json.loads(line) for line in lines[done:] if line.strip()], len(lines)
-
-
 def _finish_here(cfg: FedftConfig, run_dir: Path, status: str, wall: float, error: str) -> dict[str, Any]:
     """summary.json when the ServerApp could not write one (it never started, or was killed)."""
     writer = RunWriter(run_dir, cfg)
-    rows, _ = _read_rows(run_dir / "metrics.jsonl", 0)
-    writer.rows = [{k: (float("nan") if v is None else v) for k, v in r.items()} for r in rows]
+    writer.rows = [{k: (float("nan") if v is None else v) for k, v in r.items()} for r in read_rows(run_dir)]
     return writer.finish(status, wall, {"error": error} if error else None)
 
 
@@ -191,25 +181,29 @@ def _follow(run_dir: Path, run, superlink, printer, poll: float = 0.5) -> None:
     (it ends with the run)."""
     done = 0
     while True:
-        rows, done = _read_rows(run_dir / "metrics.jsonl", done)
-        for row in rows:
-            printer.on_round(row)
+        done = _print_new_rows(run_dir, done, printer)
         if run.poll() is not None:
             break
         if superlink.poll() is not None:
             raise FedftError("SuperLink", f"exited with code {superlink.returncode} during the run.", f"see {run_dir / 'logs' / 'superlink.log'}.")
         time.sleep(poll)
-    rows, _ = _read_rows(run_dir / "metrics.jsonl", done)
-    for row in rows:
+    _print_new_rows(run_dir, done, printer)
+
+
+def _print_new_rows(run_dir: Path, done: int, printer) -> int:
+    """Print the rounds recorded after the first `done`; returns how many are recorded."""
+    rows = read_rows(run_dir)
+    for row in rows[done:]:
         printer.on_round(row)
+    return len(rows)
 
 
 def _wait_summary(run_dir: Path, timeout: float = 15.0) -> dict[str, Any] | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            return json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
-            time.sleep(0.3)
+        summary = read_summary(run_dir)
+        if summary is not None:
+            return summary
+        time.sleep(0.3)
     return None
 

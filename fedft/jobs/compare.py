@@ -21,26 +21,21 @@ into `<out>/<arm>/`, then writes `comparison.csv`, `comparison.md` and
 
 from __future__ import annotations
 
-from fedft.state.run_folder import save_figure
-
 import csv
 import io
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedft.config import FedftConfig, apply_overrides
-from fedft.jobs.validate import PRETRAINED, load_config
+from fedft.config import FedftConfig, apply_overrides, to_toml
 from fedft.errors import FedftError
-from fedft.jobs.run import run
-from fedft.state.run_folder import atomic_write
+from fedft.jobs.pretrain import prepare_pretrain, pretrain
 from fedft.jobs.run import prepare
-from fedft.jobs.pretrain import prepare_pretrain
-from fedft.config import to_toml
-from fedft.jobs.pretrain import pretrain
-from fedft.state.run_folder import atomic_write, new_run_dir
+from fedft.jobs.runner import run_each
+from fedft.jobs.tables import markdown_table
+from fedft.jobs.validate import PRETRAINED, load_config
+from fedft.state.run_folder import atomic_write, new_run_dir, read_rows, save_figure
+
 
 def _substitute(node: Any, token: str, value: str) -> Any:
     if isinstance(node, dict):
@@ -74,24 +69,15 @@ class ArmResult:
     rows: list[dict[str, Any]]  # metrics.jsonl, one dict per round (round 0 = start)
 
 
-def read_rows(run_dir: Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
 def run_arms(arms: dict[str, FedftConfig], out_dir: Path, quiet: bool = False, verbose: bool = False) -> list[ArmResult]:
     """Run each arm's config with `fedft.run` into `<out_dir>/<arm>/`, one after another.
     A failed arm is recorded (status in its summary) and the others still run."""
     from rich.console import Console
 
-
     console = Console(highlight=False, quiet=quiet)
-    results = []
-    for i, (name, cfg) in enumerate(arms.items(), 1):
-        console.rule(f"arm {i}/{len(arms)}: {name}")
-        result = run(cfg, out=Path(out_dir) / name, quiet=quiet, verbose=verbose)
-        results.append(ArmResult(name, cfg, result.run_dir, result.summary, read_rows(result.run_dir)))
-    return results
+    finished = run_each(arms.items(), Path(out_dir), quiet=quiet, verbose=verbose,
+                        on_start=lambda number, name: console.rule(f"arm {number}/{len(arms)}: {name}"))
+    return [ArmResult(r.name, arms[r.name], r.run_dir, r.summary, read_rows(r.run_dir)) for r in finished]
 
 
 def rounds_to_reach(rows: list[dict[str, Any]], target: float | None) -> int | None:
@@ -151,23 +137,29 @@ def _f(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def markdown_table(rows: list[dict[str, Any]], reference: str) -> str:
+def _never(value: Any) -> str:
+    return "never" if value is None else str(value)
+
+
+def comparison_table(rows: list[dict[str, Any]], reference: str) -> str:
+    """comparison.md: one line per arm, accuracies to 4 places, bytes per round, "never"
+    for a target an arm did not reach."""
     target = rows[0]["target_accuracy"] if rows else None
     extra = [k for k in (rows[0] if rows else {}) if k.startswith("rounds_to_") and k != "rounds_to_target"]
-    lines = [
-        f"| arm | start | mode | rounds | start acc | final acc | best acc | rounds to {_f(target, '.4f')} ({reference} final) | "
-        + "".join(f"rounds to {k.removeprefix('rounds_to_')} | " for k in extra)
-        + f"bytes down/round | bytes up/round | vs {reference} | failed replies | wall s |",
-        "|---" * (13 + len(extra)) + "|",
+    header = [
+        "arm", "start", "mode", "rounds", "start acc", "final acc", "best acc", f"rounds to {_f(target, '.4f')} ({reference} final)",
+        *(f"rounds to {k.removeprefix('rounds_to_')}" for k in extra),
+        "bytes down/round", "bytes up/round", f"vs {reference}", "failed replies", "wall s",
     ]
-    never = lambda v: "never" if v is None else str(v)  # noqa: E731
-    for r in rows:
-        lines.append(
-            f"| {r['arm']} | {r['start']} | {r['finetune_mode']} | {r['rounds']} | {_f(r['start_accuracy'], '.4f')} | {_f(r['final_accuracy'], '.4f')} "
-            f"| {_f(r['best_accuracy'], '.4f')} | {never(r['rounds_to_target'])} | " + "".join(f"{never(r[k])} | " for k in extra)
-            + f"{r['bytes_down_per_round']:,.0f} | {r['bytes_up_per_round']:,.0f} | {_f(r['bytes_vs_reference'], '.2%')} | {r['failed_replies']} | {_f(r['wall_seconds'], '.1f')} |"
-        )
-    return "\n".join(lines) + "\n"
+    cells = [
+        [
+            str(r["arm"]), str(r["start"]), str(r["finetune_mode"]), str(r["rounds"]), _f(r["start_accuracy"], ".4f"), _f(r["final_accuracy"], ".4f"),
+            _f(r["best_accuracy"], ".4f"), _never(r["rounds_to_target"]), *(_never(r[k]) for k in extra),
+            f"{r['bytes_down_per_round']:,.0f}", f"{r['bytes_up_per_round']:,.0f}", _f(r["bytes_vs_reference"], ".2%"), str(r["failed_replies"]), _f(r["wall_seconds"], ".1f"),
+        ]
+        for r in rows
+    ]
+    return markdown_table(header, cells)
 
 
 def plot_comparison(results: list[ArmResult], path: Path, target: float | None = None, title: str = "") -> None:
@@ -204,7 +196,7 @@ def write_comparison(out_dir: Path, results: list[ArmResult], reference: str = "
     writer.writeheader()
     writer.writerows([{k: ("" if v is None else v) for k, v in row.items()} for row in rows])
     atomic_write(out_dir / "comparison.csv", buf.getvalue())
-    table = markdown_table(rows, reference)
+    table = comparison_table(rows, reference)
     atomic_write(out_dir / "comparison.md", table)
     plot_comparison(results, out_dir / "comparison.png", rows[0]["target_accuracy"], title)
     return table

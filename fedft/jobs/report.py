@@ -7,16 +7,16 @@ sub-folder with a summary.json is a point and the varied fields are unknown).
 
 from __future__ import annotations
 
-from fedft.state.run_folder import save_figure
-
 import csv
 import io
 import json
 import math
 from pathlib import Path
 from typing import Any
+
 from fedft.errors import FedftError
-from fedft.state.run_folder import atomic_write
+from fedft.jobs.tables import markdown_table
+from fedft.state.run_folder import atomic_write, read_summary, save_figure
 
 METRICS = ("final_accuracy", "best_accuracy", "epsilon", "mia_auc", "mia_tpr_at_1pct_fpr", "wall_seconds")
 SEED = "seed"
@@ -35,9 +35,8 @@ def sweep_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     """One row per point: its varied fields, then the run's results (blank if it has none yet)."""
     rows = []
     for point in _points(Path(sweep_dir)):
-        try:
-            s = json.loads((Path(sweep_dir) / point["name"] / "summary.json").read_text())
-        except (OSError, ValueError):
+        s = read_summary(Path(sweep_dir) / point["name"])
+        if s is None:
             s = {"status": "missing"}
         rows.append({
             "point": point["name"],
@@ -96,19 +95,20 @@ def _fmt(mean: float | None, std: float | None, spec: str) -> str:
     return format(mean, spec) + (f" ± {format(std, spec)}" if std is not None else "")
 
 
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    groups = group_rows(rows)
+def sweep_table(rows: list[dict[str, Any]]) -> str:
+    """sweep.md: one line per group of seeds (mean ± std), then the points not completed."""
     keys = [k for k in _varied(rows) if k != SEED]
-    head = [*keys, "seeds", "final acc", "best acc", "ε", "MIA AUC", "MIA TPR@1%FPR", "wall s"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for g in groups:
-        cells = ["-" if g[k] is None else str(g[k]) for k in keys] + [str(g["n"])]
-        cells += [_fmt(g[m], g[m + "_std"], spec) for m, spec in zip(METRICS, (".4f", ".4f", ".3g", ".3f", ".3f", ".0f"))]
-        lines.append("| " + " | ".join(cells) + " |")
+    header = [*keys, "seeds", "final acc", "best acc", "ε", "MIA AUC", "MIA TPR@1%FPR", "wall s"]
+    cells = [
+        ["-" if g[k] is None else str(g[k]) for k in keys] + [str(g["n"])]
+        + [_fmt(g[m], g[m + "_std"], spec) for m, spec in zip(METRICS, (".4f", ".4f", ".3g", ".3f", ".3f", ".0f"))]
+        for g in group_rows(rows)
+    ]
+    table = markdown_table(header, cells)
     incomplete = [r["point"] for r in rows if r["status"] != "completed"]
     if incomplete:
-        lines.append(f"\nNot completed ({len(incomplete)}): {', '.join(incomplete)}")
-    return "\n".join(lines) + "\n"
+        table += f"\nNot completed ({len(incomplete)}): {', '.join(incomplete)}\n"
+    return table
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -186,7 +186,7 @@ def write_report(sweep_dir: str | Path) -> str:
     writer.writeheader()
     writer.writerows([{k: ("" if v is None else v) for k, v in r.items()} for r in rows])
     atomic_write(sweep_dir / "sweep.csv", buf.getvalue())
-    table = markdown_table(rows)
+    table = sweep_table(rows)
     atomic_write(sweep_dir / "sweep.md", table)
     plot_sweep(rows, sweep_dir / "sweep.png", title=sweep_dir.name)
     return table

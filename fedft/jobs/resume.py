@@ -12,7 +12,6 @@ ended, or `checkpoint.every = 0`) starts again from round 0 in the same folder.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from fedft.config import FedftConfig
 from fedft.jobs.validate import load_config
 from fedft.errors import FedftError
 from fedft.state.run_checkpoint import FILENAME, RunCheckpoint, config_hash, load_run_checkpoint
+from fedft.state.run_folder import read_summary
 from fedft.ml.data import federated_data_for
 from fedft.fl.context import RunContext
 
@@ -103,9 +103,6 @@ def _check_arrays(path: Path, arrays: dict[str, Any], cfg: FedftConfig) -> None:
 
 def is_complete(run_dir: Path, cfg: FedftConfig, point: ResumePoint) -> dict[str, Any] | None:
     """The folder's summary if the run already finished all its rounds, else None."""
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
-    done = isinstance(summary, dict) and summary.get("status") == "completed" and (run_dir / "model.pt").is_file() and (point.checkpoint is None or point.round == cfg.simulation.rounds)
+    summary = read_summary(run_dir)
+    done = summary is not None and summary.get("status") == "completed" and (run_dir / "model.pt").is_file() and (point.checkpoint is None or point.round == cfg.simulation.rounds)
     return summary if done else None

@@ -30,14 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from fedft.config import FedftConfig, apply_overrides, read_toml
-from fedft.jobs.validate import load_config
 from fedft.errors import FedftError
-from fedft.jobs.run import prepare
+from fedft.jobs.parallel import available_cpus, cpus_per_point, run_in_children
 from fedft.jobs.report import write_report
-from fedft.state.run_folder import atomic_write, new_run_dir
-from fedft.jobs.parallel import available_cpus, cpus_per_point
-from fedft.jobs.run import run
-from fedft.jobs.parallel import run_in_children
+from fedft.jobs.run import prepare
+from fedft.jobs.runner import FinishedRun, run_each
+from fedft.jobs.validate import load_config
+from fedft.state.run_folder import atomic_write, new_run_dir, read_summary
 
 SWEEP_TOML = "sweep.toml"  # the sweep's own config (base + [sweep]), for resuming and reporting
 POINTS_JSON = "points.json"
@@ -151,15 +150,8 @@ def _g(value: Any) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
-def _summary(folder: Path) -> dict[str, Any]:
-    try:
-        return json.loads((folder / "summary.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def point_done(folder: Path) -> bool:
-    return _summary(folder).get("status") == "completed"
+    return (read_summary(folder) or {}).get("status") == "completed"
 
 
 def _describe(summary: dict[str, Any]) -> str:
@@ -234,22 +226,24 @@ def sweep(config: str | Path | dict, overrides: list[str] | None = None, out: st
 
 def _run_one_by_one(todo: list[Point], configs: dict[str, FedftConfig], sweep_dir: Path, progress: Any, task: Any, ran: list[str], *,
                     verbose: bool, **_: Any) -> bool:
-    """Each point in this process with `fedft.run`; True if one was interrupted (the sweep stops there)."""
-    for point in todo:
-        progress.update(task, point=point.name)
-        t0 = time.perf_counter()
-        ran.append(point.name)
-        try:
-            summary = run(configs[point.name], out=sweep_dir / point.name, quiet=True, verbose=verbose).summary
-        except Exception as exc:  # noqa: BLE001  the point's summary says "failed"; the next resume redoes it
-            progress.console.print(f"  {point.name}: failed: {type(exc).__name__}: {exc}")
+    """Each point in this process with `fedft.run`; True if one was interrupted (the sweep stops there).
+    A point that raises is reported and the sweep goes on (the next resume redoes it)."""
+
+    def started(_: int, name: str) -> None:
+        progress.update(task, point=name)
+        ran.append(name)
+
+    def finished(result: FinishedRun) -> None:
+        if result.error is not None:
+            progress.console.print(f"  {result.name}: failed: {type(result.error).__name__}: {result.error}")
+        else:
+            progress.console.print(f"  {result.name}: {_describe(result.summary)}, {result.seconds:.0f}s")
+        if not result.interrupted:
             progress.advance(task)
-            continue
-        progress.console.print(f"  {point.name}: {_describe(summary)}, {time.perf_counter() - t0:.0f}s")
-        if summary.get("status") == "interrupted":
-            return True
-        progress.advance(task)
-    return False
+
+    results = run_each(((p.name, configs[p.name]) for p in todo), sweep_dir, quiet=True, verbose=verbose,
+                       on_start=started, on_finish=finished, keep_going_on_error=True, stop_on_interrupt=True)
+    return any(result.interrupted for result in results)
 
 
 def _run_side_by_side(todo: list[Point], configs: dict[str, FedftConfig], sweep_dir: Path, progress: Any, task: Any, ran: list[str], *,
@@ -260,7 +254,7 @@ def _run_side_by_side(todo: list[Point], configs: dict[str, FedftConfig], sweep_
     def done(name: str, code: int, last_line: str) -> None:
         ran.append(name)
         detail = "" if code == 0 else f" (exit {code}: {last_line})"
-        progress.console.print(f"  {name}: {_describe(_summary(sweep_dir / name))}{detail}, {time.perf_counter() - started:.0f}s into the sweep")
+        progress.console.print(f"  {name}: {_describe(read_summary(sweep_dir / name) or {})}{detail}, {time.perf_counter() - started:.0f}s into the sweep")
         progress.advance(task)
 
     progress.update(task, point=f"{min(parallel, len(todo))} at a time")

@@ -157,3 +157,26 @@ def save_figure(fig, path: Path) -> None:
         atomic.write_with(path, lambda f: fig.savefig(f, format="png", dpi=100))
     finally:
         plt.close(fig)
+
+
+# ------------------------------------------------------------ reading a results folder back
+# The one way every job, the deployment and the benchmarks read a folder's results.
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """summary.json as a dict; None while there is none, or when it cannot be read or is
+    not a JSON object (a run that never finished, or a damaged file)."""
+    try:
+        summary = json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
+def read_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """metrics.jsonl, one dict per round (round 0 = start); [] while there is none. A last
+    line without its newline is being appended right now and is left out."""
+    try:
+        lines = (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8").split("\n")[:-1]
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in lines if line.strip()]
