@@ -27,7 +27,7 @@ from fedft.fl.server.loop import RoundCallback, run_rounds
 from fedft.fl.server.nodes import KnownNodesGrid, NodePartitions
 from fedft.state.run_checkpoint import CheckpointKeeper, RunCheckpoint, ServerState, restore_state
 from fedft.privacy.central import wrap_strategy
-from fedft.privacy.tracker import PrivacyTracker
+from fedft.privacy.tracker import privacy_tracker
 from strategies import RunFacts, build_strategy
 from fedft.privacy.audit import run_mia
 
@@ -47,7 +47,7 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
     save the final model; return its state."""
     strategy = wrap_strategy(build_strategy(cfg.strategy.name, cfg.strategy.params(), RunFacts.from_config(cfg)), cfg)  # central DP wraps it
     evaluator = central_evaluator(cfg)
-    privacy = PrivacyTracker(cfg)
+    privacy = privacy_tracker(cfg)
     data = federated_data_for(cfg)
     text = isinstance(data, TextFederatedData)  # next-character data: perplexity, baseline, vocabulary
     if text:

@@ -21,7 +21,7 @@ from fedft.config import FedftConfig
 from fedft.errors import FedftError
 from fedft.state.client_records import ClientStateStore
 from fedft.state.client_records import strip as strip_client_state
-from fedft.privacy.tracker import PrivacyTracker
+from fedft.privacy.tracker import PrivacyTracker, privacy_tracker
 from fedft.ml.finetune import frozen_digest, plan_for
 from fedft.fl.server.evaluation import Evaluator
 from fedft.fl.server.exchange import check_stop, is_dropout, send_and_receive
@@ -85,7 +85,7 @@ def run_rounds(
     initial evaluation, only when starting fresh); return the final global arrays.
     `stop` set (SIGINT/SIGTERM) raises RunInterrupted before any half-done round is recorded."""
     sim = cfg.simulation
-    privacy = privacy or PrivacyTracker(cfg)
+    privacy = privacy or privacy_tracker(cfg)
     t0 = time.perf_counter()
     check_stop(stop)
     if start_round == 0:
