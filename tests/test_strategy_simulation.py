@@ -21,7 +21,7 @@ from fedft.jobs.validate import load_config
 from fedft.fl.context import RunContext
 from fedft.fl.server.evaluation import central_evaluator
 from fedft.fl.server.loop import RoundParts, RoundSettings, run_rounds
-from fedft.privacy.tracker import PrivacyTracker
+from fedft.privacy.tracker import privacy_tracker
 from strategies import RunFacts, build_strategy, strategy_names
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import test modules
@@ -86,7 +86,7 @@ def test_every_strategy_runs_a_round_and_drops_bad_updates(tmp_path, process_gua
             strategy = build_strategy(cfg.strategy.name, cfg.strategy.params(), RunFacts.from_config(cfg))
             ctx = RunContext(cfg)
             start = ctx.initial_state
-            parts = RoundParts(strategy, central_evaluator(ctx), PrivacyTracker(cfg), ctx.plan, on_round=rows.append)
+            parts = RoundParts(strategy, central_evaluator(ctx), privacy_tracker(cfg), ctx.plan, on_round=rows.append)
             final = run_rounds(grid, ArrayRecord(start), RoundSettings.from_config(cfg), parts)
             results[name] = (rows, start, final.to_torch_state_dict())
 

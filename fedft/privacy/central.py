@@ -64,6 +64,7 @@ def wrap_strategy(strategy: Strategy, cfg: FedftConfig) -> Strategy:
     return fs.DifferentialPrivacyClientSideAdaptiveClipping(strategy, sigma, m, **adaptive)
 
 
-def current_clipping_norm(strategy: Strategy, cfg: FedftConfig) -> float:
-    """The clipping norm in force (adaptive wrappers move it every round)."""
-    return float(getattr(strategy, "clipping_norm", cfg.privacy.clipping_norm))
+def current_clipping_norm(strategy: Strategy, configured: float) -> float:
+    """The clipping norm in force (adaptive wrappers move it every round; `configured` otherwise)."""
+    return float(getattr(strategy, "clipping_norm", configured))
+

@@ -25,7 +25,7 @@ from fedft.fl.server.loop import RoundCallback, RoundParts, RoundSettings, run_r
 from fedft.fl.server.nodes import KnownNodesGrid, NodePartitions
 from fedft.state.run_checkpoint import CheckpointKeeper, RunCheckpoint, ServerState, restore_state
 from fedft.privacy.central import wrap_strategy
-from fedft.privacy.tracker import PrivacyTracker
+from fedft.privacy.tracker import privacy_tracker
 from strategies import RunFacts, build_strategy
 from fedft.privacy.audit import run_mia
 
@@ -45,7 +45,7 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
     ctx = RunContext(cfg)  # data, model, plan and start state, derived once for the whole run
     strategy = wrap_strategy(build_strategy(cfg.strategy.name, cfg.strategy.params(), RunFacts.from_config(cfg)), cfg)  # central DP wraps it
     evaluator = central_evaluator(ctx)
-    privacy = PrivacyTracker(cfg)
+    privacy = privacy_tracker(cfg)
     data = ctx.data
     text = isinstance(data, TextFederatedData)  # next-character data: perplexity, baseline, vocabulary
     if text:

@@ -1,0 +1,67 @@
+"""Central DP bookkeeping: the server accounts the noisy aggregates it releases.
+
+After R rounds whose noisy aggregate was released,
+ε = accountant[(noise_multiplier, clients_per_round / num_clients, R)].
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flwr.app import Message
+from flwr.serverapp.strategy import Strategy
+
+from fedft.privacy.accounting import epsilon as account
+from fedft.privacy.central import current_clipping_norm
+from fedft.privacy.tracker_plain import checkpoint_section, finite
+
+
+class CentralDPTracker:
+    """privacy.mode = "central": ε from the count of released rounds; no client is ever excluded."""
+
+    def __init__(self, delta: float, accountant: str, noise_multiplier: float, sample_rate: float, clipping: str, clipping_norm: float) -> None:
+        self.delta = delta
+        self.accountant = accountant
+        self.noise_multiplier = noise_multiplier
+        self.sample_rate = sample_rate  # clients_per_round / num_clients
+        self.clipping = clipping  # which Flower wrapper clips (summary.json)
+        self.configured_clipping_norm = clipping_norm
+        self.clipping_norm = clipping_norm  # in force this round (adaptive clipping moves it)
+        self.releases = 0  # rounds whose noisy aggregate was released
+
+    @property
+    def exclude(self) -> frozenset[int]:
+        """Clients not to sample any more: none, the server's budget is the run's."""
+        return frozenset()
+
+    def begin_round(self, strategy: Strategy) -> None:
+        """Note the clipping norm this round uses (adaptive clipping moves it)."""
+        self.clipping_norm = current_clipping_norm(strategy, self.configured_clipping_norm)
+
+    def split(self, replies: list[Message], client_of: dict[int, int]) -> tuple[list[Message], list[int]]:
+        """(replies to aggregate, ids of clients that refused for budget): all of them, none."""
+        return replies, []
+
+    def end_round(self, ok: list[Message], client_of: dict[int, int], refused: list[int], released: bool) -> dict[str, Any]:
+        """Count the release; the privacy columns of the round's metrics row."""
+        self.releases += int(released)
+        return {"epsilon": self.epsilon(), "delta": self.delta, "noise_multiplier": self.noise_multiplier,
+                "clipping_norm": self.clipping_norm, "clients_refused_budget": 0}
+
+    def epsilon(self) -> float:
+        """ε after the releases so far."""
+        return account([(self.noise_multiplier, self.sample_rate, self.releases)], self.delta, self.accountant)
+
+    def summary(self) -> dict[str, Any]:
+        """summary.json keys: (σ, q, releases), enough to recompute ε with any accountant."""
+        return {"privacy_mode": "central", "delta": self.delta, "accountant": self.accountant, "epsilon": finite(self.epsilon()),
+                "noise_multiplier": self.noise_multiplier, "max_grad_norm": None, "clipping": self.clipping,
+                "clipping_norm": self.clipping_norm, "sample_rate": self.sample_rate, "releases": self.releases}
+
+    def to_plain(self) -> dict[str, Any]:
+        """What a run checkpoint keeps, so a resumed run reports the same ε."""
+        return checkpoint_section(releases=self.releases, clipping_norm=self.clipping_norm)
+
+    def load_plain(self, data: dict[str, Any]) -> None:
+        self.releases = int(data["releases"])
+        self.clipping_norm = float(data["clipping_norm"])

@@ -1,0 +1,38 @@
+"""Plain forms of what privacy trackers keep, for run checkpoints and summary.json.
+
+Every tracker writes the same checkpoint section whatever its mode: the shape the
+single mode-branching tracker wrote, so run checkpoints written by it still resume.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+def checkpoint_section(
+    *,
+    spent: Iterable[int] = (),
+    eps: Mapping[int, float] | None = None,
+    steps: Mapping[int, int] | None = None,
+    noise: Mapping[int, float] | None = None,
+    rate: Mapping[int, float] | None = None,
+    releases: int = 0,
+    clipping_norm: float = float("nan"),
+) -> dict[str, Any]:
+    """The "privacy" section of a run checkpoint; a mode leaves what it does not track at the default."""
+    return {
+        "spent": sorted(spent),
+        "eps": {str(c): v for c, v in (eps or {}).items()},
+        "steps": {str(c): v for c, v in (steps or {}).items()},
+        "noise": {str(c): v for c, v in (noise or {}).items()},
+        "rate": {str(c): v for c, v in (rate or {}).items()},
+        "releases": releases,
+        "clipping_norm": clipping_norm,
+    }
+
+
+def finite(value: float) -> float | str:
+    """JSON has no infinity: an unbounded ε (noise 0) is written as "inf"."""
+    return value if math.isfinite(value) else "inf"

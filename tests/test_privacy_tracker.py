@@ -1,0 +1,155 @@
+"""The server's privacy trackers on hand-made replies, without Ray: metrics.csv columns,
+summary.json keys, and the run checkpoint's "privacy" section."""
+
+import math
+
+import numpy as np
+import pytest
+from flower_messages import RecordDict, train_instruction, train_reply
+from flwr.app import Error, Message
+
+from fedft.config import validate
+from fedft.privacy.accounting import epsilon
+from fedft.privacy.central_tracker import CentralDPTracker
+from fedft.privacy.local_tracker import LocalDPTracker
+from fedft.privacy.tracker import NoPrivacy, privacy_tracker
+
+CLIENT_OF = {100 + c: c for c in range(5)}  # node id -> client id
+PLAIN_KEYS = ["spent", "eps", "steps", "noise", "rate", "releases", "clipping_norm"]  # what checkpoints hold, every mode
+
+
+def _cfg(**privacy):
+    return validate({"partition": {"num_clients": 5}, "simulation": {"rounds": 4, "clients_per_round": 2}, "privacy": privacy})
+
+
+def _local_reply(client: int, eps: float, steps: int, sigma: float = 1.1, q: float = 0.1, spent: float = 0.0) -> Message:
+    metrics = {"epsilon": eps, "dp_steps": float(steps), "noise_multiplier": sigma, "sample_rate": q, "budget_spent": spent}
+    return train_reply({"w": np.zeros(2)}, node_id=100 + client, metrics=metrics)
+
+
+def _failed_reply(client: int) -> Message:
+    return Message(Error(code=1, reason="boom"), reply_to=train_instruction(RecordDict(), node_id=100 + client))
+
+
+class _AdaptiveWrapper:
+    """What an adaptive-clipping Flower wrapper shows the tracker: its current norm."""
+
+    def __init__(self, clipping_norm: float) -> None:
+        self.clipping_norm = clipping_norm
+
+
+def _round(tracker, replies, released=True, strategy=None):
+    tracker.begin_round(strategy if strategy is not None else object())
+    ok = [m for m in replies if not m.has_error()]
+    kept, refused = tracker.split(ok, CLIENT_OF)
+    return kept, refused, tracker.end_round(ok, CLIENT_OF, refused, released)
+
+
+@pytest.mark.parametrize("mode,kind", [("none", NoPrivacy), ("local", LocalDPTracker), ("central", CentralDPTracker)])
+def test_factory_picks_the_tracker_of_the_mode(mode, kind):
+    privacy = {} if mode == "none" else {"mode": mode, "noise_multiplier": 1.0}
+    assert type(privacy_tracker(_cfg(**privacy))) is kind
+
+
+def test_no_privacy_has_no_columns_and_excludes_nobody():
+    tracker = privacy_tracker(_cfg())
+    replies = [_local_reply(1, 0.5, 10, spent=1.0)]
+    kept, refused, columns = _round(tracker, replies)
+    assert kept == replies and refused == [] and columns == {}
+    assert tracker.exclude == frozenset()
+    assert tracker.summary() == {"privacy_mode": "none", "epsilon": None}
+
+
+def test_local_columns_and_summary_follow_the_clients_reports():
+    tracker = privacy_tracker(_cfg(mode="local", noise_multiplier=1.1, max_grad_norm=0.7))
+    assert tracker.summary()["epsilon"] == 0.0 and tracker.summary()["noise_multiplier"] == 1.1  # before any report
+
+    _, _, columns = _round(tracker, [_local_reply(1, 0.5, 10, sigma=1.1), _local_reply(3, 0.7, 12, sigma=1.2), _failed_reply(4)])
+    assert columns == {"epsilon": 0.7, "epsilon_mean": (0.5 + 0.7) / 5, "delta": 1e-5, "noise_multiplier": 1.1,
+                       "clipping_norm": 0.7, "clients_refused_budget": 0}
+
+    out_of_budget = _local_reply(3, 1.2, 24, sigma=1.2, spent=1.0)
+    trains = _local_reply(2, 0.3, 5, sigma=1.0, q=0.2)
+    kept, refused, columns = _round(tracker, [out_of_budget, trains])
+    assert kept == [trains] and refused == [3]  # the refusal is not aggregated
+    assert tracker.exclude == frozenset({3})  # nor sampled again
+    assert columns["epsilon"] == 1.2 and columns["epsilon_mean"] == pytest.approx((0.5 + 0.3 + 1.2) / 5)
+    assert columns["noise_multiplier"] == 1.0 and columns["clients_refused_budget"] == 1  # only clients that trained count
+
+    _, _, columns = _round(tracker, [_local_reply(0, 1.2, 20)])
+    summary = tracker.summary()
+    assert summary == {
+        "privacy_mode": "local", "delta": 1e-5, "accountant": "rdp", "epsilon": 1.2, "noise_multiplier": 1.1,
+        "max_grad_norm": 0.7, "sample_rate": 0.1, "steps_max": 24, "epsilon_client": 0, "epsilon_client_steps": 20,
+        "epsilon_mean": pytest.approx((1.2 + 0.5 + 0.3 + 1.2) / 5), "clients_budget_spent": [3],
+        "epsilon_per_client": {"0": 1.2, "1": 0.5, "2": 0.3, "3": 1.2},
+    }  # clients 0 and 3 tie at the largest ε: the lower id is named
+    assert list(summary) == list(LocalDPTracker(1e-5, "rdp", 5, 0.7, None).summary())  # one key order, before and after reports
+
+
+def test_local_round_without_reports_has_nan_noise():
+    tracker = privacy_tracker(_cfg(mode="local", noise_multiplier=1.1))
+    _, _, columns = _round(tracker, [train_reply({"w": np.zeros(2)}, node_id=101)])
+    assert columns["epsilon"] == 0.0 and math.isnan(columns["noise_multiplier"])
+
+
+def test_central_epsilon_counts_released_rounds():
+    tracker = privacy_tracker(_cfg(mode="central", noise_multiplier=0.9, accountant="prv", clipping="server_adaptive", clipping_norm=2.0))
+    q = 2 / 5  # clients_per_round / num_clients
+    replies = [_local_reply(1, 0.5, 10, spent=1.0)]  # central ignores local-DP metrics
+    kept, refused, columns = _round(tracker, replies, strategy=_AdaptiveWrapper(0.8))
+    assert kept == replies and refused == [] and tracker.exclude == frozenset()
+    assert columns == {"epsilon": epsilon([(0.9, q, 1)], 1e-5, "prv"), "delta": 1e-5, "noise_multiplier": 0.9,
+                       "clipping_norm": 0.8, "clients_refused_budget": 0}
+
+    _, _, columns = _round(tracker, [], released=False)  # a skipped round releases nothing
+    assert columns["epsilon"] == epsilon([(0.9, q, 1)], 1e-5, "prv")
+    assert columns["clipping_norm"] == 2.0  # a strategy without a moving norm: the configured one
+    _round(tracker, [], strategy=_AdaptiveWrapper(1.5))
+    assert tracker.summary() == {
+        "privacy_mode": "central", "delta": 1e-5, "accountant": "prv", "epsilon": epsilon([(0.9, q, 2)], 1e-5, "prv"),
+        "noise_multiplier": 0.9, "max_grad_norm": None, "clipping": "server_adaptive", "clipping_norm": 1.5,
+        "sample_rate": q, "releases": 2,
+    }
+
+
+def test_central_noise_is_calibrated_to_the_target_and_unbounded_epsilon_is_written_as_inf():
+    calibrated = privacy_tracker(_cfg(mode="central", target_epsilon=5.0))
+    for _ in range(4):
+        _round(calibrated, [])
+    assert 0 < calibrated.summary()["epsilon"] <= 5.0
+    noiseless = privacy_tracker(_cfg(mode="central", noise_multiplier=0.0))
+    _round(noiseless, [])
+    assert noiseless.summary()["epsilon"] == "inf"
+
+
+def test_every_mode_checkpoints_the_same_section_shape():
+    for privacy in ({}, {"mode": "local", "noise_multiplier": 1.0}, {"mode": "central", "noise_multiplier": 1.0}):
+        assert list(privacy_tracker(_cfg(**privacy)).to_plain()) == PLAIN_KEYS
+
+
+@pytest.mark.parametrize("privacy", [{}, {"mode": "local", "noise_multiplier": 1.1},
+                                     {"mode": "central", "noise_multiplier": 0.9, "clipping": "client_adaptive"}])
+def test_a_resumed_tracker_reports_what_the_checkpointed_one_did(privacy):
+    tracker = privacy_tracker(_cfg(**privacy))
+    _round(tracker, [_local_reply(1, 0.5, 10), _local_reply(3, 1.2, 24, spent=1.0)], strategy=_AdaptiveWrapper(0.6))
+    _round(tracker, [_local_reply(2, 0.3, 5)], released=False)
+    resumed = privacy_tracker(_cfg(**privacy))
+    resumed.load_plain(tracker.to_plain())
+    assert resumed.summary() == tracker.summary()
+    assert resumed.exclude == tracker.exclude
+    assert repr(resumed.to_plain()) == repr(tracker.to_plain())  # repr: NaN != NaN
+    step = [_local_reply(4, 0.9, 15)]
+    assert repr(_round(resumed, step)[2]) == repr(_round(tracker, step)[2])
+
+
+def test_a_checkpoint_section_of_the_earlier_tracker_resumes():
+    written = {"spent": [3], "eps": {"1": 0.5, "3": 1.2}, "steps": {"1": 10, "3": 24}, "noise": {"1": 1.1, "3": 1.2},
+               "rate": {"1": 0.1, "3": 0.1}, "releases": 0, "clipping_norm": float("nan")}
+    local = privacy_tracker(_cfg(mode="local", noise_multiplier=1.1))
+    local.load_plain(written)
+    assert local.exclude == frozenset({3}) and local.summary()["epsilon_client"] == 3
+    assert repr(local.to_plain()) == repr(written)
+    central = privacy_tracker(_cfg(mode="central", noise_multiplier=0.9))
+    central.load_plain({**written, "spent": [], "eps": {}, "steps": {}, "noise": {}, "rate": {}, "releases": 3, "clipping_norm": 0.7})
+    assert central.summary()["releases"] == 3 and central.summary()["clipping_norm"] == 0.7
