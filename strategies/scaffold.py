@@ -107,13 +107,13 @@ class Scaffold(FedAvg):
             return None, None
         keys = list(self.current_arrays)
         x = [self.current_arrays[k] for k in keys]
-        models = [[m.content[p.ARRAYS][k].numpy() for k in keys] for m in valid]
-        weights = [float(next(iter(m.content.metric_records.values()))[self.weighted_by_key]) for m in valid]
+        models = [[y[k].numpy() for k in keys] for y in (m.content.array_records[p.ARRAYS] for m in valid)]
+        weights = [float(p.number(next(iter(m.content.metric_records.values())), self.weighted_by_key)) for m in valid]
         mean_y = weighted_mean(models, weights)
         eta_g = self.server_learning_rate
         new_x = {k: np.asarray(xk + eta_g * (yk - xk)).astype(xk.dtype) for k, xk, yk in zip(keys, x, mean_y)}
         n = max(self.num_clients, len(valid))
-        dc_sum = weighted_mean([[m.content[p.SCAFFOLD_DELTA][k].numpy() for k in keys] for m in valid], [1.0] * len(valid))
+        dc_sum = weighted_mean([[dc[k].numpy() for k in keys] for dc in (m.content.array_records[p.SCAFFOLD_DELTA] for m in valid)], [1.0] * len(valid))
         self.control = {k: (self.control[k] + (len(valid) / n) * d).astype(self.control[k].dtype) for k, d in zip(keys, dc_sum)}
         metrics = self.train_metrics_aggr_fn([m.content for m in valid], self.weighted_by_key)
         return ArrayRecord({k: Array(v) for k, v in new_x.items()}), metrics

@@ -107,7 +107,7 @@ def _signals_deferred() -> Iterator[None]:
     try:
         yield
     finally:
-        if can:
+        if old is not None:  # None exactly when the signals were not held
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 

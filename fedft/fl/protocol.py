@@ -10,7 +10,9 @@ client needs nothing but its own data). With `finetune.mode` other than `full`,
 
 from __future__ import annotations
 
-from flwr.app import ArrayRecord, RecordDict
+from typing import cast
+
+from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 ARRAYS = "arrays"
 CONFIG = "config"
@@ -30,3 +32,11 @@ FROZEN_DIGEST = "frozen-sha256"  # with finetune.mode != full: sha256 of the fro
 def payload_bytes(content: RecordDict) -> int:
     """Bytes of model arrays a message carries (the part that scales with the model)."""
     return sum(record.count_bytes() for record in content.values() if isinstance(record, ArrayRecord))
+
+
+def number(record: ConfigRecord | MetricRecord, key: str, default: float | None = None) -> float:
+    """`record[key]`, typed as the number this protocol puts there (`server-round`,
+    `partition-id`, `num-examples`, `proximal-mu`); Flower types a record's values as the
+    union of every kind. Returned as received, not converted (callers `int()`/`float()`
+    it); a missing key raises KeyError, or gives `default` when one is passed."""
+    return cast(float, record[key] if default is None else record.get(key, default))

@@ -8,6 +8,7 @@ model, prompt, temperature and seed give the same text.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Protocol, cast
 
 import torch
 
@@ -17,7 +18,14 @@ from fedft.ml.models import build_model
 from fedft.state.model_file import load_checkpoint
 
 
-def load_text_model(path: str | Path) -> tuple[torch.nn.Module, Vocabulary]:
+class TextModel(Protocol):
+    """What `generate` samples from: a model with `step` (as `CharLSTM`), the logits after
+    tokens `x` and the recurrent state to continue from."""
+
+    def step(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]: ...
+
+
+def load_text_model(path: str | Path) -> tuple[TextModel, Vocabulary]:
     record = load_checkpoint(path, field="--model")
     if not isinstance(record.get("vocabulary"), str):
         raise FedftError("--model", f"'{path}' is not a text model (it has no saved vocabulary; dataset '{record.get('dataset')}').", "use the model.pt of a run on text data, e.g. simulations/shakespeare_lstm.toml.")
@@ -26,11 +34,11 @@ def load_text_model(path: str | Path) -> tuple[torch.nn.Module, Vocabulary]:
     if not hasattr(model, "step"):
         raise FedftError("--model", f"architecture '{record['architecture']}' cannot generate text.", "use a char_lstm model.")
     model.load_state_dict(record["state_dict"])
-    return model.eval(), vocab
+    return cast(TextModel, model.eval()), vocab  # it has `step` (checked above)
 
 
 @torch.no_grad()
-def generate(model: torch.nn.Module, vocab: Vocabulary, prompt: str, length: int, temperature: float = 1.0, seed: int = 0) -> str:
+def generate(model: TextModel, vocab: Vocabulary, prompt: str, length: int, temperature: float = 1.0, seed: int = 0) -> str:
     """`length` characters after `prompt`, each drawn from softmax(logits / temperature)
     given everything before it (temperature 0 = always the likeliest character).
     The unknown token is never drawn; an empty prompt starts after a newline."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def make_optimizer(name: str, params: Iterable[nn.Parameter], lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+def make_optimizer(name: str, params: Iterable[nn.Parameter] | Iterable[dict[str, Any]], lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> torch.optim.Optimizer:
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adam":

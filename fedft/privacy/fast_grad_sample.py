@@ -25,6 +25,7 @@ from contextlib import contextmanager
 import torch
 
 _OWNED = "_fedft_owned"  # set on the sums this module allocated; only those are added into in place
+_GRAD_SAMPLE = "_current_grad_sample"  # where Opacus' hooks collect a parameter's per-sample gradients
 
 
 def keep_or_accumulate(*, param: torch.Tensor, grad_sample: torch.Tensor, max_batch_len: int) -> None:
@@ -32,9 +33,9 @@ def keep_or_accumulate(*, param: torch.Tensor, grad_sample: torch.Tensor, max_ba
     if not param.requires_grad:
         return
     n = grad_sample.shape[0]
-    current = getattr(param, "_current_grad_sample", None)
+    current = getattr(param, _GRAD_SAMPLE, None)
     if current is None and n == max_batch_len:
-        param._current_grad_sample = grad_sample  # borrowed: never written to
+        setattr(param, _GRAD_SAMPLE, grad_sample)  # borrowed: never written to
         return
     if current is None or not getattr(current, _OWNED, False):  # first padded piece, or first sum onto a borrowed one
         if current is None:
@@ -42,7 +43,8 @@ def keep_or_accumulate(*, param: torch.Tensor, grad_sample: torch.Tensor, max_ba
         else:
             owned = current.clone()  # a borrowed piece always has max_batch_len rows
         setattr(owned, _OWNED, True)
-        param._current_grad_sample = current = owned
+        setattr(param, _GRAD_SAMPLE, owned)
+        current = owned
     current[:n] += grad_sample
 
 

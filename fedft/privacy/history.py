@@ -16,6 +16,8 @@ next round's fresh accountant:
 
 from __future__ import annotations
 
+from typing import cast
+
 from flwr.app import ConfigRecord, RecordDict
 
 from fedft.privacy.accounting import History
@@ -27,9 +29,10 @@ STATE_KEY = "fedft.dp-accountant"
 def history_from_state(state: RecordDict) -> History:
     if STATE_KEY not in state:
         return []
-    record = state[STATE_KEY]
-    noise, rates, steps = record["noise_multipliers"], record["sample_rates"], record["steps"]
-    return [(float(s), float(q), int(n)) for s, q, n in zip(noise, rates, steps)]  # type: ignore[arg-type]
+    record = state.config_records[STATE_KEY]  # three parallel lists, as history_to_state wrote them
+    noise, rates = cast(list[float], record["noise_multipliers"]), cast(list[float], record["sample_rates"])
+    steps = cast(list[int], record["steps"])
+    return [(float(s), float(q), int(n)) for s, q, n in zip(noise, rates, steps)]
 
 
 def history_to_state(state: RecordDict, history: History) -> None:

@@ -57,26 +57,26 @@ def identify(msg: Message, context: Context) -> Message:
 
 @app.train(mods=[central_dp_mod])  # central DP: Flower's client-side clipping when configured
 def train(msg: Message, context: Context) -> Message:
-    config = msg.content[p.CONFIG]
+    config = msg.content.config_records[p.CONFIG]
     cfg = run_context(str(config[p.CONFIG_JSON])).cfg
     client_state.restore_into_context(msg, context)  # after a resume: state the server checkpointed
-    fault = faults.injection_for(cfg.faults, cfg.seed, int(config[p.SERVER_ROUND]), _partition_id(context))
+    fault = faults.injection_for(cfg.faults, cfg.seed, int(p.number(config, p.SERVER_ROUND)), _partition_id(context))
     if (dropout := fault.reply_instead(msg)) is not None:
         return dropout
-    global_state = msg.content[p.ARRAYS].to_torch_state_dict()
+    global_state = msg.content.array_records[p.ARRAYS].to_torch_state_dict()
     node_data = _node_data(context, str(config[p.CONFIG_JSON]), global_state)
     controls = scaffold.load_controls(msg.content, context)  # None unless the strategy is SCAFFOLD
-    proximal_mu = float(config.get(p.PROXIMAL_MU, 0.0))
+    proximal_mu = float(p.number(config, p.PROXIMAL_MU, 0.0))
     gradient_offset = controls.offset if controls is not None else None
     frozen_digest = str(config.get(p.FROZEN_DIGEST, ""))  # finetune: only trainable arrays travel
     # local DP: the accountant history persists in context.state; None = budget spent, no update
     state, metrics = local_update(
-        str(config[p.CONFIG_JSON]), _partition_id(context), int(config[p.SERVER_ROUND]), global_state, node_data,
+        str(config[p.CONFIG_JSON]), _partition_id(context), int(p.number(config, p.SERVER_ROUND)), global_state, node_data,
         node_state=context.state, proximal_mu=proximal_mu, gradient_offset=gradient_offset, frozen_digest=frozen_digest,
     )
     fault.after_training()
     arrays = {} if state is None else {p.ARRAYS: ArrayRecord(state)}
-    content = RecordDict({**arrays, p.METRICS: MetricRecord(metrics)})
+    content = RecordDict({**arrays, p.METRICS: MetricRecord(dict(metrics))})  # dict(): MetricRecord takes a dict of its own value type
     if controls is not None and state is not None:
         lr = scaffold.effective_lr(cfg.train.optimizer, cfg.train.lr, cfg.train.momentum)
         content[p.SCAFFOLD_DELTA] = scaffold.finish_round(controls, context, global_state, state, int(metrics["steps"]), lr)
@@ -87,7 +87,7 @@ def train(msg: Message, context: Context) -> Message:
 
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
-    config = msg.content[p.CONFIG]
-    global_state = msg.content[p.ARRAYS].to_torch_state_dict()
+    config = msg.content.config_records[p.CONFIG]
+    global_state = msg.content.array_records[p.ARRAYS].to_torch_state_dict()
     metrics = local_evaluate(str(config[p.CONFIG_JSON]), _partition_id(context), global_state, _node_data(context, str(config[p.CONFIG_JSON]), global_state))
-    return Message(RecordDict({p.METRICS: MetricRecord(metrics)}), reply_to=msg)
+    return Message(RecordDict({p.METRICS: MetricRecord(dict(metrics))}), reply_to=msg)

@@ -71,9 +71,9 @@ def load_controls(content: RecordDict, context: Context) -> Controls | None:
     """The round's (c, c_i), or None when the message is not a SCAFFOLD round."""
     if p.SCAFFOLD_CONTROL not in content:
         return None
-    server = content[p.SCAFFOLD_CONTROL].to_torch_state_dict()
+    server = content.array_records[p.SCAFFOLD_CONTROL].to_torch_state_dict()
     if STATE_KEY in context.state:
-        client = context.state[STATE_KEY].to_torch_state_dict()
+        client: dict[str, torch.Tensor] = context.state.array_records[STATE_KEY].to_torch_state_dict()
     elif (path := _disk_path(context)) is not None and path.is_file():
         client = torch.load(path, weights_only=True)
     else:

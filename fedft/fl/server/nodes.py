@@ -84,5 +84,5 @@ def identify_nodes(grid: Grid, num_clients: int, timeout: float, config_json: st
     mapping: dict[int, int] = {}
     for reply in send_and_receive(grid, queries, max(timeout, STARTUP_TIMEOUT), stop):
         if not reply.has_error():
-            mapping[int(reply.content[p.IDENTITY][p.PARTITION_ID])] = reply.metadata.src_node_id
+            mapping[int(p.number(reply.content.config_records[p.IDENTITY], p.PARTITION_ID))] = reply.metadata.src_node_id
     return mapping if known is None else known

@@ -75,11 +75,11 @@ def check_reply(msg: Message, schema: Schema, array_records: Sequence[str] = (p.
     for name in array_records:
         if (reason := _check_arrays(content[name], schema, name)) is not None:
             return reason
-    if sorted(content.metric_records) != [p.METRICS] or not isinstance(content[p.METRICS], MetricRecord):
+    metrics = content.get(p.METRICS)
+    if sorted(content.metric_records) != [p.METRICS] or not isinstance(metrics, MetricRecord):
         return f"carries MetricRecords {sorted(content.metric_records)}, expected ['{p.METRICS}']"
-    metrics = content[p.METRICS]
     weight = metrics.get(p.NUM_EXAMPLES)
-    if isinstance(weight, list) or not _finite(weight) or weight <= 0:
+    if not isinstance(weight, (int, float)) or not _finite(weight) or weight <= 0:  # a list or None is not a weight
         return f"'{p.NUM_EXAMPLES}' is {weight!r}, not a finite number > 0"
     for key, value in metrics.items():
         if not _finite(value):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from torch import nn
 
+_NAMES_HIDDEN = "_fedft_dp_names_hidden"  # set on a model once hide_dp_internal_names has hooked it
 _KWARGS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional", "proj_size")
 
 
@@ -28,8 +29,8 @@ def _settings(layer: nn.Module) -> dict:
     kwargs = {k: getattr(layer, k) for k in _KWARGS}
     if isinstance(layer, nn.RNN):
         kwargs["nonlinearity"] = layer.nonlinearity
-    elif getattr(layer, "cell_params", None):  # DPRNN keeps its nonlinearity here
-        kwargs.update(layer.cell_params)
+    elif cell_params := getattr(layer, "cell_params", None):  # DPRNN keeps its nonlinearity here
+        kwargs.update(cell_params)
     return kwargs
 
 
@@ -73,10 +74,10 @@ def _fill_internal(module: nn.Module, state_dict: dict, prefix: str, *_: object)
 def hide_dp_internal_names(model: nn.Module) -> nn.Module:
     """Make `model.state_dict()`/`load_state_dict()` use only PyTorch's names for any
     Opacus DP layer inside it, now or swapped in later (idempotent)."""
-    if not getattr(model, "_fedft_dp_names_hidden", False):
+    if not getattr(model, _NAMES_HIDDEN, False):
         model.register_state_dict_post_hook(_drop_internal)
         model.register_load_state_dict_pre_hook(_fill_internal)
-        model._fedft_dp_names_hidden = True
+        setattr(model, _NAMES_HIDDEN, True)
     return model
 
 
