@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fedft.config import FedftConfig
-from fedft.jobs.run import prepare
+from fedft.config import FedftConfig, apply_overrides, read_toml
 from fedft.jobs.compare import prepare_arms
-from fedft.config import apply_overrides, read_toml
-from fedft.jobs.validate import load_config
 from fedft.jobs.pretrain import prepare_pretrain
+from fedft.jobs.run import prepare
 from fedft.jobs.sweep import is_sweep_config, prepare_points
+from fedft.jobs.validate import load_config
 
 
 def check(config: str | Path, overrides: list[str] | None = None) -> str:

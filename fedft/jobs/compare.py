@@ -100,7 +100,7 @@ def comparison_rows(results: list[ArmResult], reference: str = "", targets: list
     target = ref.summary.get("final_accuracy")
     ref_rounds = max(int(ref.summary.get("rounds") or 0), 1)
     ref_bytes = None
-    out = []
+    out: list[dict[str, Any]] = []
     for r in results:
         trained = [row for row in r.rows if row.get("round", 0) >= 1]
         per_round = (sum(row.get("bytes_down", 0) + row.get("bytes_up", 0) for row in trained) / len(trained)) if trained else 0.0

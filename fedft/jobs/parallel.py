@@ -17,8 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from fedft.config import FedftConfig, to_toml
 from fedft.errors import FedftError

@@ -18,17 +18,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from fedft.config import FedftConfig
-from fedft.jobs.validate import load_config
-from fedft.ml.data.registry import ArrayDataset
+from fedft.config import FedftConfig, to_toml
 from fedft.errors import FedftError
+from fedft.jobs.validate import load_config
 from fedft.ml.data import federated_data_for, load_dataset
 from fedft.ml.data.partition import split_pool_test
-from fedft.state.model_file import save_checkpoint
-from fedft.config import to_toml
+from fedft.ml.data.registry import ArrayDataset
 from fedft.ml.models import build_model, model_options
-from fedft.state.run_folder import atomic_write, new_run_dir, versions
 from fedft.ml.training import evaluate, make_optimizer, resolve_device, seed_generator, train
+from fedft.state.model_file import save_checkpoint
+from fedft.state.run_folder import atomic_write, new_run_dir, versions
 
 
 def public_data(cfg: FedftConfig) -> tuple[ArrayDataset, ArrayDataset]:

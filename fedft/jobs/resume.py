@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from fedft.config import FedftConfig
-from fedft.jobs.validate import load_config
 from fedft.errors import FedftError
+from fedft.fl.context import RunContext
+from fedft.jobs.validate import load_config
+from fedft.ml.data import federated_data_for
 from fedft.state.run_checkpoint import FILENAME, RunCheckpoint, config_hash, load_run_checkpoint
 from fedft.state.run_folder import read_summary
-from fedft.ml.data import federated_data_for
-from fedft.fl.context import RunContext
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,13 @@ import torch
 from fedft.config import FedftConfig
 from fedft.errors import FedftError
 from fedft.fl.client.app import app as client_app
+from fedft.fl.context import check_start
 from fedft.fl.server.app import ServerOutcome, make_server_app
 from fedft.fl.server.exchange import RunInterrupted
 from fedft.fl.server.nodes import NodePartitions
 from fedft.jobs.resume import is_complete, prepare_resume, resume_command
 from fedft.jobs.validate import load_config
 from fedft.ml.data import federated_data_for
-from fedft.fl.context import check_start
 from fedft.privacy.checks import check_privacy_data
 from fedft.runtime import engine
 from fedft.runtime.interrupt import stop_on_signals

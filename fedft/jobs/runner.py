@@ -9,9 +9,10 @@ raises or is interrupted ends the batch.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from fedft.config import FedftConfig
 from fedft.jobs.run import run

@@ -186,14 +186,16 @@ def sweep(config: str | Path | dict, overrides: list[str] | None = None, out: st
     base, _ = split_sweep(raw)
     configs = prepare_points(raw)
     base_cfg = load_config(copy.deepcopy(base))
-    resuming = out is not None and (Path(out) / SWEEP_TOML).exists()
-    todo = [p for p in points if not (resuming and point_done(Path(out) / p.name))]
+    out_path = None if out is None else Path(out)
+    resuming = out_path is not None and (out_path / SWEEP_TOML).exists()
+    todo = [p for p in points if not (out_path is not None and resuming and point_done(out_path / p.name))]
     parallel = min(parallel, max(1, len(todo)))  # CPUs are split among the points that will run
     ray_num_cpus = 0
     if parallel > 1:
         ray_num_cpus = cpus_per_point([configs[p.name] for p in todo], parallel, available_cpus())
     if resuming:
-        sweep_dir = Path(out)
+        assert out_path is not None
+        sweep_dir = out_path
         import tomllib
 
         if read_toml(sweep_dir / SWEEP_TOML) != tomllib.loads(tomli_w.dumps(raw)):

@@ -23,6 +23,7 @@ from fedft.ml.models import check_model_name
 from fedft.privacy.checks import check_privacy_config
 from strategies import RunFacts, check_strategy
 
+
 def load_config(source: str | Path | dict[str, Any] | FedftConfig, overrides: list[str] | None = None) -> FedftConfig:
     """The one way in for jobs: a path, a dict or a config, plus `--set` overrides, fully checked."""
     cfg = validate(raw_config(source, overrides))

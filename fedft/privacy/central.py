@@ -18,6 +18,8 @@ wrappers require.
 
 from __future__ import annotations
 
+from typing import Any
+
 from flwr.serverapp.strategy import Strategy
 
 from fedft.config import FedftConfig
@@ -50,14 +52,14 @@ def wrap_strategy(strategy: Strategy, cfg: FedftConfig) -> Strategy:
     if pc.mode != "central":
         return strategy
     if hasattr(strategy, "weighted_by_key"):
-        strategy.weighted_by_key = UNIFORM_WEIGHT  # type: ignore[attr-defined]
+        strategy.weighted_by_key = UNIFORM_WEIGHT
     sigma = central_noise_multiplier(cfg)
     m = cfg.simulation.clients_per_round
     if pc.clipping == "server_fixed":
         return fs.DifferentialPrivacyServerSideFixedClipping(strategy, sigma, pc.clipping_norm, m)
     if pc.clipping == "client_fixed":
         return fs.DifferentialPrivacyClientSideFixedClipping(strategy, sigma, pc.clipping_norm, m)
-    adaptive = dict(initial_clipping_norm=pc.clipping_norm, target_clipped_quantile=pc.target_clipped_quantile,
+    adaptive: dict[str, Any] = dict(initial_clipping_norm=pc.clipping_norm, target_clipped_quantile=pc.target_clipped_quantile,
                     clip_norm_lr=pc.clip_norm_lr, clipped_count_stddev=pc.clipped_count_stddev)
     if pc.clipping == "server_adaptive":
         return fs.DifferentialPrivacyServerSideAdaptiveClipping(strategy, sigma, m, **adaptive)

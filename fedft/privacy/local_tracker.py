@@ -44,7 +44,7 @@ class LocalDPTracker:
 
     def split(self, replies: list[Message], client_of: dict[int, int]) -> tuple[list[Message], list[int]]:
         """(replies to aggregate, ids of clients that refused for budget)."""
-        refused = [m for m in replies if not m.has_error() and float(m.content[p.METRICS].get(BUDGET_SPENT, 0.0)) > 0]
+        refused = [m for m in replies if not m.has_error() and float(p.number(m.content.metric_records[p.METRICS], BUDGET_SPENT, 0.0)) > 0]
         ids = [client_of.get(m.metadata.src_node_id, -1) for m in refused]
         return [m for m in replies if not any(m is r for r in refused)], ids
 
@@ -52,15 +52,15 @@ class LocalDPTracker:
         """Keep this round's ε reports; the privacy columns of its metrics row."""
         trained_noise = []
         for m in ok:
-            metrics = m.content[p.METRICS]
+            metrics = m.content.metric_records[p.METRICS]
             if EPSILON not in metrics:
                 continue
             c = client_of.get(m.metadata.src_node_id, -1)
-            self.eps[c] = float(metrics[EPSILON])
-            self.steps[c] = int(metrics[DP_STEPS])
-            self.noise[c] = float(metrics[NOISE_MULTIPLIER])
-            self.rate[c] = float(metrics[SAMPLE_RATE])
-            if float(metrics.get(BUDGET_SPENT, 0.0)) == 0:
+            self.eps[c] = float(p.number(metrics, EPSILON))
+            self.steps[c] = int(p.number(metrics, DP_STEPS))
+            self.noise[c] = float(p.number(metrics, NOISE_MULTIPLIER))
+            self.rate[c] = float(p.number(metrics, SAMPLE_RATE))
+            if float(p.number(metrics, BUDGET_SPENT, 0.0)) == 0:
                 trained_noise.append(self.noise[c])
         self.spent.update(refused)
         return {

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from fedft.config import FedftConfig, to_toml
-from fedft.state import atomic
 from fedft.errors import FedftError
+from fedft.state import atomic
 
 
 def atomic_write(path: Path, text: str) -> None:

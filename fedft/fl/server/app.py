@@ -9,25 +9,26 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from flwr.app import ArrayRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
-from fedft.state.model_file import save_checkpoint
 from fedft.config import FedftConfig
-from fedft.ml.data.text import TextFederatedData
-from fedft.state.run_folder import RunWriter
 from fedft.fl.context import RunContext
 from fedft.fl.server import text_metrics
 from fedft.fl.server.evaluation import central_evaluator
 from fedft.fl.server.loop import RoundCallback, RoundParts, RoundSettings, run_rounds
 from fedft.fl.server.nodes import KnownNodesGrid, NodePartitions
-from fedft.state.run_checkpoint import CheckpointKeeper, RunCheckpoint, ServerState, restore_state
+from fedft.ml.data.text import TextFederatedData
+from fedft.privacy.audit import run_mia
 from fedft.privacy.central import wrap_strategy
 from fedft.privacy.tracker import privacy_tracker
+from fedft.state.model_file import save_checkpoint
+from fedft.state.run_checkpoint import CheckpointKeeper, RunCheckpoint, ServerState, restore_state
+from fedft.state.run_folder import RunWriter
 from strategies import RunFacts, build_strategy
-from fedft.privacy.audit import run_mia
 
 
 @dataclass
@@ -47,9 +48,9 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
     evaluator = central_evaluator(ctx)
     privacy = privacy_tracker(cfg)
     data = ctx.data
-    text = isinstance(data, TextFederatedData)  # next-character data: perplexity, baseline, vocabulary
-    if text:
-        writer.extra.update(text_metrics.text_summary(data))
+    text = data if isinstance(data, TextFederatedData) else None  # next-character data: perplexity, baseline, vocabulary
+    if text is not None:
+        writer.extra.update(text_metrics.text_summary(text))
     server_state = ServerState(strategy, privacy=privacy)
     start, arrays = 0, ArrayRecord(ctx.start_state)
     if resume is not None:
@@ -59,7 +60,7 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
 
     def record(row: dict) -> None:
         writer.extra.update(privacy.summary())
-        if text:
+        if text is not None:
             text_metrics.with_perplexity(row)
         writer.record_round(row)
         on_round(row)
@@ -74,7 +75,7 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
     save_checkpoint(
         writer.run_dir / "model.pt", final, architecture=cfg.model.name, num_classes=data.full.num_classes,
         input_shape=tuple(data.full.x.shape[1:]), dataset=cfg.data.name, config_json=cfg.to_json(),
-        extra=text_metrics.checkpoint_extra(cfg, data) if text else None,
+        extra=text_metrics.checkpoint_extra(cfg, text) if text is not None else None,
     )
     if cfg.audit.mia:  # empirical leakage of the final model next to the theoretical ε
         writer.extra.update(run_mia(ctx.build_model(), final, data, cfg.audit.mia_samples, cfg.seed))
@@ -91,7 +92,7 @@ def make_server_app(cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback
     def main(grid: Grid, context: Context) -> None:
         outcome.started = True
         if node_partitions is not None:  # simulation: the engine's own node -> partition mapping
-            grid = KnownNodesGrid(grid, node_partitions)
+            grid = cast(Grid, KnownNodesGrid(grid, node_partitions))  # a Grid that also carries the mapping
         try:
             outcome.state = serve(grid, cfg, writer, on_round, resume, stop)
         finally:

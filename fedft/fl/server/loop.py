@@ -10,25 +10,26 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, cast
 
 from flwr.app import ArrayRecord, ConfigRecord, Message
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fedft.fl import protocol as p
 from fedft.config import FedftConfig
-from fedft.state.client_records import ClientStateStore
-from fedft.state.client_records import strip as strip_client_state
-from fedft.privacy.tracker import PrivacyTracker
-from fedft.ml.finetune import FinetunePlan, frozen_digest
+from fedft.fl import protocol as p
 from fedft.fl.server.evaluation import Evaluator
 from fedft.fl.server.exchange import check_stop, is_dropout, send_and_receive
 from fedft.fl.server.node_log import log_round_failures
 from fedft.fl.server.nodes import identify_nodes
 from fedft.fl.server.sampling import sample_clients
 from fedft.fl.server.validation import conform, schema_of, screen_replies
+from fedft.ml.finetune import FinetunePlan, frozen_digest
+from fedft.privacy.tracker import PrivacyTracker
+from fedft.state.client_records import ClientStateStore
+from fedft.state.client_records import strip as strip_client_state
 
 RoundCallback = Callable[[dict[str, Any]], None]
 AfterRound = Callable[[int, dict[str, Any]], None]  # (round, global state dict) once the round is recorded
@@ -94,7 +95,8 @@ class SampledGrid:
 
 
 def _weighted_mean(replies: list[Message], key: str) -> float:
-    pairs = [(float(m.content[p.METRICS][p.NUM_EXAMPLES]), float(m.content[p.METRICS][key])) for m in replies if key in m.content[p.METRICS]]
+    metrics = [m.content.metric_records[p.METRICS] for m in replies]
+    pairs = [(float(p.number(r, p.NUM_EXAMPLES)), float(p.number(r, key))) for r in metrics if key in r]
     total = sum(w for w, _ in pairs)
     return sum(w * v for w, v in pairs) / total if total else float("nan")
 
@@ -149,7 +151,7 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
     strategy, privacy, client_states, client_of, plan = parts.strategy, parts.privacy, parts.client_states, wire.client_of, parts.plan
     unavailable = frozenset(c for c in range(settings.num_clients) if c not in wire.node_of) | privacy.exclude
     clients = sample_clients(settings.seed, server_round, settings.num_clients, settings.clients_per_round, exclude=unavailable)
-    view = SampledGrid(grid, [wire.node_of[c] for c in clients])
+    view = cast(Grid, SampledGrid(grid, [wire.node_of[c] for c in clients]))  # a Grid in all but name
     messages = list(strategy.configure_train(server_round, select_arrays(arrays, plan.sent), wire.train_config, view))
     privacy.begin_round(strategy)
     bytes_down = sum(p.payload_bytes(m.content) for m in messages)
