@@ -37,16 +37,25 @@ def _malicious(params: dict[str, Any]) -> int:
     return int(params.get("num_malicious_nodes", 0))
 
 
-def check_krum(params: dict[str, Any], run: RunFacts) -> None:
-    """Krum's score sums distances to the n - f - 2 nearest updates: it needs n > 2f + 2."""
-    f, n = _malicious(params), run.clients_per_round
-    if not n > 2 * f + 2:
-        fix = f"lower num_malicious_nodes to {(n - 3) // 2} or less" if n >= 3 else "sample more clients"
+def _byzantine_bound(name: str, run: RunFacts, f: int, need: int, relation: str, per: int) -> None:
+    """Refuse a sample of n = clients_per_round that cannot outvote f malicious clients:
+    it must be at least `need` (= per * f + 3); `relation` is how the paper states it."""
+    n = run.clients_per_round
+    if n < need:
+        fix = f"lower num_malicious_nodes to {(n - 3) // per} or less" if n >= 3 else "sample more clients"
+        shown = f"{n} <= {need - 1}" if relation == ">" else f"{n} < {need}"
+        bound = f"{per}*num_malicious_nodes + {2 if relation == '>' else 3}"
         raise FedftError(
             "strategy.num_malicious_nodes",
-            f"Krum needs clients_per_round > 2*num_malicious_nodes + 2, but {n} <= {2 * f + 2}.",
-            f"{fix}, or raise simulation.clients_per_round to {2 * f + 3}.",
+            f"{name} needs clients_per_round {relation} {bound}, but {shown}.",
+            f"{fix}, or raise simulation.clients_per_round to {need}.",
         )
+
+
+def check_krum(params: dict[str, Any], run: RunFacts) -> None:
+    """Krum's score sums distances to the n - f - 2 nearest updates: it needs n > 2f + 2."""
+    f = _malicious(params)
+    _byzantine_bound("Krum", run, f, 2 * f + 3, ">", 2)
 
 
 def check_multikrum(params: dict[str, Any], run: RunFacts) -> None:
@@ -58,14 +67,8 @@ def check_multikrum(params: dict[str, Any], run: RunFacts) -> None:
 
 def check_bulyan(params: dict[str, Any], run: RunFacts) -> None:
     """Bulyan selects n - 2f by Krum, then averages the n - 4f closest to the median: n >= 4f + 3."""
-    f, n = _malicious(params), run.clients_per_round
-    if not n >= 4 * f + 3:
-        fix = f"lower num_malicious_nodes to {(n - 3) // 4} or less" if n >= 3 else "sample more clients"
-        raise FedftError(
-            "strategy.num_malicious_nodes",
-            f"Bulyan needs clients_per_round >= 4*num_malicious_nodes + 3, but {n} < {4 * f + 3}.",
-            f"{fix}, or raise simulation.clients_per_round to {4 * f + 3}.",
-        )
+    f = _malicious(params)
+    _byzantine_bound("Bulyan", run, f, 4 * f + 3, ">=", 4)
 
 
 def check_trimmed(params: dict[str, Any], run: RunFacts) -> None:
