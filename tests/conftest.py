@@ -4,13 +4,44 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+
+# Debian's dataset-fashion-mnist is optional: tests that need it skip, with the fix, where it is absent.
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # fedft.ml.data.images.FASHION_MNIST_DIR
+HAS_FASHION_MNIST = any((FASHION_MNIST / f"train-images-idx3-ubyte{ext}").is_file() for ext in (".gz", ""))
+needs_fashion_mnist = pytest.mark.skipif(not HAS_FASHION_MNIST, reason=f"Fashion-MNIST is not in {FASHION_MNIST} (apt-get install dataset-fashion-mnist)")
+
+
+# --- `slow` is checked, not trusted -------------------------------------------------
+# Every test that starts a process (Ray, a SuperLink/SuperNode, a `fedft` subprocess)
+# must be marked `slow`, so `pytest -m "not slow"` stays a fast loop. An audit hook
+# (PEP 578) sees every process start; in an unmarked test it fails with the fix.
+_PROCESS_EVENTS = {"subprocess.Popen", "os.posix_spawn", "os.fork", "os.forkpty", "os.exec", "os.spawn"}
+_running = {"slow": True}  # outside a test (collection, session fixtures) anything goes
+
+
+def _refuse_processes_in_fast_tests(event: str, args: tuple) -> None:
+    if event in _PROCESS_EVENTS and not _running["slow"]:
+        raise RuntimeError(f"this test starts a process ({event}: {str(args)[:120]}); mark it @pytest.mark.slow so `pytest -m 'not slow'` stays fast")
+
+
+sys.addaudithook(_refuse_processes_in_fast_tests)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _running["slow"] = item.get_closest_marker("slow") is not None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    _running["slow"] = True
 
 
 def _pids() -> set[int]:
@@ -114,3 +145,11 @@ def tiny_config(tmp_path) -> dict:
         "simulation": {"rounds": 2, "clients_per_round": 3, "device": "cpu"},
         "output": {"dir": str(tmp_path / "runs")},
     }
+
+
+@pytest.fixture(scope="session")
+def play(tmp_path_factory):
+    """A small generated play (tests/plays.py): the text tests never read outside the repo."""
+    from plays import write_play
+
+    return write_play(tmp_path_factory.mktemp("play") / "play.txt")

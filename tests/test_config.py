@@ -4,8 +4,8 @@ import sys
 import pytest
 
 from fedft.config import FedftConfig, parse_override
-from fedft.jobs.validate import load_config
 from fedft.errors import FedftError
+from fedft.jobs.validate import load_config
 
 QUICKSTART = "simulations/quickstart.toml"
 
@@ -82,6 +82,7 @@ def test_missing_file():
         (["--set", "data.name=nope"], "data.name"),
     ],
 )
+@pytest.mark.slow
 def test_cli_bad_input_exits_2_with_one_line_and_no_folder(tmp_path, args, needle):
     out = tmp_path / "runs"
     proc = subprocess.run(

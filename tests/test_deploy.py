@@ -18,9 +18,9 @@ import tomli_w
 import torch
 
 import fedft
-from fedft.state.model_file import load_checkpoint
 from fedft.deploy.processes import descendants, free_port, tagged
 from fedft.fl.server.sampling import sample_clients
+from fedft.state.model_file import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,6 +109,7 @@ def _assert_nothing_left(run_dir: Path) -> None:
     assert tagged(launch_id) == [], "fedft left processes running"
 
 
+@pytest.mark.slow
 def test_launch_tls_three_supernodes_two_rounds(tmp_path, process_guard):
     out = tmp_path / "run"
     launch = _fedft("launch", str(_config(tmp_path)), "--clients", "3", "--out", str(out), log=tmp_path / "launch.log")
@@ -152,6 +153,7 @@ def _seed_and_client_in_round_1_only(clients_per_round: int) -> tuple[int, int]:
     raise AssertionError("no such seed")
 
 
+@pytest.mark.slow
 def test_supernode_killed_in_round_1_run_still_finishes(tmp_path, process_guard):
     # 2 of 3 clients per round; kill one sampled in round 1 but not in round 2, so only
     # round 1 waits out the timeout for the dead node.
@@ -179,6 +181,7 @@ def test_supernode_killed_in_round_1_run_still_finishes(tmp_path, process_guard)
     _assert_nothing_left(out)
 
 
+@pytest.mark.slow
 def test_supernode_without_or_with_wrong_ca_cannot_join(tmp_path, process_guard):
     certs, other = tmp_path / "certs", tmp_path / "other-ca"
     for folder in (certs, other):

@@ -7,15 +7,14 @@ import sys
 import pytest
 import torch
 
-from fedft.state.model_file import load_checkpoint, save_checkpoint
-from fedft.fl.client.pipeline import local_update
-from fedft.jobs.validate import load_config
+from conftest import ROOT
 from fedft.errors import FedftError
+from fedft.fl.client.pipeline import local_update
+from fedft.fl.context import RunContext
+from fedft.jobs.validate import load_config
 from fedft.ml.finetune import freeze, make_plan, param_groups, trainable_names
 from fedft.ml.models import build_model
-from fedft.fl.context import RunContext
-
-from conftest import ROOT
+from fedft.state.model_file import load_checkpoint, save_checkpoint
 
 
 def _cfg(tiny_config, **sections):
@@ -154,6 +153,7 @@ def test_bad_checkpoints_are_refused(tiny_config, tmp_path, make, message):
     assert err.value.field == "model.init_from"
 
 
+@pytest.mark.slow
 def test_cli_bad_checkpoint_exits_2_with_one_line_and_no_folder(tmp_path, process_guard):
     path = tmp_path / "corrupt.pt"
     _corrupt(path)

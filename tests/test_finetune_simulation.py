@@ -2,16 +2,18 @@
 
 import csv
 
+import pytest
 import tomli_w
 import torch
 from flwr.app import ArrayRecord
 
 import fedft
-from fedft.state.model_file import load_checkpoint, save_checkpoint
 from fedft.cli import main
 from fedft.ml.models import build_model
+from fedft.state.model_file import load_checkpoint, save_checkpoint
 
 
+@pytest.mark.slow
 def test_head_mode_freezes_the_body_and_sends_only_the_head(tiny_config, tmp_path, process_guard):
     with torch.random.fork_rng():
         torch.manual_seed(123)
@@ -34,6 +36,7 @@ def test_head_mode_freezes_the_body_and_sends_only_the_head(tiny_config, tmp_pat
     assert head_bytes <= 0.05 * full_bytes
 
 
+@pytest.mark.slow
 def test_compare_pretrains_runs_every_arm_and_writes_one_table(tiny_config, tmp_path, process_guard, capsys):
     raw = {
         **tiny_config,

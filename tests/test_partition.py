@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
+from conftest import needs_fashion_mnist
+from fedft.errors import FedftError
 from fedft.ml.data import federated_data, load_dataset
 from fedft.ml.data.partition import label_counts, partition_pool, split_pool_test
-from fedft.errors import FedftError
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,7 @@ def test_fashion_mnist_truncated_file_is_a_clear_error(tmp_path):
         load_dataset("fashion-mnist", str(tmp_path))
 
 
-@pytest.mark.skipif(not __import__("os").path.isdir("/usr/share/datasets/fashion-mnist"), reason="Debian's dataset-fashion-mnist is not installed")
+@needs_fashion_mnist
 def test_fashion_mnist_from_debian_package():
     ds = load_dataset("fashion-mnist")
     assert ds.x.shape == (70_000, 1, 28, 28) and set(np.unique(ds.y)) == set(range(10))

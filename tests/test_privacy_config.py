@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from fedft.api import prepare
-from fedft.jobs.validate import load_config
 from fedft.errors import FedftError
+from fedft.jobs.validate import load_config
 from fedft.ml.models.registry import register_model
 from fedft.privacy.checks import PrivacyWarning
 
@@ -116,6 +116,7 @@ def test_ready_configs_are_valid():
         assert cfg.privacy.mode in ("local", "central") and cfg.partition.num_clients >= 10
 
 
+@pytest.mark.slow
 def test_cli_bad_privacy_input_exits_2_before_anything_starts(tmp_path, process_guard):
     proc = subprocess.run(
         [sys.executable, "-m", "fedft", "run", str(ROOT / LOCAL), "--set", "privacy.target_epsilon=-1", "--set", f"output.dir={tmp_path / 'runs'}"],

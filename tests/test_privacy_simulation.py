@@ -7,8 +7,8 @@ import pytest
 from opacus.accountants import RDPAccountant
 
 import fedft
-from fedft.ml.data import federated_data_for
 from fedft.jobs.validate import load_config
+from fedft.ml.data import federated_data_for
 from fedft.ml.models import build_model
 from fedft.privacy.accounting import dp_sgd_sample_rate, dp_sgd_steps_per_epoch
 
@@ -25,6 +25,7 @@ def _rdp(noise_multiplier, sample_rate, steps, delta=1e-5):
     return acc.get_epsilon(delta=delta)
 
 
+@pytest.mark.slow
 def test_local_dp_run_accounts_refuses_and_excludes(tiny_config, tmp_path, process_guard):
     """3 clients, 2 per round, 3 rounds; the budget covers exactly one round per client,
     so later rounds meet refusals, and a refused client is never sampled again."""
@@ -57,6 +58,7 @@ def test_local_dp_run_accounts_refuses_and_excludes(tiny_config, tmp_path, proce
     assert list(result.state) == list(build_model("seed_cnn").state_dict())  # no `_module.` keys reach the server
 
 
+@pytest.mark.slow
 def test_central_dp_run_reports_user_level_epsilon(tiny_config, tmp_path, process_guard):
     """DP-FedAvg, client-side fixed clipping (Flower's fixedclipping_mod on the clients):
     ε per round equals an RDP accountant stepped once per round at q = 2/3."""

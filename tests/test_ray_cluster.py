@@ -51,6 +51,7 @@ def _actor_logs(temp_dir: str) -> list[Path]:
     return [p for p in logs if ":actor_name:ClientAppActor" in p.read_text(errors="replace")]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("ray") is None and not Path(sys.executable).with_name("ray").exists(), reason="ray CLI not installed")
 def test_run_on_a_two_node_ray_cluster_uses_both_nodes(tiny_config, tmp_path, process_guard):
     # short paths: Ray's socket paths live under the temp dir (limit about 107 characters)

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import FASHION_MNIST, HAS_FASHION_MNIST
 from fedft.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "simulations").glob("*.toml"))
+NEEDS_PLAY = {"shakespeare_lstm.toml"}  # data.path is the user's play: `--set data.path=...`
 NEEDS_PRETRAINED = {"finetune_head.toml"}  # starts from `fedft pretrain simulations/pretrain_public.toml --out runs/pretrained`
 
 
@@ -18,17 +20,25 @@ def test_there_are_ready_configs():
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_ready_config_checks(path, monkeypatch, capsys):
+def test_ready_config_checks(path, play, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)  # data paths in the configs are relative to the repository root
-    if path.name == "shakespeare_lstm.toml" and not (ROOT / "../shared/data/tinyshakespeare.txt").is_file():
-        pytest.skip("the Shakespeare corpus is not next to this checkout")
-    code = main(["check", str(path.relative_to(ROOT))])
+    if "fashion-mnist" in path.read_text() and not HAS_FASHION_MNIST:
+        pytest.skip(f"Fashion-MNIST is not in {FASHION_MNIST} (apt-get install dataset-fashion-mnist)")
+    args = ["--set", f"data.path={play.path}"] if path.name in NEEDS_PLAY else []
+    code = main(["check", str(path.relative_to(ROOT)), *args])
     out, err = capsys.readouterr()
     if path.name in NEEDS_PRETRAINED and not (ROOT / "runs" / "pretrained" / "model.pt").is_file():
         assert code == 2 and err.startswith("fedft: error: model.init_from: ") and len(err.strip().splitlines()) == 1
         return
     assert code == 0, err
     assert out.startswith(f"simulations/{path.name}: ok, ")
+
+
+def test_a_play_config_without_a_path_names_data_path(monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    assert main(["check", "simulations/shakespeare_lstm.toml"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fedft: error: data.path: is empty;") and "--set data.path=" in err and len(err.strip().splitlines()) == 1
 
 
 def test_check_refuses_a_bad_sweep_point_and_writes_nothing(tmp_path, monkeypatch, capsys):

@@ -16,14 +16,16 @@ import tomli_w
 import torch
 
 import fedft
+from conftest import ROOT, _status, kill_pids
 from fedft.fl.client.faults import CRASH, DROPOUT, STRAGGLER, fault_for
+from fedft.fl.server.sampling import sample_clients
 from fedft.jobs.validate import load_config
 from fedft.state.run_checkpoint import FILENAME
-from fedft.fl.server.sampling import sample_clients
-
-from conftest import ROOT, _status, kill_pids
 
 ROUNDS = 4
+
+
+LONG = 100_000  # rounds of a run that a test stops: it never ends by itself
 
 
 def small_config(tmp_path: Path, **sections) -> dict:
@@ -145,6 +147,7 @@ def rows_without_times(run_dir: Path) -> list[dict]:
 
 # ---------------------------------------------------------------- end to end
 
+@pytest.mark.slow
 def test_sigint_then_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, process_guard):
     cfg = small_config(tmp_path)
     reference = fedft.run(cfg, out=tmp_path / "reference", quiet=True)
@@ -203,6 +206,7 @@ def _fault_seed(faults: dict, rounds: int) -> int:
     raise AssertionError("no seed found")
 
 
+@pytest.mark.slow
 def test_injected_faults_are_counted_and_the_run_finishes(tmp_path, process_guard):
     faults = {"dropout_probability": 0.25, "crash_probability": 0.25, "straggler_probability": 0.15, "straggler_delay": 12.0}
     rounds = 3
@@ -392,11 +396,10 @@ def _fake_fashion_mnist(folder: Path) -> Path:
 
 def _finished_folder(tmp_path: Path, data: dict | None = None) -> tuple[Path, dict]:
     """A results folder as a run leaves it after round 2 of 4 (no Ray needed)."""
-    from strategies import build_strategy
-
-    from fedft.state.run_folder import RunWriter
-    from fedft.state.run_checkpoint import ServerState, capture_state, save_run_checkpoint
     from fedft.fl.context import RunContext
+    from fedft.state.run_checkpoint import ServerState, capture_state, save_run_checkpoint
+    from fedft.state.run_folder import RunWriter
+    from strategies import build_strategy
 
     cfg_dict = small_config(tmp_path, data=data or {})
     cfg = load_config(cfg_dict)
@@ -456,6 +459,7 @@ def test_bad_resume_input_exits_2_and_touches_nothing(tmp_path, capsys, damage):
     assert _snapshot_files(run_dir) == before, "a refused resume must not touch any file"
 
 
+@pytest.mark.slow
 def test_truncated_checkpoint_cli_process_exits_2(tmp_path):
     """The same through a real `python -m fedft` process: one line on stderr, exit 2."""
     run_dir, _ = _finished_folder(tmp_path)
@@ -470,12 +474,13 @@ def test_truncated_checkpoint_cli_process_exits_2(tmp_path):
     assert _snapshot_files(run_dir) == before
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_a_parallel_sweep_and_every_point_it_started(tmp_path, process_guard):
     """Ctrl-C at the terminal reaches the sweep (its points run in their own sessions);
     it sends each running point one SIGTERM: both record themselves as interrupted,
     the sweep exits 130 with the resume command, and no process is left running."""
     cfg = small_config(tmp_path)
-    cfg["simulation"]["rounds"] = 40  # long enough to be stopped in the middle
+    cfg["simulation"]["rounds"] = LONG  # cannot finish before the signal, however fast or slow the machine
     cfg["sweep"] = {"train": {"lr": [0.05, 0.1]}}
     config_file = tmp_path / "sweep.toml"
     config_file.write_text(tomli_w.dumps(cfg))
@@ -483,9 +488,10 @@ def test_ctrl_c_stops_a_parallel_sweep_and_every_point_it_started(tmp_path, proc
     sweep_proc = FedftProcess(["sweep", str(config_file), "--out", str(sw), "--parallel", "2"], tmp_path / "sweep.log")
     try:
         points = lambda: [d for d in sw.iterdir() if d.is_dir()] if sw.exists() else []  # noqa: E731
-        sweep_proc.watch_until(lambda: len(points()) == 2 and all(1 in rounds_in(d) for d in points()))
+        # the event: both points have written round 1 (a guard, not a guess, bounds the wait)
+        sweep_proc.watch_until(lambda: len(points()) == 2 and all(1 in rounds_in(d) for d in points()), timeout=900)
         sweep_proc.signal_group(signal.SIGINT)
-        assert sweep_proc.wait() == 130, sweep_proc.output()
+        assert sweep_proc.wait(timeout=600) == 130, sweep_proc.output()
         assert sweep_proc.leftovers() == [], f"processes left running after Ctrl-C:\n{sweep_proc.output()}"
         assert f"resume with: fedft sweep {sw}" in sweep_proc.output()
     finally:
@@ -493,4 +499,4 @@ def test_ctrl_c_stops_a_parallel_sweep_and_every_point_it_started(tmp_path, proc
     for point in points():
         summary = json.loads((point / "summary.json").read_text())
         assert summary["status"] == "interrupted" and summary["signal"] == "SIGTERM", point.name
-        assert 1 <= rounds_in(point)[-1] < 40
+        assert 1 <= rounds_in(point)[-1] < LONG

@@ -3,6 +3,7 @@
 import csv
 import json
 
+import pytest
 import torch
 
 import fedft
@@ -14,6 +15,7 @@ def _accuracy_column(run_dir):
         return [row["test_accuracy"] for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 def test_tiny_simulation_writes_results_and_is_reproducible(tiny_config, tmp_path, process_guard):
     first = fedft.run(tiny_config, out=tmp_path / "a", quiet=True)
     # the same run, evaluated centrally only after round 0 and the last: training is untouched

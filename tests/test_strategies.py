@@ -6,8 +6,8 @@ import sys
 import pytest
 from flwr.serverapp.strategy import Strategy
 
-from fedft.jobs.validate import load_config
 from fedft.errors import FedftError
+from fedft.jobs.validate import load_config
 from strategies import RunFacts, build_strategy, check_strategy, strategy_names
 
 QUICKSTART = "simulations/quickstart.toml"
@@ -93,6 +93,7 @@ def test_bounds_are_exact():
     _load("strategy.name=multikrum", "strategy.num_malicious_nodes=2", "strategy.num_nodes_to_select=8")  # m <= n - f
 
 
+@pytest.mark.slow
 def test_cli_exits_2_with_one_line_and_no_results_folder(tmp_path):
     out = tmp_path / "runs"
     proc = subprocess.run(

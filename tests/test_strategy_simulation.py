@@ -10,18 +10,19 @@ import math
 import sys
 
 import numpy as np
+import pytest
 import ray.cloudpickle
 from flwr.app import Array, ArrayRecord, Context, Message
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 import fedft.fl.client.app as fedft_client
-from fedft.runtime import engine
-from fedft.jobs.validate import load_config
 from fedft.fl.context import RunContext
 from fedft.fl.server.evaluation import central_evaluator
 from fedft.fl.server.loop import RoundParts, RoundSettings, run_rounds
+from fedft.jobs.validate import load_config
 from fedft.privacy.tracker import privacy_tracker
+from fedft.runtime import engine
 from strategies import RunFacts, build_strategy, strategy_names
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import test modules
@@ -72,6 +73,7 @@ def _config(name: str, tmp_path) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_every_strategy_runs_a_round_and_drops_bad_updates(tmp_path, process_guard, caplog):
     # Prepare
     assert set(PARAMS) == set(strategy_names())

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from fedft.privacy.audit import loss_threshold_attack, per_example_losses
 from fedft.cli import main
 from fedft.errors import FedftError
 from fedft.jobs.report import pareto_front, sweep_rows, write_report
 from fedft.jobs.sweep import expand_grid, sweep
+from fedft.privacy.audit import loss_threshold_attack, per_example_losses
 
 
 def _base(tmp_path):
@@ -64,6 +64,7 @@ def test_invalid_grid_fails_before_anything_runs(tmp_path, grid, field):
     assert not (tmp_path / "sw2").exists()
 
 
+@pytest.mark.slow
 def test_resume_after_kill_and_report_from_disk(tmp_path, process_guard):
     """A 2-point sweep killed during point 2: point 1 completed (its folder written by hand,
     so a rerun would show), point 2 half written. The resumed sweep runs point 2 only."""
@@ -148,6 +149,7 @@ def test_mia_planted_case():
     assert loss_threshold_attack(np.full(3, np.nan), np.array([np.inf, np.nan, np.nan]))["mia_auc"] == 0.5  # a diverged model
 
 
+@pytest.mark.slow
 def test_parallel_points_run_side_by_side_in_their_own_processes(tmp_path, process_guard):
     """Two points side by side on 2 CPUs: each a `fedft run` child with a 1-CPU Ray,
     both complete, their run times overlap, and the report covers both."""
@@ -172,8 +174,8 @@ def test_parallel_points_run_side_by_side_in_their_own_processes(tmp_path, proce
 
 
 def test_parallel_split_refusals():
-    from fedft.jobs.validate import load_config
     from fedft.jobs.parallel import cpus_per_point
+    from fedft.jobs.validate import load_config
 
     plain = load_config({"name": "x"})
     assert cpus_per_point([plain], 2, cpus=8) == 4
@@ -203,6 +205,7 @@ def test_parallel_points_split_the_gpus(monkeypatch):
     assert parent_gpus() == []
 
 
+@pytest.mark.slow
 def test_ray_num_cpus_limits_the_local_ray(process_guard):
     """What each parallel point's Ray gets: `simulation.ray_num_cpus` reaches ray.init."""
     import ray

@@ -14,25 +14,22 @@ import pytest
 import torch
 
 import fedft
-from fedft.ml.bigram import bigram_accuracy, bigram_counts, bigram_perplexity, bigram_predictions
-from fedft.state.model_file import load_checkpoint
+from conftest import ROOT
 from fedft.cli import main as cli_main
+from fedft.errors import FedftError
+from fedft.ml.bigram import bigram_accuracy, bigram_counts, bigram_perplexity, bigram_predictions
 from fedft.ml.data import federated_data
 from fedft.ml.data.text import MERGED_ROLE, UNKNOWN, TextFederatedData, Vocabulary, parse_play, role_texts, select_roles, sequences
-from fedft.errors import FedftError
 from fedft.ml.models import build_model
 from fedft.ml.models.dp_layers import from_dp, to_dp
+from fedft.state.model_file import load_checkpoint
 
-from conftest import ROOT, SHAKESPEARE
-
-needs_corpus = pytest.mark.skipif(not SHAKESPEARE.is_file(), reason=f"Shakespeare corpus not found at {SHAKESPEARE} (tests read ../shared/data/tinyshakespeare.txt)")
+CLIENT_ROLES = ("ROMEO", "JULIET", "NURSE", "MERCUTIO")  # the generated play's largest roles, largest first
 
 
 @pytest.fixture(scope="module")
-def corpus() -> str:
-    if not SHAKESPEARE.is_file():
-        pytest.skip(f"Shakespeare corpus not found at {SHAKESPEARE}")
-    return SHAKESPEARE.read_text(encoding="utf-8")
+def corpus(play) -> str:
+    return play.text
 
 
 # ------------------------------------------------------------------ parsing
@@ -54,18 +51,20 @@ def test_tiny_play_parses_by_hand():
     }
 
 
-def test_shakespeare_roles_lose_and_duplicate_nothing(corpus):
+def test_play_roles_lose_and_duplicate_nothing(corpus, play):
     speeches = parse_play(corpus)
     lines = corpus.split("\n")
     # Independent count: a speech starts at each non-blank line that follows a blank line (or opens the file).
     starts = [line for i, line in enumerate(lines) if line.strip() and (i == 0 or not lines[i - 1].strip())]
-    assert len(speeches) == len(starts) == 7222
-    assert all(s.endswith(":") for s in starts)  # in this corpus every speech has a `NAME:` line
+    assert len(speeches) == len(starts) - 1 == sum(play.speeches.values())  # the prologue opens the file and is nobody's
+    assert all(s.endswith(":") for s in starts[1:])  # in this play every speech has a `NAME:` line
     roles = role_texts(speeches)
-    assert len(roles) == len({s[:-1] for s in starts}) == 309
-    assert sum(1 for s in speeches if s.role == "ROMEO") == corpus.count("\nROMEO:\n") == 163
-    # Every non-blank line of the play is in exactly one role's text, as often as in the play.
-    in_play = collections.Counter(line for line in lines if line.strip())
+    assert len(roles) == len({s[:-1] for s in starts[1:]}) == len(play.speeches)
+    assert {role: sum(1 for s in speeches if s.role == role) for role in roles} == play.speeches
+    assert sum(1 for s in speeches if s.role == "ROMEO") == corpus.count("\nROMEO:\n") == play.speeches["ROMEO"]
+    prologue = set(corpus.split("\n\n", 1)[0].split("\n"))
+    in_play = collections.Counter(line for line in lines if line.strip() and line not in prologue)
+    # Every non-blank line of the play (but the prologue) is in exactly one role's text, as often as in the play.
     in_roles = collections.Counter(line for text in roles.values() for line in text.split("\n") if line.strip())
     assert in_roles == in_play
 
@@ -100,11 +99,10 @@ def test_sequences_are_next_character_pairs():
     assert sequences(np.arange(3), 3)[0].shape == (0, 3)
 
 
-@needs_corpus
-def test_text_federated_data_shape_and_splits(tmp_path):
-    data = federated_data("text", str(SHAKESPEARE), 0.2, 0.1, "roles", 4, 0, seq_len=40, max_client_sequences=50)
+def test_text_federated_data_shape_and_splits(tmp_path, play):
+    data = federated_data("text", str(play.path), 0.2, 0.1, "roles", 4, 0, seq_len=40, max_client_sequences=50)
     assert isinstance(data, TextFederatedData)
-    assert data.roles == ("GLOUCESTER", "DUKE VINCENTIO", "KING RICHARD II", "CORIOLANUS")  # the largest roles
+    assert data.roles == CLIENT_ROLES  # the largest roles
     assert data.full.x.dtype == np.int64 and data.full.x.shape[1:] == (40,) and data.full.num_classes == 97
     assert np.array_equal(data.full.x[:, 1:], data.full.y[:, :-1])
     used = [data.test] + [part for pair in data.clients for part in pair]
@@ -113,8 +111,8 @@ def test_text_federated_data_shape_and_splits(tmp_path):
     assert all(len(t) + len(v) == 50 for t, v in data.clients)  # capped
     vocab = Vocabulary(data.vocabulary)
     first_test = vocab.decode(data.full.x[data.test[0]])
-    gloucester = role_texts(parse_play(SHAKESPEARE.read_text()))["GLOUCESTER"]
-    assert first_test in gloucester[int(len(gloucester) * 0.8) - 1 :]  # test text is the role's tail
+    romeo = role_texts(parse_play(play.text))["ROMEO"]
+    assert first_test in romeo[int(len(romeo) * 0.8) - 1 :]  # test text is the role's tail
 
 
     from fedft.ml.data.plot import plot_label_counts
@@ -164,13 +162,12 @@ def test_dplstm_has_the_same_array_names_and_function():
         assert all(torch.equal(back.state_dict()[k], v) for k, v in reference.items())
 
 
-@needs_corpus
-def test_one_dp_sgd_client_round_on_dplstm():
+def test_one_dp_sgd_client_round_on_dplstm(play):
     """A client's round under Opacus DP-SGD: DPLSTM in, the same array names out."""
     from opacus import PrivacyEngine
     from torch.utils.data import DataLoader, TensorDataset
 
-    data = federated_data("text", str(SHAKESPEARE), 0.2, 0.1, "roles", 3, 0, seq_len=20, max_client_sequences=64)
+    data = federated_data("text", str(play.path), 0.2, 0.1, "roles", 3, 0, seq_len=20, max_client_sequences=64)
     train_set, _ = data.client_sets(0)
     torch.manual_seed(0)
     global_model = build_model("char_lstm", (20,), data.full.num_classes, embedding_dim=4, hidden_size=16, num_layers=1)
@@ -199,11 +196,11 @@ def test_one_dp_sgd_client_round_on_dplstm():
 
 # ------------------------------------------------------------------ end to end
 
-def _tiny_text_config(tmp_path) -> dict:
+def _tiny_text_config(tmp_path, play) -> dict:
     return {
         "name": "tiny-text",
         "seed": 3,
-        "data": {"name": "text", "path": str(SHAKESPEARE), "seq_len": 20, "max_client_sequences": 40},
+        "data": {"name": "text", "path": str(play.path), "seq_len": 20, "max_client_sequences": 40},
         "partition": {"method": "roles", "num_clients": 3},
         "model": {"name": "char_lstm", "embedding_dim": 4, "hidden_size": 16, "num_layers": 1},
         "train": {"optimizer": "adam", "lr": 0.01, "batch_size": 8},
@@ -212,13 +209,13 @@ def _tiny_text_config(tmp_path) -> dict:
     }
 
 
-@needs_corpus
-def test_tiny_text_round_writes_perplexity_baseline_and_generates(tmp_path, process_guard, capsys):
-    result = fedft.run(_tiny_text_config(tmp_path), out=tmp_path / "run", quiet=True)
+@pytest.mark.slow
+def test_tiny_text_round_writes_perplexity_baseline_and_generates(tmp_path, play, process_guard, capsys):
+    result = fedft.run(_tiny_text_config(tmp_path, play), out=tmp_path / "run", quiet=True)
     summary = json.loads((result.run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["rounds"] == 1
     assert 0 < summary["baseline_accuracy"] < 1 and summary["baseline_perplexity"] > 1
-    assert summary["roles"] == ["GLOUCESTER", "DUKE VINCENTIO", "KING RICHARD II"]
+    assert summary["roles"] == list(CLIENT_ROLES[:3])
     rows = list(csv.DictReader(open(result.run_dir / "metrics.csv")))
     assert [r["round"] for r in rows] == ["0", "1"] and rows[1]["clients_replied"] == "2"
     for row in rows:
@@ -253,18 +250,17 @@ def test_generate_rejects_an_image_model(tmp_path, capsys):
         ("data.small_roles=keep", "data.small_roles"),
     ],
 )
-def test_text_config_errors_are_one_line(override, field, tmp_path):
+def test_text_config_errors_are_one_line(override, field, tmp_path, play):
     from fedft.api import prepare
 
-    cfg = _tiny_text_config(tmp_path)
+    cfg = _tiny_text_config(tmp_path, play)
     cfg["simulation"]["clients_per_round"] = 2
-    if not SHAKESPEARE.is_file() and field == "partition.num_clients":
-        pytest.skip(f"Shakespeare corpus not found at {SHAKESPEARE}")
     with pytest.raises(FedftError) as err:
         prepare(cfg, [override])
     assert err.value.field == field and "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_hf_shakespeare_offline_fails_with_one_line(tmp_path, process_guard):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT), "HF_HOME": str(tmp_path / "hf")}
     out = tmp_path / "out"
@@ -304,10 +300,10 @@ def test_hf_shakespeare_rows_become_role_texts(monkeypatch):
     assert load_hf_shakespeare_roles() == texts
 
 
-@needs_corpus
-def test_one_tiny_round_with_local_dp_sends_plain_lstm_names(tmp_path, process_guard):
+@pytest.mark.slow
+def test_one_tiny_round_with_local_dp_sends_plain_lstm_names(tmp_path, play, process_guard):
     # DP-SGD on a char_lstm through the real Ray engine: DPLSTM inside, plain names out.
-    cfg = _tiny_text_config(tmp_path)
+    cfg = _tiny_text_config(tmp_path, play)
     cfg["privacy"] = {"mode": "local", "noise_multiplier": 1.0, "max_grad_norm": 1.0}
     result = fedft.run(cfg, out=tmp_path / "dp", quiet=True)
     plain = build_model("char_lstm", (cfg["data"].get("seq_len", 80),), 97, **{k: v for k, v in cfg["model"].items() if k != "name"})

@@ -124,7 +124,7 @@ def role_texts(speeches: list[Speech]) -> dict[str, str]:
 
 def read_play(path: str) -> dict[str, str]:
     if not path:
-        raise FedftError("data.path", "is empty; the text dataset reads a plain-text play from a file.", 'set data.path, e.g. data.path = "../shared/data/tinyshakespeare.txt".')
+        raise FedftError("data.path", "is empty; the text dataset reads a plain-text play from a file.", 'pass the play, e.g. --set data.path=tinyshakespeare.txt (any UTF-8 play whose speeches start with a `NAME:` line).')
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
