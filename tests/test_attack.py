@@ -38,6 +38,7 @@ def test_flip_labels():
     assert flip_labels(torch.tensor([0, 3, 9]), 10).tolist() == [9, 6, 0]
 
 
+@pytest.mark.slow  # seconds of compute, no process
 def test_attacker_reply_is_the_flipped_honest_update():
     base = {
         "seed": 2,

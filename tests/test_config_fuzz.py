@@ -80,6 +80,7 @@ def _floats(data):
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.mark.slow  # seconds of compute, no process
 @FUZZ
 @given(raw_configs, overrides)
 def test_any_dict_gives_a_config_or_a_fedft_error(raw, extra):
@@ -99,6 +100,7 @@ def test_the_fuzz_reached_both_outcomes():
     assert OUTCOMES["valid"] > 0 and OUTCOMES["error"] > 0, OUTCOMES
 
 
+@pytest.mark.slow  # seconds of compute, no process
 @FUZZ
 @given(raw_configs)
 def test_any_toml_file_gives_a_config_or_a_fedft_error(tmp_path_factory, raw):

@@ -111,6 +111,7 @@ def test_private_data_is_checked_and_split(tmp_path):
         load_private(tmp_path / "missing.npz", 0.2, 0, 1, "seed_cnn", _global_state())
 
 
+@pytest.mark.slow  # seconds of compute, no process
 def test_node_shard_cached_on_disk_equals_partition(tmp_path, tiny_config):
     from fedft.fl.context import client_tensors
 

@@ -12,6 +12,7 @@ def labels():
     return load_dataset("mnist-5k").y
 
 
+@pytest.mark.slow  # seconds of compute, no process
 def test_server_test_set_is_disjoint_and_stratified(labels):
     split = split_pool_test(labels, 0.2, seed=0)
     assert len(np.intersect1d(split.pool, split.test)) == 0
@@ -68,6 +69,7 @@ def test_more_clients_than_examples_is_an_error():
         partition_pool(np.zeros(5, dtype=np.int64), "iid", num_clients=6, seed=0)
 
 
+@pytest.mark.slow  # seconds of compute, no process
 def test_client_train_val_never_touch_the_test_set():
     data = federated_data("mnist-5k", "", 0.2, 0.1, "iid", 5, 0)
     seen = np.concatenate([np.concatenate([t, v]) for t, v in data.clients])
@@ -98,6 +100,7 @@ def test_fashion_mnist_from_debian_package():
     assert ds.x.shape == (70_000, 1, 28, 28) and set(np.unique(ds.y)) == set(range(10))
 
 
+@pytest.mark.slow  # seconds of compute, no process
 def test_hugging_face_offline_gives_one_clear_line(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")

@@ -105,6 +105,7 @@ def test_dp_sgd_loader_rates_match_opacus():
         assert 1 / len(dp_loader) == dp_sgd_sample_rate(n, batch)
 
 
+@pytest.mark.slow  # seconds of compute, no process
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     target=st.floats(0.3, 20.0),
@@ -134,6 +135,7 @@ def test_calibrated_noise_never_overshoots_gdp(target, sample_rate, steps):
     assert epsilon([(sigma, sample_rate, steps)], 1e-5, "gdp") <= target
 
 
+@pytest.mark.slow  # seconds of compute, no process
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(target=st.floats(0.5, 10.0), sample_rate=st.floats(0.01, 0.5), steps=st.integers(1, 200))
 def test_calibrated_noise_never_overshoots_prv(target, sample_rate, steps):

@@ -58,6 +58,7 @@ def test_central_target_unreachable_in_the_configured_rounds():
     assert err.value.field == "privacy.target_epsilon" and "104" in err.value.problem
 
 
+@pytest.mark.slow  # seconds of compute, no process
 def test_local_target_a_client_cannot_meet_even_for_one_round():
     with pytest.raises(FedftError) as err:
         prepare(LOCAL, ["privacy.noise_multiplier=0.5", "privacy.target_epsilon=1"])

@@ -39,6 +39,7 @@ def _initial_state(name="seed_cnn"):
     return {k: v.clone() for k, v in build_model(name).state_dict().items()}
 
 
+@pytest.mark.slow  # seconds of compute, no process
 @pytest.mark.parametrize("accountant,reference", [("rdp", RDPAccountant), ("prv", PRVAccountant)])
 def test_epsilon_accumulates_across_rounds_with_a_fresh_engine_each_round(accountant, reference):
     """Three rounds, each with a new PrivacyEngine restored from the node state, spend what

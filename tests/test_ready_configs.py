@@ -19,6 +19,7 @@ def test_there_are_ready_configs():
     assert len(CONFIGS) >= 10
 
 
+@pytest.mark.slow  # seconds of compute, no process
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_ready_config_checks(path, play, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)  # data paths in the configs are relative to the repository root

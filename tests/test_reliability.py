@@ -417,6 +417,7 @@ def _snapshot_files(folder: Path) -> dict[str, tuple[bytes, int]]:
     return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
 
 
+@pytest.mark.slow  # seconds of compute, no process
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "other_config", "edited_config", "set_override", "no_config", "wrong_arrays", "data_unreadable"])
 def test_bad_resume_input_exits_2_and_touches_nothing(tmp_path, capsys, damage):
     from fedft.cli import main
