@@ -39,6 +39,12 @@ def restore_into_context(msg: Message, context: Context) -> None:
         del msg.content[key]
 
 
+def discard(msg: Message) -> None:
+    """Drop `client-state:*` records unread: a deployed node takes no state from the server."""
+    for key in [k for k in msg.content.keys() if k.startswith(PREFIX)]:
+        del msg.content[key]
+
+
 def attach_to_reply(content: RecordDict, context: Context) -> None:
     """Add every record of `context.state` to a reply's content."""
     for key, record in context.state.items():
