@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-from flower_messages import train_instruction
 from flwr.app import ArrayRecord, ConfigRecord, Context, RecordDict
 from opacus.accountants import RDPAccountant
 
@@ -20,6 +19,7 @@ from fedft.privacy.accounting import dp_sgd_sample_rate, dp_sgd_steps_per_epoch
 from fedft.privacy.client_policy import ClientPolicy
 from fedft.privacy.dp_sgd import BUDGET_SPENT, EPSILON, POLICY_REFUSED
 from fedft.privacy.history import STATE_KEY
+from flower_messages import train_instruction
 
 
 def _config(mode: str = "local", **privacy) -> str:
