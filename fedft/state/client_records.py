@@ -15,7 +15,8 @@ Not restored: state a client changed in a round whose reply never reached the
 server (a straggler past the timeout, a crash), because the server never saw it.
 These records are bookkeeping for resuming a simulation, not model traffic, so
 they are not counted in `bytes_up` / `bytes_down`. In a real deployment clients
-keep their own state on their own disk: set `checkpoint.client_state = false`.
+keep their own state on their own disk: set `checkpoint.client_state = false`; a
+deployed node discards any `client-state:` records it is sent (`discard`).
 """
 
 from __future__ import annotations
