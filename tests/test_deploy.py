@@ -266,6 +266,7 @@ def test_deployed_client_keeps_its_own_budget_across_a_server_restart(tmp_path, 
     reference.history = [tuple(history[0])]
     assert first["status"] == "completed" and first["epsilon"] == pytest.approx(reference.get_epsilon(1e-5)) and first["epsilon"] < 2
     assert first["noise_source"] == "os" and first["client_metrics"] == "withheld"  # deployment draws from OS entropy
+    assert 'noise_source = "os"' in (tmp_path / "first" / "config.toml").read_text()
     row = _rows(tmp_path / "first")[1]
     assert row["clients_replied"] == "1" and row["train_loss"] == "" and row["test_accuracy"] != ""  # nothing computed on private data
     assert second["status"] == "completed" and second["clients_refused_policy"] == [0] and second["clients_budget_spent"] == [0]
