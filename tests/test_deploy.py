@@ -215,3 +215,65 @@ def test_supernode_without_or_with_wrong_ca_cannot_join(tmp_path, process_guard)
     assert "only 1 of 3 client nodes connected within 15 s" in summary["error"]
     assert "only 1 of 3 client nodes connected" in _read(tmp_path / "server.log")
     _assert_nothing_left(out)
+
+
+def _local_dp_config(tmp_path: Path, name: str, **privacy) -> Path:
+    """One client holding all of digits, σ = 1.0: one round costs it ε = 1.76 (RDP, δ = 1e-5), two 2.04."""
+    cfg = {
+        "name": name,
+        "seed": 5,
+        "data": {"name": "digits", "test_fraction": 0.2},
+        "partition": {"method": "iid", "num_clients": 1},
+        "train": {"lr": 0.05, "local_epochs": 1, "batch_size": 32},
+        "simulation": {"rounds": 1, "clients_per_round": 1, "device": "cpu", "round_timeout": 120},
+        "privacy": {"mode": "local", "noise_multiplier": 1.0, **privacy},
+        "output": {"dir": str(tmp_path / "runs")},
+    }
+    path = tmp_path / f"{name}.toml"
+    path.write_text(tomli_w.dumps(cfg))
+    return path
+
+
+@pytest.mark.slow
+def test_deployed_client_keeps_its_own_budget_across_a_server_restart(tmp_path, process_guard):
+    """A `fedft client --max-epsilon 2` with one state folder, through two server runs
+    (server and client restarted between them: Flower 1.42's SuperNode does not rejoin a
+    restarted SuperLink). Run 1 (one round, ε 1.76) trains and leaves withheld metrics;
+    run 2 asks for a round that would take it to 2.04 while naming the GDP accountant
+    (which would call it 1.09) and pointing privacy.state_dir at an empty folder: the
+    client refuses from its own history, and the server records a refused client."""
+    from opacus.accountants import RDPAccountant
+
+    state = tmp_path / "node"
+    procs: list[subprocess.Popen] = []
+    try:
+        for name, privacy in (("first", {}), ("second", {"accountant": "gdp", "state_dir": str(tmp_path / "server-chosen")})):
+            port = free_port()
+            server = _fedft("server", str(_local_dp_config(tmp_path, name, **privacy)), "--insecure", "--host", "127.0.0.1",
+                            "--port", str(port), "--out", str(tmp_path / name), log=tmp_path / f"{name}.log")
+            client = _fedft("client", "--server", f"127.0.0.1:{port}", "--partition-id", "0", "--num-partitions", "1", "--insecure",
+                            "--state-dir", str(state), "--max-epsilon", "2", log=tmp_path / f"client-{name}.log")
+            procs += [server, client]
+            assert server.wait(timeout=600) == 0, _read(tmp_path / f"{name}.log") + _read(tmp_path / f"client-{name}.log")[-3000:]
+            _stop(server)
+            _stop(client)
+            if name == "first":
+                history = json.loads((state / "client-0.json").read_text())["history"]
+                assert len(history) == 1 and history[0][0] == 1.0  # on the client's disk
+    finally:
+        for proc in procs:
+            _stop(proc)
+
+    first, second = (json.loads((tmp_path / name / "summary.json").read_text()) for name in ("first", "second"))
+    reference = RDPAccountant()
+    reference.history = [tuple(history[0])]
+    assert first["status"] == "completed" and first["epsilon"] == pytest.approx(reference.get_epsilon(1e-5)) and first["epsilon"] < 2
+    assert first["noise_source"] == "os" and first["client_metrics"] == "withheld"  # deployment draws from OS entropy
+    assert 'noise_source = "os"' in (tmp_path / "first" / "config.toml").read_text()
+    row = _rows(tmp_path / "first")[1]
+    assert row["clients_replied"] == "1" and row["train_loss"] == "" and row["test_accuracy"] != ""  # nothing computed on private data
+    assert second["status"] == "completed" and second["clients_refused_policy"] == [0] and second["clients_budget_spent"] == [0]
+    row = _rows(tmp_path / "second")[1]
+    assert row["clients_refused_budget"] == "1" and row["round_skipped"] == "1"
+    assert json.loads((state / "client-0.json").read_text())["history"] == history  # the refused round spent nothing
+    assert not (tmp_path / "server-chosen").exists()

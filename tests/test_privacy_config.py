@@ -71,13 +71,14 @@ def test_adaptive_clipping_settings_flower_rejects():
     assert err.value.field == "privacy.clipped_count_stddev"
 
 
-def test_secure_mode_without_torchcsprng_is_a_clear_error():
-    try:  # torchcsprng does not build for current torch; if it is ever installed, secure_mode simply loads
-        import torchcsprng  # noqa: F401
-    except ImportError:
-        with pytest.raises(FedftError) as err:
-            load_config(LOCAL, ["privacy.secure_mode=true"])
-        assert err.value.field == "privacy.secure_mode"
+def test_secure_mode_is_gone_and_the_error_names_noise_source():
+    # torchcsprng (Opacus' secure_mode) does not install with torch 2.13: privacy.noise_source = "os" replaces it
+    with pytest.raises(FedftError) as err:
+        load_config(LOCAL, ["privacy.secure_mode=true"])
+    assert err.value.field == "privacy.secure_mode" and "noise_source" in err.value.fix
+    with pytest.raises(FedftError) as err:
+        load_config(LOCAL, ["privacy.noise_source=urandom"])
+    assert err.value.field == "privacy.noise_source"
 
 
 def test_delta_at_least_one_over_n_warns():

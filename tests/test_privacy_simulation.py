@@ -56,6 +56,10 @@ def test_local_dp_run_accounts_refuses_and_excludes(tiny_config, tmp_path, proce
     assert refusals >= 1 and refusals == len(spent)  # each refuses once, then is never sampled again
     assert int(rows[3]["clients_sampled"]) == min(2, 3 - int(rows[2]["clients_refused_budget"]))
     assert list(result.state) == list(build_model("seed_cnn").state_dict())  # no `_module.` keys reach the server
+    # nothing computed on private data leaves a client by default; the server's own evaluation and plot stay
+    assert summary["noise_source"] == "derived" and summary["client_metrics"] == "withheld"
+    assert all(r["train_loss"] == r["val_accuracy"] == "" and r["test_accuracy"] != "" for r in rows[1:])
+    assert (result.run_dir / "accuracy.png").is_file()
 
 
 @pytest.mark.slow

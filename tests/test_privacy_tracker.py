@@ -22,8 +22,8 @@ def _cfg(**privacy):
     return validate({"partition": {"num_clients": 5}, "simulation": {"rounds": 4, "clients_per_round": 2}, "privacy": privacy})
 
 
-def _local_reply(client: int, eps: float, steps: int, sigma: float = 1.1, q: float = 0.1, spent: float = 0.0) -> Message:
-    metrics = {"epsilon": eps, "dp_steps": float(steps), "noise_multiplier": sigma, "sample_rate": q, "budget_spent": spent}
+def _local_reply(client: int, eps: float, steps: int, sigma: float = 1.1, q: float = 0.1, spent: float = 0.0, policy: float = 0.0) -> Message:
+    metrics = {"epsilon": eps, "dp_steps": float(steps), "noise_multiplier": sigma, "sample_rate": q, "budget_spent": spent, "policy_refused": policy}
     return train_reply({"w": np.zeros(2)}, node_id=100 + client, metrics=metrics)
 
 
@@ -68,7 +68,7 @@ def test_local_columns_and_summary_follow_the_clients_reports():
     assert columns == {"epsilon": 0.7, "epsilon_mean": (0.5 + 0.7) / 5, "delta": 1e-5, "noise_multiplier": 1.1,
                        "clipping_norm": 0.7, "clients_refused_budget": 0}
 
-    out_of_budget = _local_reply(3, 1.2, 24, sigma=1.2, spent=1.0)
+    out_of_budget = _local_reply(3, 1.2, 24, sigma=1.2, spent=1.0, policy=1.0)  # a deployed client's own policy refused
     trains = _local_reply(2, 0.3, 5, sigma=1.0, q=0.2)
     kept, refused, columns = _round(tracker, [out_of_budget, trains])
     assert kept == [trains] and refused == [3]  # the refusal is not aggregated
@@ -82,6 +82,7 @@ def test_local_columns_and_summary_follow_the_clients_reports():
         "privacy_mode": "local", "delta": 1e-5, "accountant": "rdp", "epsilon": 1.2, "noise_multiplier": 1.1,
         "max_grad_norm": 0.7, "sample_rate": 0.1, "steps_max": 24, "epsilon_client": 0, "epsilon_client_steps": 20,
         "epsilon_mean": pytest.approx((1.2 + 0.5 + 0.3 + 1.2) / 5), "clients_budget_spent": [3],
+        "clients_refused_policy": [3], "noise_source": "derived", "client_metrics": "withheld",
         "epsilon_per_client": {"0": 1.2, "1": 0.5, "2": 0.3, "3": 1.2},
     }  # clients 0 and 3 tie at the largest ε: the lower id is named
     assert list(summary) == list(LocalDPTracker(1e-5, "rdp", 5, 0.7, None).summary())  # one key order, before and after reports

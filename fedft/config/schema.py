@@ -199,8 +199,10 @@ class PrivacyConfig(_Section):
     target_delta: float = Field(1e-5, gt=0.0, lt=1.0)  # δ; keep it below 1/(records or users protected)
     accountant: Literal["rdp", "prv", "gdp"] = "rdp"  # Opacus accountant used for every ε fedft reports
     max_grad_norm: float = Field(1.0, gt=0.0)  # local: per-sample gradient clipping bound
-    secure_mode: bool = False  # local: Opacus secure RNG (needs torchcsprng); off = noise seeded from (seed, round, client)
-    state_dir: str = ""  # local: also keep each client's accountant history in <state_dir>/client-<id>.json (deployment)
+    state_dir: str = ""  # local, simulation: also keep each client's accountant history in <state_dir>/client-<id>.json (a deployed client uses its own --state-dir)
+    # local DP, what the clients draw and send (a deployed client forces noise_source = "os" whatever the server says):
+    noise_source: Literal["derived", "os"] = "derived"  # DP-SGD noise and Poisson batches from (seed, round, client): reproducible; "os": from OS entropy, unpredictable to the server
+    client_metrics: Literal["withheld", "clear"] = "withheld"  # "clear": clients also send train_*/val_* computed on their private data (outside ε)
     clipping: Literal["server_fixed", "client_fixed", "server_adaptive", "client_adaptive"] = "server_fixed"  # central
     clipping_norm: float = Field(1.0, gt=0.0)  # central: L2 bound on a client's update (adaptive: the initial value)
     target_clipped_quantile: float = Field(0.5, ge=0.0, le=1.0)  # central adaptive (Andrew et al. 2021)

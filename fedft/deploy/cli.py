@@ -101,7 +101,8 @@ def cmd_client(args: argparse.Namespace) -> int:
     if not args.insecure and not args.ca:
         raise FedftError("--ca", "missing.", "pass the server's CA certificate (ca.crt from `fedft certs`), or --insecure.")
     state_dir = Path(args.state_dir or Path.home() / ".fedft" / f"node-{args.partition_id}").expanduser()
-    node_cfg = node_config_text(args.partition_id, args.num_partitions, data_path=args.data, state_dir=state_dir)
+    node_cfg = node_config_text(args.partition_id, args.num_partitions, data_path=args.data, state_dir=state_dir,
+                                max_epsilon=args.max_epsilon, min_noise_multiplier=args.min_noise_multiplier, delta=args.delta)
     cmd = supernode_command(args.server, node_cfg, None if args.insecure else args.ca, args.port or free_port(), auth_key=args.auth_key)
     if args.insecure:
         warn_insecure()
@@ -178,6 +179,10 @@ def add_deploy_commands(sub) -> None:
     p.add_argument("--auth-key", default=None, help="this node's private key when the server uses --enable-supernode-auth")
     p.add_argument("--port", type=int, default=0, help="local port for the SuperNode's Runtime API (default: a free one)")
     p.add_argument("--wait", type=float, default=120.0, metavar="SECONDS", help="keep trying to join this long after start (default: 120)")
+    g = p.add_argument_group("this client's own privacy policy (local DP; history kept in --state-dir, refused rounds get no update)")
+    g.add_argument("--max-epsilon", type=float, default=None, help="refuse a round that would take this client's ε (RDP, at --delta) past this")
+    g.add_argument("--min-noise-multiplier", type=float, default=None, metavar="SIGMA", help="refuse a round with less noise than this")
+    g.add_argument("--delta", type=float, default=None, help="this client's δ (default 1e-5); refuse a run whose target_delta is larger")
     p.set_defaults(func=_interruptible(cmd_client))
 
     p = sub.add_parser("launch", help="SuperLink + N SuperNodes + the run, as separate processes on this machine")

@@ -39,12 +39,6 @@ def check_privacy_config(cfg: FedftConfig) -> None:
                          "give privacy.noise_multiplier, or privacy.target_epsilon for fedft to calibrate the noise.")
     if pc.mode == "central":
         _check_central(cfg)
-    if pc.secure_mode:
-        try:
-            import torchcsprng  # noqa: F401
-        except ImportError:
-            raise FedftError("privacy.secure_mode", "needs the torchcsprng package (Opacus' secure RNG), which is not installed.",
-                             "install torchcsprng, or set secure_mode = false for experiments (noise seeded from the run's seed).") from None
 
 
 def _check_central(cfg: FedftConfig) -> None:

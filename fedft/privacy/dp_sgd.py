@@ -8,16 +8,22 @@ in the node's state) is `fedft.fl.client.trainers.DPTrainer`: if the history plu
 this round's steps would exceed `target_epsilon`, the client does not train and
 replies `budget_spent = 1`.
 
-Without `secure_mode` the Poisson sampling and the noise are seeded from
-(seed, round, client), so a run is reproducible; that is for experiments only:
-whoever knows the seed can regenerate the noise. `secure_mode = true` hands both
-to Opacus' cryptographically secure generator (torchcsprng).
+Where the randomness comes from (`privacy.noise_source`): "derived" seeds the
+Poisson sampling and the noise from (seed, round, client), so a run is
+reproducible; whoever knows the seed (the server chooses it) can regenerate the
+noise and subtract it, so that is for experiments only. "os" seeds each of the
+two `torch.Generator`s from 64 bits of `os.urandom`: the server cannot predict
+the noise. It is not Opacus' `secure_mode` (torchcsprng, which does not install
+with current torch): the generator itself is torch's Mersenne Twister (Philox on
+a GPU), not a cryptographic generator, and Opacus' defence against
+floating-point attacks on the Gaussian sampler is not applied.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -39,6 +45,7 @@ EPSILON = "epsilon"  # reply metric: the client's ε after this round (local DP)
 DP_STEPS = "dp_steps"  # reply metric: DP-SGD steps this client has taken in all
 NOISE_MULTIPLIER = "noise_multiplier"
 SAMPLE_RATE = "sample_rate"
+POLICY_REFUSED = "policy_refused"  # reply metric, with budget_spent = 1: the round breaks the deployed client's own policy
 
 
 class DPIncompatibleModel(ValueError):
@@ -91,8 +98,10 @@ def plain_state(dp_model: nn.Module, keys: list[str]) -> dict[str, torch.Tensor]
 
 
 def _generator(device: torch.device, *parts: int) -> torch.Generator:
+    """Seeded from `parts`; with no parts, from 64 bits of OS entropy (`os.urandom`)."""
     gen = torch.Generator(device=device)
-    gen.manual_seed(int(np.random.SeedSequence(list(parts)).generate_state(1)[0]))
+    seed = int.from_bytes(os.urandom(8), "little") if not parts else int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+    gen.manual_seed(seed)
     return gen
 
 
@@ -138,9 +147,8 @@ def dp_train(
     max_grad_norm: float,
     history: History,
     accountant: str,
-    seed_parts: tuple[int, ...],
+    seed_parts: tuple[int, ...] | None,
     device: torch.device,
-    secure_mode: bool = False,
     poisson_sampling: bool = True,
 ) -> DPTrainResult:
     """DP-SGD on (x, y) through Opacus' `make_private`, composing onto `history`.
@@ -148,26 +156,27 @@ def dp_train(
     `model` must come from `make_dp_compatible` and `optimizer` must hold its
     parameters. `poisson_sampling=False` keeps the shuffled fixed-size batches of
     `fedft.ml.training.train` (same order for the same seed); it exists for tests
-    and voids the accounting.
+    and voids the accounting. `seed_parts=None` draws the batches and the noise
+    from OS entropy (`privacy.noise_source = "os"`).
     """
     from opacus import PrivacyEngine
 
 
+    parts = seed_parts or ()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
-        engine = PrivacyEngine(accountant=accountant, secure_mode=secure_mode)
+        engine = PrivacyEngine(accountant=accountant)
     engine.accountant.history = list(history)
-    if poisson_sampling:  # make_private turns it into Poisson sampling driven by this generator (secure_mode: csprng)
-        loader = DataLoader(TensorDataset(x, y), batch_size=batch_size,
-                            generator=None if secure_mode else _generator(torch.device("cpu"), *seed_parts))
+    if poisson_sampling:  # make_private turns it into Poisson sampling driven by this generator
+        loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, generator=_generator(torch.device("cpu"), *parts))
     else:
-        loader = DataLoader(TensorDataset(x, y), batch_sampler=_PermutationBatches(len(y), batch_size, _generator(torch.device("cpu"), *seed_parts)),
+        loader = DataLoader(TensorDataset(x, y), batch_sampler=_PermutationBatches(len(y), batch_size, _generator(torch.device("cpu"), *parts)),
                             generator=torch.Generator().manual_seed(0))
     model.to(device)
     dp_model, dp_optimizer, dp_loader = engine.make_private(
         module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=noise_multiplier,
         max_grad_norm=max_grad_norm, poisson_sampling=poisson_sampling,
-        noise_generator=None if secure_mode else _generator(device, *seed_parts, 0xD9),
+        noise_generator=_generator(device, *parts, 0xD9) if parts else _generator(device),
     )
     dp_model.train()
     try:

@@ -12,6 +12,12 @@ next round's fresh accountant:
   store `fedft.state.node_store`), which outlives the run (a deployment node keeps
   spending the same budget across runs and restarts). The file, when present, is
   the source of truth.
+
+A deployed node (`fedft client`, `fedft launch`: node config `state-dir`) keeps its
+history only in `<its state-dir>/client-<id>.json`: it never reads `Context.state`
+for it, ignores `privacy.state_dir` (a folder the server would choose), and drops
+any `client-state:` records the server sends (`fedft.fl.client.trainers.DPTrainer`,
+`fedft.fl.client.app`).
 """
 
 from __future__ import annotations

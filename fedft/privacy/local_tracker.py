@@ -4,7 +4,8 @@ Clients report their own ε (their accountant lives with them); the server keeps
 each client's latest report. `epsilon` is the largest over all clients,
 `epsilon_mean` the mean over all `num_clients` (a client that never trained has
 spent 0). A client that replies `budget_spent = 1` is excluded from sampling for
-the rest of the run and its reply is not aggregated.
+the rest of the run and its reply is not aggregated; `policy_refused = 1` besides
+says it was a deployed client's own policy that refused (`fedft.privacy.client_policy`).
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ from flwr.app import Message
 from flwr.serverapp.strategy import Strategy
 
 from fedft.fl import protocol as p
-from fedft.privacy.dp_sgd import BUDGET_SPENT, DP_STEPS, EPSILON, NOISE_MULTIPLIER, SAMPLE_RATE
+from fedft.privacy.dp_sgd import BUDGET_SPENT, DP_STEPS, EPSILON, NOISE_MULTIPLIER, POLICY_REFUSED, SAMPLE_RATE
 from fedft.privacy.tracker_plain import checkpoint_section, finite
 
 
 class LocalDPTracker:
     """privacy.mode = "local": ε per client from its replies; out-of-budget clients leave the run."""
 
-    def __init__(self, delta: float, accountant: str, num_clients: int, max_grad_norm: float, noise_multiplier: float | None) -> None:
+    def __init__(self, delta: float, accountant: str, num_clients: int, max_grad_norm: float, noise_multiplier: float | None,
+                 noise_source: str = "derived", client_metrics: str = "withheld") -> None:
+        self.noise_source, self.client_metrics = noise_source, client_metrics  # recorded in summary.json
+        self.policy_refused: set[int] = set()  # clients whose own policy refused (deployment only, which never resumes: not checkpointed)
         self.delta = delta
         self.accountant = accountant  # the clients' accountant, named in summary.json
         self.num_clients = num_clients
@@ -62,6 +66,8 @@ class LocalDPTracker:
             self.rate[c] = float(p.number(metrics, SAMPLE_RATE))
             if float(p.number(metrics, BUDGET_SPENT, 0.0)) == 0:
                 trained_noise.append(self.noise[c])
+            if float(p.number(metrics, POLICY_REFUSED, 0.0)) > 0:
+                self.policy_refused.add(c)
         self.spent.update(refused)
         return {
             "epsilon": max(self.eps.values(), default=0.0),
@@ -88,6 +94,9 @@ class LocalDPTracker:
             "epsilon_client_steps": self.steps.get(worst, 0) if worst is not None else 0,
             "epsilon_mean": self._epsilon_mean(),
             "clients_budget_spent": sorted(self.spent),
+            "clients_refused_policy": sorted(self.policy_refused),
+            "noise_source": self.noise_source,
+            "client_metrics": self.client_metrics,
             "epsilon_per_client": {str(c): self.eps[c] for c in sorted(self.eps)},
         }
 

@@ -85,7 +85,8 @@ def privacy_tracker(cfg: FedftConfig) -> PrivacyTracker:
     pc = cfg.privacy
     if pc.mode == "local":
         return LocalDPTracker(delta=pc.target_delta, accountant=pc.accountant, num_clients=cfg.partition.num_clients,
-                              max_grad_norm=pc.max_grad_norm, noise_multiplier=pc.noise_multiplier)
+                              max_grad_norm=pc.max_grad_norm, noise_multiplier=pc.noise_multiplier,
+                              noise_source=pc.noise_source, client_metrics=pc.client_metrics)
     if pc.mode == "central":
         return CentralDPTracker(delta=pc.target_delta, accountant=pc.accountant, noise_multiplier=central_noise_multiplier(cfg),
                                 sample_rate=central_sample_rate(cfg), clipping=pc.clipping, clipping_norm=pc.clipping_norm)

@@ -15,7 +15,8 @@ Not restored: state a client changed in a round whose reply never reached the
 server (a straggler past the timeout, a crash), because the server never saw it.
 These records are bookkeeping for resuming a simulation, not model traffic, so
 they are not counted in `bytes_up` / `bytes_down`. In a real deployment clients
-keep their own state on their own disk: set `checkpoint.client_state = false`.
+keep their own state on their own disk: set `checkpoint.client_state = false`; a
+deployed node discards any `client-state:` records it is sent (`discard`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ def restore_into_context(msg: Message, context: Context) -> None:
     """Move `client-state:*` records the server sent back into `context.state`."""
     for key in [k for k in msg.content.keys() if k.startswith(PREFIX)]:
         context.state[key[len(PREFIX):]] = msg.content[key]
+        del msg.content[key]
+
+
+def discard(msg: Message) -> None:
+    """Drop `client-state:*` records unread: a deployed node takes no state from the server."""
+    for key in [k for k in msg.content.keys() if k.startswith(PREFIX)]:
         del msg.content[key]
 
 

@@ -7,7 +7,7 @@ config from the message. It replies with arrays and metrics, never data.
 
 from __future__ import annotations
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedft.fl import protocol as p
@@ -16,10 +16,12 @@ from fedft.fl.client.central_dp import central_dp_mod
 from fedft.fl.client.node_data import DATA_PATH, cached_shard, node_tensors
 from fedft.fl.client.pipeline import local_evaluate, local_update
 from fedft.fl.context import client_tensors, run_context
+from fedft.privacy.client_policy import mode_refusal, policy_from_node_config
 from fedft.state import client_records as client_state
 from fedft.state.node_store import node_dir
 
 app = ClientApp()
+POLICY_ERROR_CODE = 16  # the Error a deployed client replies when its own privacy policy refuses the run
 
 
 def _partition_id(context: Context) -> int:
@@ -59,7 +61,13 @@ def identify(msg: Message, context: Context) -> Message:
 def train(msg: Message, context: Context) -> Message:
     config = msg.content.config_records[p.CONFIG]
     cfg = run_context(str(config[p.CONFIG_JSON])).cfg
-    client_state.restore_into_context(msg, context)  # after a resume: state the server checkpointed
+    policy = policy_from_node_config(context.node_config)  # None in a simulation
+    if policy is None:
+        client_state.restore_into_context(msg, context)  # after a resume: state the server checkpointed
+    else:  # a deployed node keeps its own state on its own disk and takes none from the server
+        client_state.discard(msg)
+        if (reason := mode_refusal(policy, cfg.privacy.mode)) is not None:
+            return Message(Error(code=POLICY_ERROR_CODE, reason=reason), reply_to=msg)
     fault = faults.injection_for(cfg.faults, cfg.seed, int(p.number(config, p.SERVER_ROUND)), _partition_id(context))
     if (dropout := fault.reply_instead(msg)) is not None:
         return dropout
@@ -72,7 +80,7 @@ def train(msg: Message, context: Context) -> Message:
     # local DP: the accountant history persists in context.state; None = budget spent, no update
     state, metrics = local_update(
         str(config[p.CONFIG_JSON]), _partition_id(context), int(p.number(config, p.SERVER_ROUND)), global_state, node_data,
-        node_state=context.state, proximal_mu=proximal_mu, gradient_offset=gradient_offset, frozen_digest=frozen_digest,
+        node_state=context.state, proximal_mu=proximal_mu, gradient_offset=gradient_offset, frozen_digest=frozen_digest, policy=policy,
     )
     fault.after_training()
     arrays = {} if state is None else {p.ARRAYS: ArrayRecord(state)}

@@ -16,6 +16,15 @@ from fedft.fl.client.attack import attack_generator, attack_update, flip_labels,
 from fedft.fl.client.trainers import LocalRound, Trainer, trainer_for
 from fedft.fl.context import ClientTensors, run_context
 from fedft.ml.training import evaluate, resolve_device
+from fedft.privacy.client_policy import ClientPolicy
+
+PRIVATE_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")  # computed on the client's private data
+
+
+def clear_metrics_allowed(mode: str, client_metrics: str) -> bool:
+    """Whether a client may send metrics computed on its private data: not under local DP
+    unless `privacy.client_metrics = "clear"` (they are outside ε)."""
+    return mode != "local" or client_metrics == "clear"
 
 
 def local_update(
@@ -30,6 +39,7 @@ def local_update(
     gradient_offset: dict[str, torch.Tensor] | None = None,
     frozen_digest: str = "",
     trainer: Trainer | None = None,
+    policy: ClientPolicy | None = None,
 ) -> tuple[dict[str, torch.Tensor] | None, dict[str, float]]:
     """Evaluate the received global model on the local validation split, then train
     it locally; return the new state and metrics (`num-examples` weights the mean),
@@ -42,13 +52,16 @@ def local_update(
     client picked by `[attack]` poisons its labels or its update (fedft.fl.client.attack).
     With `finetune.mode` other than full, `global_state` and the returned state hold only
     the trainable arrays; the frozen rest comes from the client's own start state.
-    `trainer` replaces the one the config picks (benchmarks compare them)."""
+    `trainer` replaces the one the config picks (benchmarks compare them). `policy`:
+    a deployed node's own privacy policy (`fedft.privacy.client_policy`). Under local
+    DP the train/val metrics are left out of the reply unless `privacy.client_metrics`
+    is "clear"."""
     ctx = run_context(config_json)
     cfg = ctx.cfg
     torch.set_num_threads(max(1, int(cfg.simulation.client_resources.num_cpus)))
     x_tr, y_tr, x_val, y_val, num_classes = data or ctx.client_tensors(client_id)
     job = LocalRound(client_id, server_round, resolve_device(cfg.simulation.device), num_classes, proximal_mu, gradient_offset)
-    trainer = trainer or trainer_for(ctx, node_state)
+    trainer = trainer or trainer_for(ctx, node_state, policy)
     refused = trainer.refusal(job, len(y_tr))
     if refused is not None:
         return None, refused
@@ -69,6 +82,8 @@ def local_update(
     }
     if len(y_val):
         metrics.update(val_loss=val_loss, val_accuracy=val_acc)
+    if not clear_metrics_allowed(cfg.privacy.mode, cfg.privacy.client_metrics):
+        metrics = {k: v for k, v in metrics.items() if k not in PRIVATE_METRICS}
     state = trained.state
     if attacker:
         a = cfg.attack
@@ -82,4 +97,6 @@ def local_evaluate(config_json: str, client_id: int, global_state: dict[str, tor
     model = ctx.build_model(tuple(x_val.shape[1:]), num_classes)
     model.load_state_dict(ctx.merge_received(global_state))
     loss, acc = evaluate(model, x_val, y_val, resolve_device(ctx.cfg.simulation.device))
+    if not clear_metrics_allowed(ctx.cfg.privacy.mode, ctx.cfg.privacy.client_metrics):
+        return {"num-examples": float(len(y_val))}
     return {"num-examples": float(len(y_val)), "val_loss": loss, "val_accuracy": acc}

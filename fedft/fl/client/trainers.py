@@ -12,6 +12,7 @@ corrections) means the same in both. The run's config picks the trainer once
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,11 +26,13 @@ from fedft.ml.finetune import freeze, param_groups
 from fedft.ml.models import model_key
 from fedft.ml.training import TrainResult, make_optimizer, seed_generator, train
 from fedft.privacy.accounting import History, compose, dp_sgd_sample_rate, dp_sgd_steps_per_epoch, epsilon, total_steps
+from fedft.privacy.client_policy import ClientPolicy, round_refusal
 from fedft.privacy.dp_sgd import (
     BUDGET_SPENT,
     DP_STEPS,
     EPSILON,
     NOISE_MULTIPLIER,
+    POLICY_REFUSED,
     SAMPLE_RATE,
     client_noise_multiplier,
     dp_train,
@@ -37,6 +40,8 @@ from fedft.privacy.dp_sgd import (
     worker_dp_model,
 )
 from fedft.privacy.history import load_history, save_history
+
+log = logging.getLogger("fedft")
 
 
 @dataclass(frozen=True)
@@ -102,10 +107,19 @@ class DPTrainer:
     """DP-SGD (`fedft.privacy.dp_sgd.dp_train`) on this worker's Opacus twin of the
     model, within the client's budget: the accountant history lives in the node's
     state between rounds (`fedft.privacy.history`). An empty shard has nothing to
-    train on and nothing to account: it gets the plain trainer's (empty) round."""
+    train on and nothing to account: it gets the plain trainer's (empty) round.
 
-    def __init__(self, ctx: RunContext, node_state: RecordDict) -> None:
-        self.ctx, self.node_state = ctx, node_state
+    A deployed node (`policy` given, `fedft.privacy.client_policy`) keeps its history
+    only in its own folder, never in `Context.state` (which a server can write), draws
+    its noise from OS entropy whatever `privacy.noise_source` says, and refuses rounds
+    its policy does not allow."""
+
+    def __init__(self, ctx: RunContext, node_state: RecordDict, policy: ClientPolicy | None = None) -> None:
+        self.ctx, self.policy = ctx, policy
+        pc = ctx.cfg.privacy
+        # deployed: the node's own folder is the only place the history lives (a throwaway RecordDict stands for Context.state)
+        self.node_state, self.state_dir = (RecordDict(), policy.state_dir) if policy is not None else (node_state, pc.state_dir)
+        self.os_noise = policy is not None or pc.noise_source == "os"
         self.plain = PlainTrainer(ctx)
 
     def _budget(self, client_id: int, n: int) -> _Budget:
@@ -114,16 +128,20 @@ class DPTrainer:
         sigma = client_noise_multiplier(pc.noise_multiplier, pc.target_epsilon, pc.target_delta, pc.accountant, n, t.batch_size,
                                         t.local_epochs, sim.rounds, sim.clients_per_round, cfg.partition.num_clients)
         return _Budget(sigma, dp_sgd_sample_rate(n, t.batch_size), t.local_epochs * dp_sgd_steps_per_epoch(n, t.batch_size),
-                       load_history(self.node_state, pc.state_dir, client_id))
+                       load_history(self.node_state, self.state_dir, client_id))
 
     def refusal(self, job: LocalRound, num_examples: int) -> dict[str, float] | None:
         pc = self.ctx.cfg.privacy
-        if num_examples == 0 or pc.target_epsilon is None:
+        if num_examples == 0 or (pc.target_epsilon is None and self.policy is None):
             return None
         b = self._budget(job.client_id, num_examples)
-        if epsilon(compose(b.history, b.noise_multiplier, b.sample_rate, b.steps), pc.target_delta, pc.accountant) <= pc.target_epsilon:
+        reason = round_refusal(self.policy, b.noise_multiplier, pc.target_delta, b.history, b.sample_rate, b.steps)
+        if reason is None and (pc.target_epsilon is None or epsilon(compose(b.history, b.noise_multiplier, b.sample_rate, b.steps),
+                                                                      pc.target_delta, pc.accountant) <= pc.target_epsilon):
             return None
-        return {"num-examples": 0.0, BUDGET_SPENT: 1.0, EPSILON: epsilon(b.history, pc.target_delta, pc.accountant),
+        if reason is not None:
+            log.warning("client %s, round %s: refused: %s", job.client_id, job.server_round, reason)
+        return {"num-examples": 0.0, BUDGET_SPENT: 1.0, POLICY_REFUSED: float(reason is not None), EPSILON: epsilon(b.history, pc.target_delta, pc.accountant),
                 DP_STEPS: float(total_steps(b.history)), NOISE_MULTIPLIER: b.noise_multiplier, SAMPLE_RATE: b.sample_rate}
 
     def train(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, job: LocalRound) -> Trained:
@@ -144,10 +162,10 @@ class DPTrainer:
         corrections = attach_gradient_corrections(optimizer, dp_model, proximal_mu=job.proximal_mu, gradient_offset=job.gradient_offset)
         out = dp_train(dp_model, x, y, epochs=t.local_epochs, batch_size=t.batch_size, optimizer=optimizer,
                        noise_multiplier=b.noise_multiplier, max_grad_norm=pc.max_grad_norm, history=b.history, accountant=pc.accountant,
-                       seed_parts=(cfg.seed, job.server_round, job.client_id), device=job.device, secure_mode=pc.secure_mode)
+                       seed_parts=None if self.os_noise else (cfg.seed, job.server_round, job.client_id), device=job.device)
         if corrections is not None:
             corrections.remove()
-        save_history(self.node_state, pc.state_dir, job.client_id, out.history)
+        save_history(self.node_state, self.state_dir, job.client_id, out.history)
         metrics = {
             BUDGET_SPENT: 0.0,
             EPSILON: epsilon(out.history, pc.target_delta, pc.accountant),
@@ -158,9 +176,10 @@ class DPTrainer:
         return Trained(plain_state(dp_model, list(plan.sent)), out.train, metrics)
 
 
-def trainer_for(ctx: RunContext, node_state: RecordDict | None = None) -> Trainer:
+def trainer_for(ctx: RunContext, node_state: RecordDict | None = None, policy: ClientPolicy | None = None) -> Trainer:
     """DP-SGD under `privacy.mode = "local"`, plain training otherwise. `node_state`
-    (the node's Flower `Context.state`) keeps the DP accountant's history."""
+    (the node's Flower `Context.state`) keeps the DP accountant's history in a
+    simulation; a deployed node's `policy` says where its own history lives."""
     if ctx.cfg.privacy.mode == "local":
-        return DPTrainer(ctx, RecordDict() if node_state is None else node_state)
+        return DPTrainer(ctx, RecordDict() if node_state is None else node_state, policy)
     return PlainTrainer(ctx)
