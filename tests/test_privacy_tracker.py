@@ -9,6 +9,7 @@ from flower_messages import RecordDict, train_instruction, train_reply
 from flwr.app import Error, Message
 
 from fedft.config import validate
+from fedft.privacy.accounting import CENTRAL_RDP_ORDERS as O
 from fedft.privacy.accounting import epsilon
 from fedft.privacy.central_tracker import CentralDPTracker
 from fedft.privacy.local_tracker import LocalDPTracker
@@ -99,15 +100,17 @@ def test_central_epsilon_counts_released_rounds():
     replies = [_local_reply(1, 0.5, 10, spent=1.0)]  # central ignores local-DP metrics
     kept, refused, columns = _round(tracker, replies, strategy=_AdaptiveWrapper(0.8))
     assert kept == replies and refused == [] and tracker.exclude == frozenset()
-    assert columns == {"epsilon": epsilon([(0.9, q, 1)], 1e-5, "prv"), "delta": 1e-5, "noise_multiplier": 0.9,
-                       "clipping_norm": 0.8, "clients_refused_budget": 0}
+    assert columns == {"epsilon": epsilon([(0.9, q, 1)], 1e-5, "prv", O), "delta": 1e-5, "noise_multiplier": 0.9,
+                       "clipping_norm": 0.8, "clients_refused_budget": 0, "privacy_unit": "user", "neighbouring": "add/remove"}
 
     _, _, columns = _round(tracker, [], released=False)  # a skipped round releases nothing
-    assert columns["epsilon"] == epsilon([(0.9, q, 1)], 1e-5, "prv")
+    assert columns["epsilon"] == epsilon([(0.9, q, 1)], 1e-5, "prv", O)
     assert columns["clipping_norm"] == 2.0  # a strategy without a moving norm: the configured one
     _round(tracker, [], strategy=_AdaptiveWrapper(1.5))
     assert tracker.summary() == {
-        "privacy_mode": "central", "delta": 1e-5, "accountant": "prv", "epsilon": epsilon([(0.9, q, 2)], 1e-5, "prv"),
+        "privacy_mode": "central", "delta": 1e-5, "accountant": "prv", "epsilon": epsilon([(0.9, q, 2)], 1e-5, "prv", O),
+        "epsilon_rdp": epsilon([(0.9, q, 2)], 1e-5, "rdp", O), "epsilon_prv": epsilon([(0.9, q, 2)], 1e-5, "prv"),
+        "privacy_unit": "user", "neighbouring": "add/remove", "client_sampling": "poisson", "expected_cohort": 2.0, "noise_source": "derived",
         "noise_multiplier": 0.9, "max_grad_norm": None, "clipping": "server_adaptive", "clipping_norm": 1.5,
         "sample_rate": q, "releases": 2,
     }

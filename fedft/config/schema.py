@@ -188,8 +188,8 @@ class CheckpointConfig(_Section):
 
 class PrivacyConfig(_Section):
     """Differential privacy (see fedft/privacy/): `local` = record-level DP-SGD on
-    every client (Opacus); `central` = user-level DP-FedAvg at the server (Flower's
-    DifferentialPrivacy* wrappers). Give `noise_multiplier`, or `target_epsilon` to
+    every client (Opacus); `central` = user-level DP-FedAvg at the server
+    (fedft.privacy.central). Give `noise_multiplier`, or `target_epsilon` to
     have fedft calibrate it; with both, the noise is fixed and `target_epsilon` is
     the budget that no client (local) or run (central) may exceed."""
 
@@ -206,6 +206,9 @@ class PrivacyConfig(_Section):
     target_clipped_quantile: float = Field(0.5, ge=0.0, le=1.0)  # central adaptive (Andrew et al. 2021)
     clip_norm_lr: float = Field(0.2, gt=0.0)  # central adaptive
     clipped_count_stddev: float | None = Field(None, ge=0.0)  # central adaptive (None: clients_per_round / 20)
+    # central: "poisson" = each client joins a round with prob clients_per_round / num_clients (accounted with
+    # amplification); "fixed" = exactly clients_per_round clients (accounted without amplification, q = 1)
+    client_sampling: Literal["poisson", "fixed"] = "poisson"
 
 
 class AuditConfig(_Section):

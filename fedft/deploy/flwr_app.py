@@ -35,7 +35,7 @@ def flwr_main(grid: Grid, context: Context) -> None:
     t0 = time.perf_counter()
     status, extra = "failed", {}
     try:
-        serve(grid, cfg, writer, printer.on_round)
+        serve(grid, cfg, writer, printer.on_round, central_noise="os")  # central DP noise the config's seed cannot predict
         status = "completed"
     except Exception as exc:  # recorded in summary.json (e.g. too few clients connected), then re-raised for Flower
         extra = {"error": exc.one_line() if isinstance(exc, FedftError) else f"{type(exc).__name__}: {exc}"}

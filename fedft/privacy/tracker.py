@@ -15,7 +15,7 @@ from flwr.app import Message
 from flwr.serverapp.strategy import Strategy
 
 from fedft.config import FedftConfig
-from fedft.privacy.central import central_noise_multiplier, central_sample_rate
+from fedft.privacy.central import central_accounting_rate, central_noise_multiplier
 from fedft.privacy.central_tracker import CentralDPTracker
 from fedft.privacy.local_tracker import LocalDPTracker
 from fedft.privacy.tracker_plain import checkpoint_section
@@ -80,13 +80,15 @@ class NoPrivacy:
         pass
 
 
-def privacy_tracker(cfg: FedftConfig) -> PrivacyTracker:
-    """The tracker for `cfg.privacy.mode`."""
+def privacy_tracker(cfg: FedftConfig, central_noise_source: str = "derived") -> PrivacyTracker:
+    """The tracker for `cfg.privacy.mode` (`central_noise_source`: where central DP's noise comes from, for summary.json)."""
     pc = cfg.privacy
     if pc.mode == "local":
         return LocalDPTracker(delta=pc.target_delta, accountant=pc.accountant, num_clients=cfg.partition.num_clients,
                               max_grad_norm=pc.max_grad_norm, noise_multiplier=pc.noise_multiplier)
     if pc.mode == "central":
         return CentralDPTracker(delta=pc.target_delta, accountant=pc.accountant, noise_multiplier=central_noise_multiplier(cfg),
-                                sample_rate=central_sample_rate(cfg), clipping=pc.clipping, clipping_norm=pc.clipping_norm)
+                                sample_rate=central_accounting_rate(cfg), clipping=pc.clipping, clipping_norm=pc.clipping_norm,
+                                client_sampling=pc.client_sampling, expected_cohort=float(cfg.simulation.clients_per_round),
+                                noise_source=central_noise_source)
     return NoPrivacy()

@@ -40,13 +40,16 @@ class ServerOutcome:
     state: dict[str, torch.Tensor] | None = None  # the final global model, once every round is done
 
 
-def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback, resume: RunCheckpoint | None = None, stop: threading.Event | None = None) -> dict[str, torch.Tensor]:
+def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback, resume: RunCheckpoint | None = None, stop: threading.Event | None = None,
+          central_noise: str = "derived") -> dict[str, torch.Tensor]:
     """Run all rounds (from a checkpoint when resuming), record and checkpoint each,
-    save the final model; return its state."""
+    save the final model; return its state. `central_noise`: central DP's noise "derived"
+    from (seed, round) (simulation: reproducible, resumable) or drawn from "os" entropy (deployment)."""
     ctx = RunContext(cfg)  # data, model, plan and start state, derived once for the whole run
-    strategy = wrap_strategy(build_strategy(cfg.strategy.name, cfg.strategy.params(), RunFacts.from_config(cfg)), cfg)  # central DP wraps it
+    noise_seed = cfg.seed if central_noise == "derived" else None
+    strategy = wrap_strategy(build_strategy(cfg.strategy.name, cfg.strategy.params(), RunFacts.from_config(cfg)), cfg, noise_seed)  # central DP wraps it
     evaluator = central_evaluator(ctx)
-    privacy = privacy_tracker(cfg)
+    privacy = privacy_tracker(cfg, central_noise)
     data = ctx.data
     text = data if isinstance(data, TextFederatedData) else None  # next-character data: perplexity, baseline, vocabulary
     if text is not None:
