@@ -254,3 +254,98 @@ def test_poisson_tracker_reports_unit_neighbouring_and_both_accountants():
     assert summary["client_sampling"] == "poisson" and summary["sample_rate"] == 0.5 and summary["expected_cohort"] == 5.0
     assert summary["epsilon"] == summary["epsilon_rdp"] == pytest.approx(_dp_accounting_rdp(1.0, 0.5, 3), rel=1e-6)
     assert _dp_accounting_pld(1.0, 0.5, 3) <= summary["epsilon_prv"] <= _dp_accounting_pld(1.0, 0.5, 3) + 0.02
+
+
+# ------------------------------------------------------------------ end to end (Ray)
+
+
+def _sim_config(tmp_path, client_sampling):
+    return {
+        "name": "central", "seed": 7,  # Poisson cohorts of seed 7: 7, 4, 4 clients in rounds 1..3
+        "data": {"name": "mnist-5k", "test_fraction": 0.9},  # 50 training records per client
+        "partition": {"method": "iid", "num_clients": 10},
+        "model": {"name": "seed_cnn"},
+        "train": {"lr": 0.05, "momentum": 0.9, "local_epochs": 1, "batch_size": 25},
+        "strategy": {"name": "fedavg"},
+        "simulation": {"rounds": 3, "clients_per_round": 5, "device": "cpu"},
+        "privacy": {"mode": "central", "noise_multiplier": 1.1, "clipping_norm": 0.5, "client_sampling": client_sampling},
+        "output": {"dir": str(tmp_path / "runs")},
+    }
+
+
+@pytest.mark.slow
+def test_central_dp_run_samples_poisson_reports_dp_accountings_epsilon_and_resumes_identically(tmp_path, process_guard):
+    """m = 5 of N = 10, 3 rounds. Poisson: cohort sizes vary, ε equals dp-accounting's
+    Poisson-subsampled Gaussian RDP for the recorded (σ, q, T, δ). A second run of the same
+    config, SIGKILLed after round 1 and resumed, ends with the same arrays, metrics and ε.
+    Fixed-size: every cohort has 5 clients and ε is the no-amplification value."""
+    import csv
+    import json
+
+    import tomli_w
+    import torch
+
+    import fedft
+    from test_reliability import FedftProcess, rounds_in, rows_without_times
+
+    cfg = _sim_config(tmp_path, "poisson")
+    reference = fedft.run(cfg, out=tmp_path / "poisson", quiet=True)
+    summary = json.loads((reference.run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["client_sampling"] == "poisson"
+    assert summary["privacy_unit"] == "user" and summary["neighbouring"] == "add/remove"
+    with open(reference.run_dir / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    sampled = [int(r["clients_sampled"]) for r in rows[1:]]
+    assert sampled == [len(poisson_sample_clients(7, r, 10, 0.5)) for r in (1, 2, 3)] and len(set(sampled)) > 1
+    assert all(r["privacy_unit"] == "user" and r["neighbouring"] == "add/remove" for r in rows[1:])
+    sigma, q, releases, delta = summary["noise_multiplier"], summary["sample_rate"], summary["releases"], summary["delta"]
+    assert (sigma, q, releases, delta) == (1.1, 0.5, 3, 1e-5)
+    reference_eps = _dp_accounting_rdp(sigma, q, releases, delta)
+    assert summary["epsilon"] == summary["epsilon_rdp"] == pytest.approx(reference_eps, rel=1e-6)
+    print(f"poisson: ε = {summary['epsilon']!r} (dp-accounting RDP {reference_eps!r}), ε_prv = {summary['epsilon_prv']!r}, cohorts {sampled}")
+
+    config_file = tmp_path / "central.toml"
+    config_file.write_text(tomli_w.dumps(cfg))
+    run_dir = tmp_path / "killed"
+    proc = FedftProcess(["run", str(config_file), "--out", str(run_dir), "--quiet"], tmp_path / "killed.log")
+    try:
+        proc.watch_until(lambda: 1 in rounds_in(run_dir))
+        proc.signal_group(9)  # SIGKILL: nothing gets to clean up
+        proc.wait()
+    finally:
+        proc.stop()
+    assert rounds_in(run_dir)[-1] < 3
+    resumed = fedft.run(resume=run_dir, quiet=True)
+    assert resumed.summary["status"] == "completed"
+    for key, value in reference.state.items():
+        assert torch.equal(resumed.state[key], value), key
+    assert rows_without_times(run_dir) == rows_without_times(reference.run_dir)
+    assert json.loads((run_dir / "summary.json").read_text())["epsilon"] == summary["epsilon"]
+
+    fixed = fedft.run(_sim_config(tmp_path, "fixed"), out=tmp_path / "fixed", quiet=True).summary
+    with open(tmp_path / "fixed" / "metrics.csv") as f:
+        assert [int(r["clients_sampled"]) for r in list(csv.DictReader(f))[1:]] == [5, 5, 5]
+    assert fixed["client_sampling"] == "fixed" and fixed["sample_rate"] == 1.0
+    no_amplification = _dp_accounting_rdp(1.1, 1.0, 3)
+    assert fixed["epsilon"] == pytest.approx(no_amplification, rel=1e-6)
+    print(f"fixed: ε = {fixed['epsilon']!r} (dp-accounting Gaussian RDP without amplification {no_amplification!r}), ε_prv = {fixed['epsilon_prv']!r}")
+
+
+@pytest.mark.slow
+def test_fedft_check_refuses_krum_under_central_dp_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    import tomli_w
+
+    from conftest import ROOT
+
+    cfg = _sim_config(tmp_path, "poisson")
+    cfg["strategy"] = {"name": "krum"}
+    path = tmp_path / "krum.toml"
+    path.write_text(tomli_w.dumps(cfg))
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "fedft", "check", str(path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fedft: error: strategy.name") and "central DP" in lines[0], proc.stderr
