@@ -67,7 +67,7 @@ def test_local_columns_and_summary_follow_the_clients_reports():
 
     _, _, columns = _round(tracker, [_local_reply(1, 0.5, 10, sigma=1.1), _local_reply(3, 0.7, 12, sigma=1.2), _failed_reply(4)])
     assert columns == {"epsilon": 0.7, "epsilon_mean": (0.5 + 0.7) / 5, "delta": 1e-5, "noise_multiplier": 1.1,
-                       "clipping_norm": 0.7, "clients_refused_budget": 0}
+                       "clipping_norm": 0.7, "clients_refused_budget": 0, "privacy_unit": "record", "neighbouring": "add/remove"}
 
     out_of_budget = _local_reply(3, 1.2, 24, sigma=1.2, spent=1.0)
     trains = _local_reply(2, 0.3, 5, sigma=1.0, q=0.2)
@@ -80,7 +80,7 @@ def test_local_columns_and_summary_follow_the_clients_reports():
     _, _, columns = _round(tracker, [_local_reply(0, 1.2, 20)])
     summary = tracker.summary()
     assert summary == {
-        "privacy_mode": "local", "delta": 1e-5, "accountant": "rdp", "epsilon": 1.2, "noise_multiplier": 1.1,
+        "privacy_mode": "local", "privacy_unit": "record", "neighbouring": "add/remove", "delta": 1e-5, "accountant": "rdp", "epsilon": 1.2, "noise_multiplier": 1.1,
         "max_grad_norm": 0.7, "sample_rate": 0.1, "steps_max": 24, "epsilon_client": 0, "epsilon_client_steps": 20,
         "epsilon_mean": pytest.approx((1.2 + 0.5 + 0.3 + 1.2) / 5), "clients_budget_spent": [3],
         "epsilon_per_client": {"0": 1.2, "1": 0.5, "2": 0.3, "3": 1.2},
