@@ -5,19 +5,19 @@ client sampling, the strategies it accepts, and its ε against Google's dp-accou
 import math
 import warnings
 
+import dp_accounting as dpa
 import numpy as np
 import pytest
+from dp_accounting.pld import pld_privacy_accountant
+from dp_accounting.rdp import rdp_privacy_accountant
 from flwr.serverapp.strategy import FedAdam, FedAvg
 from scipy.optimize import brentq
 from scipy.stats import norm
 
-import dp_accounting as dpa
-from dp_accounting.pld import pld_privacy_accountant
-from dp_accounting.rdp import rdp_privacy_accountant
 from fedft.errors import FedftError
 from fedft.fl.server.sampling import poisson_sample_clients
 from fedft.jobs.validate import load_config
-from fedft.privacy.accounting import CENTRAL_RDP_ORDERS, central_epsilon
+from fedft.privacy.accounting import CENTRAL_RDP_ORDERS, GAUSSIAN_RDP_ORDERS, central_epsilon, central_rdp_orders
 from fedft.privacy.central import (
     CENTRAL_DP_STRATEGIES,
     CentralDP,
@@ -190,7 +190,7 @@ def test_adaptive_clipping_needs_enough_count_noise():
 
 def _dp_accounting_rdp(sigma, q, rounds, delta=DELTA):
     event = dpa.GaussianDpEvent(sigma) if q == 1 else dpa.PoissonSampledDpEvent(q, dpa.GaussianDpEvent(sigma))
-    acc = rdp_privacy_accountant.RdpAccountant(orders=list(CENTRAL_RDP_ORDERS))
+    acc = rdp_privacy_accountant.RdpAccountant(orders=list(central_rdp_orders(q)))  # fedft's choice of orders, dp-accounting's RDP
     acc.compose(dpa.SelfComposedDpEvent(event, rounds))
     return acc.get_epsilon(delta)
 
@@ -229,9 +229,10 @@ def _gaussian_exact_epsilon(mu, delta):
 
 @pytest.mark.parametrize("sigma,rounds", [(1.0, 3), (2.0, 100), (5.0, 10)])
 def test_fixed_size_sampling_is_accounted_without_amplification(sigma, rounds):
-    """q = 1: RDP(α) = Tα/(2σ²) exactly, converted with Balle et al. 2020; PRV within 0.02 of the
-    exact ε of the T-fold Gaussian (μ = √T/σ)."""
-    orders = np.array(CENTRAL_RDP_ORDERS)
+    """q = 1: RDP(α) = Tα/(2σ²) exactly (orders 1.1..10.9 and 2..256), converted with Balle et al.
+    2020; PRV within 0.02 of the exact ε of the T-fold Gaussian (μ = √T/σ)."""
+    orders = np.array(GAUSSIAN_RDP_ORDERS)
+    assert orders[0] == 1.1 and orders[-1] == 256 and set(CENTRAL_RDP_ORDERS) <= set(GAUSSIAN_RDP_ORDERS)
     closed = np.min(rounds * orders / (2 * sigma**2) + np.log((orders - 1) / orders) - (np.log(DELTA) + np.log(orders)) / (orders - 1))
     cfg = load_config(_central(client_sampling="fixed", noise_multiplier=sigma) | {"simulation": {"clients_per_round": 5, "rounds": rounds}})
     tracker = privacy_tracker(cfg)

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from opacus.accountants import GaussianAccountant, PRVAccountant, RDPAccountant
 
 from fedft.privacy.accounting import (
-    central_epsilon,
     calibrate_noise,
+    central_epsilon,
     compose,
     dp_sgd_sample_rate,
     dp_sgd_steps_per_epoch,

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from fedft.api import prepare
-from fedft.jobs.validate import load_config
 from fedft.errors import FedftError
+from fedft.jobs.validate import load_config
 from fedft.ml.models.registry import register_model
 from fedft.privacy.checks import PrivacyWarning
 
@@ -52,11 +52,10 @@ def test_dp_needs_noise_or_a_target():
 
 
 def test_central_target_unreachable_in_the_configured_rounds():
-    # noise fixed at 0.3 and a budget of 8: ten rounds at q = 1 would spend ε ≈ 121
-    # (RDP over integer orders: 10α/(2·0.3²) + log((α-1)/α) - (log δ + log α)/(α-1), minimised at α = 2)
+    # noise fixed at 0.3 and a budget of 8: ten rounds at q = 1 would spend ε ≈ 104
     with pytest.raises(FedftError) as err:
         load_config(CENTRAL, ["privacy.noise_multiplier=0.3"])
-    assert err.value.field == "privacy.target_epsilon" and "121" in err.value.problem
+    assert err.value.field == "privacy.target_epsilon" and "104" in err.value.problem
 
 
 def test_local_target_a_client_cannot_meet_even_for_one_round():

@@ -7,8 +7,8 @@ import pytest
 from opacus.accountants import RDPAccountant
 
 import fedft
-from fedft.ml.data import federated_data_for
 from fedft.jobs.validate import load_config
+from fedft.ml.data import federated_data_for
 from fedft.ml.models import build_model
 from fedft.privacy.accounting import dp_sgd_sample_rate, dp_sgd_steps_per_epoch
 

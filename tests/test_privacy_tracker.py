@@ -5,7 +5,6 @@ import math
 
 import numpy as np
 import pytest
-from flower_messages import RecordDict, train_instruction, train_reply
 from flwr.app import Error, Message
 
 from fedft.config import validate
@@ -14,6 +13,7 @@ from fedft.privacy.accounting import epsilon
 from fedft.privacy.central_tracker import CentralDPTracker
 from fedft.privacy.local_tracker import LocalDPTracker
 from fedft.privacy.tracker import NoPrivacy, privacy_tracker
+from flower_messages import RecordDict, train_instruction, train_reply
 
 CLIENT_OF = {100 + c: c for c in range(5)}  # node id -> client id
 PLAIN_KEYS = ["spent", "eps", "steps", "noise", "rate", "releases", "clipping_norm"]  # what checkpoints hold, every mode

@@ -17,10 +17,11 @@ each round is one Gaussian release of the clipped update sum over the fixed expe
 cohort m with noise std noise_multiplier * clipping_norm / m, so after R released
 rounds the history is [(noise_multiplier, q, R)], q = m / N under Poisson client
 sampling and 1 (no amplification) under fixed-size sampling. Its RDP ε is taken over
-the integer orders CENTRAL_RDP_ORDERS, where Opacus' closed-form RDP of the
-subsampled Gaussian agrees with Google's dp-accounting to ~1e-15 (at Opacus' default
-fractional orders the two libraries use different bounds and differ by up to ~1%
-per order), so the value can be checked independently (tests/test_central_dp.py).
+the integer orders CENTRAL_RDP_ORDERS when q < 1, where Opacus' closed-form RDP of
+the subsampled Gaussian agrees with Google's dp-accounting to ~1e-15 (at Opacus'
+default fractional orders the two libraries use different bounds and differ by up to
+~1% per order), so the value can be checked independently (tests/test_central_dp.py);
+at q = 1 the RDP is closed form at every order and Opacus' fractional orders are added.
 """
 
 from __future__ import annotations
@@ -34,7 +35,15 @@ import numpy as np
 
 History = list[tuple[float, float, int]]  # (noise_multiplier, sample_rate, steps)
 ACCOUNTANTS = ("rdp", "prv", "gdp")
-CENTRAL_RDP_ORDERS: tuple[float, ...] = tuple(float(a) for a in range(2, 257))  # central DP's RDP orders
+CENTRAL_RDP_ORDERS: tuple[float, ...] = tuple(float(a) for a in range(2, 257))  # central DP's RDP orders at q < 1
+# At q = 1 the RDP is α·T/(2σ²) at every order, so fractional orders (Opacus' 1.1..10.9) are exact too.
+GAUSSIAN_RDP_ORDERS: tuple[float, ...] = tuple(sorted({1 + x / 10.0 for x in range(1, 100)} | set(CENTRAL_RDP_ORDERS)))
+
+
+def central_rdp_orders(sample_rate: float) -> tuple[float, ...]:
+    """The RDP orders of central DP's ε: integers 2..256 when subsampled (where Opacus and
+    dp-accounting agree), plus Opacus' fractional orders when q = 1 (closed form)."""
+    return GAUSSIAN_RDP_ORDERS if sample_rate >= 1 else CENTRAL_RDP_ORDERS
 
 
 class UnreachableBudget(ValueError):
@@ -189,8 +198,8 @@ def dp_sgd_sample_rate(num_examples: int, batch_size: int) -> float:
 def central_epsilon(noise_multiplier: float, sample_rate: float, rounds: int, delta: float, accountant: str = "rdp") -> float:
     """User-level ε of central DP after `rounds` released rounds: the Gaussian at
     `noise_multiplier`, subsampled at `sample_rate` (1: no amplification), composed
-    `rounds` times; RDP over CENTRAL_RDP_ORDERS."""
-    return epsilon([(noise_multiplier, sample_rate, rounds)], delta, accountant, CENTRAL_RDP_ORDERS)
+    `rounds` times; RDP over `central_rdp_orders(sample_rate)`."""
+    return epsilon([(noise_multiplier, sample_rate, rounds)], delta, accountant, central_rdp_orders(sample_rate))
 
 
 def expected_participations(rounds: int, clients_per_round: int, num_clients: int) -> int:

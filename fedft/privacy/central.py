@@ -52,7 +52,7 @@ from flwr.serverapp.strategy import Strategy
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, KEY_NORM_BIT  # what Flower's client mods read and write
 
 from fedft.config import FedftConfig
-from fedft.privacy.accounting import CENTRAL_RDP_ORDERS, calibrate_noise
+from fedft.privacy.accounting import calibrate_noise, central_rdp_orders
 
 UNIFORM_WEIGHT = "dp-uniform-weight"
 # Strategies whose update is a post-processing of the mean of the (clipped) updates.
@@ -137,8 +137,8 @@ def central_noise_multiplier(cfg: FedftConfig) -> float:
     if pc.noise_multiplier is not None:
         return float(pc.noise_multiplier)
     assert pc.target_epsilon is not None
-    return calibrate_noise(float(pc.target_epsilon), float(pc.target_delta), central_accounting_rate(cfg), cfg.simulation.rounds, pc.accountant,
-                           rdp_orders=CENTRAL_RDP_ORDERS)
+    q = central_accounting_rate(cfg)
+    return calibrate_noise(float(pc.target_epsilon), float(pc.target_delta), q, cfg.simulation.rounds, pc.accountant, rdp_orders=central_rdp_orders(q))
 
 
 def clipped_count_stddev(cfg: FedftConfig) -> float:
@@ -234,4 +234,5 @@ def _synthetic_reply(arrays: ArrayRecord, weight_key: str) -> Message:
     metadata = Metadata(run_id=0, message_id="central-dp", src_node_id=0, dst_node_id=0, reply_to_message_id="", group_id="",
                         created_at=0.0, ttl=1e9, message_type="train")
     content: dict[str, Any] = {"arrays": arrays, "metrics": MetricRecord({weight_key: 1.0})}
-    return Message(RecordDict(content), metadata=metadata)
+    # Flower's typed overloads omit the (content, metadata) form its own deserialisation uses
+    return Message(RecordDict(content), metadata=metadata)  # type: ignore[call-overload]

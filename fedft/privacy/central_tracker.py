@@ -2,7 +2,7 @@
 
 After R released rounds, ε = accountant[(noise_multiplier, q, R)] with
 q = clients_per_round / num_clients under Poisson client sampling and q = 1 (no
-amplification) under fixed-size sampling; RDP over CENTRAL_RDP_ORDERS. The unit
+amplification) under fixed-size sampling; RDP over `central_rdp_orders(q)`. The unit
 protected is a user (a client's whole data), neighbouring by add/remove of one user
 (see `fedft.privacy.central`).
 """
@@ -14,7 +14,7 @@ from typing import Any
 from flwr.app import Message
 from flwr.serverapp.strategy import Strategy
 
-from fedft.privacy.accounting import CENTRAL_RDP_ORDERS
+from fedft.privacy.accounting import central_rdp_orders
 from fedft.privacy.accounting import epsilon as account
 from fedft.privacy.central import current_clipping_norm
 from fedft.privacy.tracker_plain import checkpoint_section, finite
@@ -62,7 +62,8 @@ class CentralDPTracker:
 
     def epsilon(self, accountant: str | None = None) -> float:
         """ε after the releases so far (the configured accountant unless another is named)."""
-        return account([(self.noise_multiplier, self.sample_rate, self.releases)], self.delta, accountant or self.accountant, CENTRAL_RDP_ORDERS)
+        return account([(self.noise_multiplier, self.sample_rate, self.releases)], self.delta, accountant or self.accountant,
+                       central_rdp_orders(self.sample_rate))
 
     def summary(self) -> dict[str, Any]:
         """summary.json keys: (σ, q, releases), enough to recompute ε with any accountant."""

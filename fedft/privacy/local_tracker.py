@@ -18,7 +18,6 @@ from fedft.fl import protocol as p
 from fedft.privacy.dp_sgd import BUDGET_SPENT, DP_STEPS, EPSILON, NOISE_MULTIPLIER, SAMPLE_RATE
 from fedft.privacy.tracker_plain import checkpoint_section, finite
 
-
 # What ε is about: one record of one client, neighbours by adding or removing it (Opacus' Poisson analysis).
 MEANING = {"privacy_unit": "record", "neighbouring": "add/remove"}
 
