@@ -54,7 +54,6 @@ from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, KEY_NORM_BIT 
 from fedft.config import FedftConfig
 from fedft.privacy.accounting import calibrate_noise, central_rdp_orders
 
-UNIFORM_WEIGHT = "dp-uniform-weight"
 # Strategies whose update is a post-processing of the mean of the (clipped) updates.
 CENTRAL_DP_STRATEGIES = ("fedavg", "fedprox", "fedavgm", "fedadam", "fedyogi", "fedadagrad")
 _NOISE_STREAM = 0xCD9  # keeps the central noise stream apart from sampling and training streams
