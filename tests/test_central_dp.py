@@ -121,6 +121,27 @@ def test_released_noise_std_is_sigma_c_over_m_whatever_arrives():
         assert float(np.std(noise)) == pytest.approx(0.7 * 2.0 / 5, rel=0.01)
 
 
+def test_client_adaptive_clipping_sends_the_norm_reads_the_bits_and_moves_it_with_the_fixed_denominator():
+    from flwr.app import ConfigRecord
+
+    current = {"w": np.zeros(2)}
+    strategy = _wrapper(clipping="client_adaptive", clipping_norm=1.0, noise_multiplier=0.5, clipped_count_stddev=1.0, noise_seed=4)
+    config = ConfigRecord({})
+    with server_identity():
+        messages = list(strategy.configure_train(2, array_record(current), config, FakeGrid([1])))
+    assert messages[0].content.config_records["config"]["clipping_norm"] == 1.0
+    replies = [train_reply({"w": np.array([0.6, 0.8])}, node_id=1, metrics={"norm_bit": 1}),
+               train_reply({"w": np.array([0.1, 0.0])}, node_id=2, metrics={"norm_bit": 0}),
+               train_reply({"w": np.array([0.2, 0.0])}, node_id=3, metrics={"norm_bit": 1})]
+    arrays, _ = strategy.aggregate_train(2, replies)
+    rng = noise_generator(4, 2)
+    xi, xi_count = rng.standard_normal(2), rng.standard_normal()
+    sigma_update = (0.5**-2 - 2.0**-2) ** -0.5
+    assert np.allclose(arrays["w"].numpy(), (np.array([0.9, 0.8]) + sigma_update * 1.0 * xi) / 5, rtol=0, atol=1e-12)
+    fraction = (0.5 - 0.5 + 0.5 + 1.0 * xi_count) / 5 + 0.5
+    assert strategy.clipping_norm == pytest.approx(math.exp(-0.2 * (fraction - 0.5)), rel=1e-12)
+
+
 def test_fedadam_post_processes_the_noised_mean():
     """FedAdam's first step from the noised mean u (noise 0 here): m₁ = (1 − β₁)u, v₁ = (1 − β₂)u²,
     x + η_t m₁ / (√v₁ + τ) with Flower's bias-corrected η_t = η √(1 − β₂^(r+1)) / (1 − β₁^(r+1)), r = 1."""

@@ -57,6 +57,7 @@ def test_local_dp_run_accounts_refuses_and_excludes(tiny_config, tmp_path, proce
     assert list(result.state) == list(build_model("seed_cnn").state_dict())  # no `_module.` keys reach the server
 
 
+@pytest.mark.slow
 def test_central_dp_run_reports_user_level_epsilon(tiny_config, tmp_path, process_guard):
     """DP-FedAvg, client-side fixed clipping (Flower's fixedclipping_mod on the clients), Poisson
     client sampling at q = 2/3: ε per round equals an RDP accountant stepped once per round at
