@@ -110,6 +110,16 @@ def test_a_round_with_dropped_replies_has_the_same_noise_and_denominator_as_a_fu
     assert np.allclose(released([]), start + 0.7 * xi / 5, rtol=0, atol=1e-12)  # an empty cohort still releases noise
 
 
+def test_an_empty_poisson_cohort_sends_nothing_and_still_releases_noise():
+    from flwr.app import ConfigRecord
+
+    strategy = _wrapper(noise_seed=1)
+    with server_identity():
+        assert list(strategy.configure_train(1, array_record({"w": np.zeros(2)}), ConfigRecord({}), FakeGrid([]))) == []
+    arrays, _ = strategy.aggregate_train(1, [])
+    assert np.allclose(arrays["w"].numpy(), 0.7 * 1.0 * noise_generator(1, 1).standard_normal(2) / 5, rtol=0, atol=1e-12)
+
+
 def test_released_noise_std_is_sigma_c_over_m_whatever_arrives():
     current = {"w": np.zeros(200_000, dtype=np.float32)}
     for arrived in (0, 2, 5):
