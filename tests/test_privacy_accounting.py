@@ -11,12 +11,12 @@ from opacus.accountants import GaussianAccountant, PRVAccountant, RDPAccountant
 
 from fedft.privacy.accounting import (
     calibrate_noise,
+    central_epsilon,
     compose,
     dp_sgd_sample_rate,
     dp_sgd_steps_per_epoch,
     epsilon,
     rdp,
-    user_level_epsilon,
 )
 
 ACCOUNTANT_CLASSES = {"rdp": RDPAccountant, "prv": PRVAccountant, "gdp": GaussianAccountant}
@@ -84,9 +84,11 @@ def test_edges():
     assert epsilon([(0.05, 2 / 3, 100)], 1e-5, "prv") == epsilon([(0.05, 2 / 3, 100)], 1e-5, "rdp") > 1000
 
 
-def test_user_level_epsilon_is_the_subsampled_gaussian_over_rounds():
-    # DP-FedAvg: 10 of 100 users per round, 30 rounds = 30 steps at q = 0.1
-    assert user_level_epsilon(1.2, 10, 100, 30, 1e-5, "rdp") == pytest.approx(stepped("rdp", 1.2, 0.1, 30, 1e-5), rel=1e-12)
+def test_central_epsilon_is_the_subsampled_gaussian_over_rounds_at_integer_orders():
+    # DP-FedAvg: 10 of 100 users per round, 30 rounds = 30 steps at q = 0.1, RDP over orders 2..256
+    acc = RDPAccountant()
+    acc.history = [(1.2, 0.1, 30)]
+    assert central_epsilon(1.2, 0.1, 30, 1e-5, "rdp") == pytest.approx(acc.get_epsilon(1e-5, alphas=list(range(2, 257))), rel=1e-12)
 
 
 def test_dp_sgd_loader_rates_match_opacus():

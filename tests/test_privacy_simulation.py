@@ -18,11 +18,11 @@ def _rows(run_dir):
         return list(csv.DictReader(f))
 
 
-def _rdp(noise_multiplier, sample_rate, steps, delta=1e-5):
+def _rdp(noise_multiplier, sample_rate, steps, delta=1e-5, alphas=None):
     acc = RDPAccountant()
     for _ in range(steps):
         acc.step(noise_multiplier=noise_multiplier, sample_rate=sample_rate)
-    return acc.get_epsilon(delta=delta)
+    return acc.get_epsilon(delta=delta, alphas=alphas)
 
 
 @pytest.mark.slow
@@ -64,16 +64,18 @@ def test_local_dp_run_accounts_refuses_and_excludes(tiny_config, tmp_path, proce
 
 @pytest.mark.slow
 def test_central_dp_run_reports_user_level_epsilon(tiny_config, tmp_path, process_guard):
-    """DP-FedAvg, client-side fixed clipping (Flower's fixedclipping_mod on the clients):
-    ε per round equals an RDP accountant stepped once per round at q = 2/3."""
+    """DP-FedAvg, client-side fixed clipping (Flower's fixedclipping_mod on the clients), Poisson
+    client sampling at q = 2/3: ε per round equals an RDP accountant stepped once per round at
+    q = 2/3 (integer orders 2..256, fedft's central orders)."""
     cfg = dict(tiny_config, simulation={"rounds": 2, "clients_per_round": 2, "device": "cpu"})
     cfg["privacy"] = {"mode": "central", "clipping": "client_fixed", "clipping_norm": 0.5, "noise_multiplier": 0.8}
     result = fedft.run(cfg, out=tmp_path / "central", quiet=True)
     summary = result.summary
     assert summary["status"] == "completed" and summary["privacy_mode"] == "central"
     rows = _rows(result.run_dir)
+    orders = list(range(2, 257))
     for r in (1, 2):
-        assert float(rows[r]["epsilon"]) == pytest.approx(_rdp(0.8, 2 / 3, r), rel=1e-9)
-        assert float(rows[r]["clipping_norm"]) == 0.5 and rows[r]["clients_replied"] == "2"
-    assert summary["epsilon"] == pytest.approx(_rdp(0.8, 2 / 3, 2), rel=1e-9)
+        assert float(rows[r]["epsilon"]) == pytest.approx(_rdp(0.8, 2 / 3, r, alphas=orders), rel=1e-9)
+        assert float(rows[r]["clipping_norm"]) == 0.5 and rows[r]["clients_replied"] == rows[r]["clients_sampled"]
+    assert summary["epsilon"] == pytest.approx(_rdp(0.8, 2 / 3, 2, alphas=orders), rel=1e-9)
     assert summary["sample_rate"] == pytest.approx(2 / 3) and summary["releases"] == 2 and summary["noise_multiplier"] == 0.8

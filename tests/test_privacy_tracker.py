@@ -5,14 +5,15 @@ import math
 
 import numpy as np
 import pytest
-from flower_messages import RecordDict, train_instruction, train_reply
 from flwr.app import Error, Message
 
 from fedft.config import validate
+from fedft.privacy.accounting import CENTRAL_RDP_ORDERS as O
 from fedft.privacy.accounting import epsilon
 from fedft.privacy.central_tracker import CentralDPTracker
 from fedft.privacy.local_tracker import LocalDPTracker
 from fedft.privacy.tracker import NoPrivacy, privacy_tracker
+from flower_messages import RecordDict, train_instruction, train_reply
 
 CLIENT_OF = {100 + c: c for c in range(5)}  # node id -> client id
 PLAIN_KEYS = ["spent", "eps", "steps", "noise", "rate", "releases", "clipping_norm"]  # what checkpoints hold, every mode
@@ -66,7 +67,7 @@ def test_local_columns_and_summary_follow_the_clients_reports():
 
     _, _, columns = _round(tracker, [_local_reply(1, 0.5, 10, sigma=1.1), _local_reply(3, 0.7, 12, sigma=1.2), _failed_reply(4)])
     assert columns == {"epsilon": 0.7, "epsilon_mean": (0.5 + 0.7) / 5, "delta": 1e-5, "noise_multiplier": 1.1,
-                       "clipping_norm": 0.7, "clients_refused_budget": 0}
+                       "clipping_norm": 0.7, "clients_refused_budget": 0, "privacy_unit": "record", "neighbouring": "add/remove"}
 
     out_of_budget = _local_reply(3, 1.2, 24, sigma=1.2, spent=1.0, policy=1.0)  # a deployed client's own policy refused
     trains = _local_reply(2, 0.3, 5, sigma=1.0, q=0.2)
@@ -79,7 +80,7 @@ def test_local_columns_and_summary_follow_the_clients_reports():
     _, _, columns = _round(tracker, [_local_reply(0, 1.2, 20)])
     summary = tracker.summary()
     assert summary == {
-        "privacy_mode": "local", "delta": 1e-5, "accountant": "rdp", "epsilon": 1.2, "noise_multiplier": 1.1,
+        "privacy_mode": "local", "privacy_unit": "record", "neighbouring": "add/remove", "delta": 1e-5, "accountant": "rdp", "epsilon": 1.2, "noise_multiplier": 1.1,
         "max_grad_norm": 0.7, "sample_rate": 0.1, "steps_max": 24, "epsilon_client": 0, "epsilon_client_steps": 20,
         "epsilon_mean": pytest.approx((1.2 + 0.5 + 0.3 + 1.2) / 5), "clients_budget_spent": [3],
         "clients_refused_policy": [3], "noise_source": "derived", "client_metrics": "withheld",
@@ -100,15 +101,17 @@ def test_central_epsilon_counts_released_rounds():
     replies = [_local_reply(1, 0.5, 10, spent=1.0)]  # central ignores local-DP metrics
     kept, refused, columns = _round(tracker, replies, strategy=_AdaptiveWrapper(0.8))
     assert kept == replies and refused == [] and tracker.exclude == frozenset()
-    assert columns == {"epsilon": epsilon([(0.9, q, 1)], 1e-5, "prv"), "delta": 1e-5, "noise_multiplier": 0.9,
-                       "clipping_norm": 0.8, "clients_refused_budget": 0}
+    assert columns == {"epsilon": epsilon([(0.9, q, 1)], 1e-5, "prv", O), "delta": 1e-5, "noise_multiplier": 0.9,
+                       "clipping_norm": 0.8, "clients_refused_budget": 0, "privacy_unit": "user", "neighbouring": "add/remove"}
 
     _, _, columns = _round(tracker, [], released=False)  # a skipped round releases nothing
-    assert columns["epsilon"] == epsilon([(0.9, q, 1)], 1e-5, "prv")
+    assert columns["epsilon"] == epsilon([(0.9, q, 1)], 1e-5, "prv", O)
     assert columns["clipping_norm"] == 2.0  # a strategy without a moving norm: the configured one
     _round(tracker, [], strategy=_AdaptiveWrapper(1.5))
     assert tracker.summary() == {
-        "privacy_mode": "central", "delta": 1e-5, "accountant": "prv", "epsilon": epsilon([(0.9, q, 2)], 1e-5, "prv"),
+        "privacy_mode": "central", "delta": 1e-5, "accountant": "prv", "epsilon": epsilon([(0.9, q, 2)], 1e-5, "prv", O),
+        "epsilon_rdp": epsilon([(0.9, q, 2)], 1e-5, "rdp", O), "epsilon_prv": epsilon([(0.9, q, 2)], 1e-5, "prv"),
+        "privacy_unit": "user", "neighbouring": "add/remove", "client_sampling": "poisson", "expected_cohort": 2.0, "noise_source": "derived",
         "noise_multiplier": 0.9, "max_grad_norm": None, "clipping": "server_adaptive", "clipping_norm": 1.5,
         "sample_rate": q, "releases": 2,
     }

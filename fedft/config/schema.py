@@ -188,8 +188,8 @@ class CheckpointConfig(_Section):
 
 class PrivacyConfig(_Section):
     """Differential privacy (see fedft/privacy/): `local` = record-level DP-SGD on
-    every client (Opacus); `central` = user-level DP-FedAvg at the server (Flower's
-    DifferentialPrivacy* wrappers). Give `noise_multiplier`, or `target_epsilon` to
+    every client (Opacus); `central` = user-level DP-FedAvg at the server
+    (fedft.privacy.central). Give `noise_multiplier`, or `target_epsilon` to
     have fedft calibrate it; with both, the noise is fixed and `target_epsilon` is
     the budget that no client (local) or run (central) may exceed."""
 
@@ -200,14 +200,17 @@ class PrivacyConfig(_Section):
     accountant: Literal["rdp", "prv", "gdp"] = "rdp"  # Opacus accountant used for every ε fedft reports
     max_grad_norm: float = Field(1.0, gt=0.0)  # local: per-sample gradient clipping bound
     state_dir: str = ""  # local, simulation: also keep each client's accountant history in <state_dir>/client-<id>.json (a deployed client uses its own --state-dir)
-    # local DP, what the clients draw and send (a deployed client forces noise_source = "os" whatever the server says):
-    noise_source: Literal["derived", "os"] = "derived"  # DP-SGD noise and Poisson batches from (seed, round, client): reproducible; "os": from OS entropy, unpredictable to the server
+    # where the DP noise comes from (a deployment forces "os" whatever the config says), and what local-DP clients send:
+    noise_source: Literal["derived", "os"] = "derived"  # "derived": local DP-SGD noise and batches from (seed, round, client), central noise from (seed, round): reproducible; "os": OS entropy, unpredictable to whoever knows the seed
     client_metrics: Literal["withheld", "clear"] = "withheld"  # "clear": clients also send train_*/val_* computed on their private data (outside ε)
     clipping: Literal["server_fixed", "client_fixed", "server_adaptive", "client_adaptive"] = "server_fixed"  # central
     clipping_norm: float = Field(1.0, gt=0.0)  # central: L2 bound on a client's update (adaptive: the initial value)
     target_clipped_quantile: float = Field(0.5, ge=0.0, le=1.0)  # central adaptive (Andrew et al. 2021)
     clip_norm_lr: float = Field(0.2, gt=0.0)  # central adaptive
     clipped_count_stddev: float | None = Field(None, ge=0.0)  # central adaptive (None: clients_per_round / 20)
+    # central: "poisson" = each client joins a round with prob clients_per_round / num_clients (accounted with
+    # amplification); "fixed" = exactly clients_per_round clients (accounted without amplification, q = 1)
+    client_sampling: Literal["poisson", "fixed"] = "poisson"
 
 
 class AuditConfig(_Section):

@@ -29,7 +29,7 @@ __all__ = ["client_app", "server_app"]
 def flwr_main(grid: Grid, context: Context) -> None:
     # `config-json` (fedft server/launch) or a `config` path, `overrides`, `out`: see fedft/deploy/run_config.py
     cfg, out = config_from_run_config(context.run_config)
-    cfg.privacy.noise_source = "os"  # deployed clients draw their DP noise from OS entropy whatever the config says
+    cfg.privacy.noise_source = "os"  # DP noise from OS entropy whatever the config says: clients' (local) and the server's (central)
     writer = RunWriter(results_dir(cfg, out), cfg)
     check_start(cfg)  # model.init_from: absolute, readable, fits the model
     printer = RoundPrinter(cfg.simulation.rounds)

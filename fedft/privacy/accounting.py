@@ -12,10 +12,16 @@ Local DP (record level): one entry per DP-SGD configuration a client trained
 with; k = int(1 / (1 / ceil(n / batch_size))) Poisson-sampled steps per local
 epoch and sample_rate 1 / k, which is what Opacus' `make_private` runs and records.
 
-Central DP (user level, DP-FedAvg, McMahan et al. 2018): each round is one
-Gaussian release of the clipped mean update with noise std
-noise_multiplier * clipping_norm / clients_per_round, so after R released rounds
-the history is [(noise_multiplier, clients_per_round / num_clients, R)].
+Central DP (user level, DP-FedAvg, McMahan et al. 2018, see `fedft.privacy.central`):
+each round is one Gaussian release of the clipped update sum over the fixed expected
+cohort m with noise std noise_multiplier * clipping_norm / m, so after R released
+rounds the history is [(noise_multiplier, q, R)], q = m / N under Poisson client
+sampling and 1 (no amplification) under fixed-size sampling. Its RDP ε is taken over
+the integer orders CENTRAL_RDP_ORDERS when q < 1, where Opacus' closed-form RDP of
+the subsampled Gaussian agrees with Google's dp-accounting to ~1e-15 (at Opacus'
+default fractional orders the two libraries use different bounds and differ by up to
+~1% per order), so the value can be checked independently (tests/test_central_dp.py);
+at q = 1 the RDP is closed form at every order and Opacus' fractional orders are added.
 """
 
 from __future__ import annotations
@@ -29,6 +35,15 @@ import numpy as np
 
 History = list[tuple[float, float, int]]  # (noise_multiplier, sample_rate, steps)
 ACCOUNTANTS = ("rdp", "prv", "gdp")
+CENTRAL_RDP_ORDERS: tuple[float, ...] = tuple(float(a) for a in range(2, 257))  # central DP's RDP orders at q < 1
+# At q = 1 the RDP is α·T/(2σ²) at every order, so fractional orders (Opacus' 1.1..10.9) are exact too.
+GAUSSIAN_RDP_ORDERS: tuple[float, ...] = tuple(sorted({1 + x / 10.0 for x in range(1, 100)} | set(CENTRAL_RDP_ORDERS)))
+
+
+def central_rdp_orders(sample_rate: float) -> tuple[float, ...]:
+    """The RDP orders of central DP's ε: integers 2..256 when subsampled (where Opacus and
+    dp-accounting agree), plus Opacus' fractional orders when q = 1 (closed form)."""
+    return GAUSSIAN_RDP_ORDERS if sample_rate >= 1 else CENTRAL_RDP_ORDERS
 
 
 class UnreachableBudget(ValueError):
@@ -57,7 +72,8 @@ def total_steps(history: Iterable[tuple[float, float, int]]) -> int:
     return int(sum(n for _, _, n in history))
 
 
-def epsilon(history: Sequence[tuple[float, float, int]], delta: float, accountant: str = "rdp") -> float:
+def epsilon(history: Sequence[tuple[float, float, int]], delta: float, accountant: str = "rdp",
+            rdp_orders: tuple[float, ...] | None = None) -> float:
     """ε spent by `history` at `delta`, from a fresh Opacus accountant holding it.
 
     rdp: ε = min_α [Σ_i RDP_i(α) + log((α-1)/α) - (log δ + log α)/(α-1)]
@@ -67,7 +83,8 @@ def epsilon(history: Sequence[tuple[float, float, int]], delta: float, accountan
     when that exceeds PRV_MAX_EPSILON. gdp: μ-GDP by the central limit theorem,
     needs one (σ, q) for the whole history. (Opacus' "optimal order is the
     largest/smallest alpha" warnings are silenced: they mean the bound could be
-    tighter, never that it is too small.)
+    tighter, never that it is too small.) `rdp_orders` replaces Opacus' default RDP
+    orders (rdp, and prv's rdp fallback).
     0 for an empty history; ∞ when any step had no noise.
     """
     history = [h for h in history if h[2] > 0]
@@ -79,7 +96,7 @@ def epsilon(history: Sequence[tuple[float, float, int]], delta: float, accountan
         if len({(s, q) for s, q, _ in history}) > 1:
             raise ValueError("the gdp accountant needs one (noise_multiplier, sample_rate) for the whole history; use rdp or prv")
         history = [(history[0][0], history[0][1], total_steps(history))]
-    return _epsilon(tuple(history), float(delta), accountant)
+    return _epsilon(tuple(history), float(delta), accountant, rdp_orders)
 
 
 # Above this ε Opacus' PRV discretisation needs gigabytes (its domain grows with the
@@ -88,11 +105,11 @@ PRV_MAX_EPSILON = 50.0
 
 
 @lru_cache(maxsize=4096)
-def _epsilon(history: tuple[tuple[float, float, int], ...], delta: float, accountant: str) -> float:
+def _epsilon(history: tuple[tuple[float, float, int], ...], delta: float, accountant: str, rdp_orders: tuple[float, ...] | None = None) -> float:
     from opacus.accountants import create_accountant
 
     if accountant == "prv":
-        rdp_bound = _epsilon(history, delta, "rdp")
+        rdp_bound = _epsilon(history, delta, "rdp", rdp_orders)
         if rdp_bound > PRV_MAX_EPSILON:
             return rdp_bound
 
@@ -102,6 +119,8 @@ def _epsilon(history: tuple[tuple[float, float, int], ...], delta: float, accoun
         acc = create_accountant(mechanism=accountant)
         acc.history = list(history)
         try:
+            if accountant == "rdp" and rdp_orders is not None:
+                return float(acc.get_epsilon(delta=delta, alphas=list(rdp_orders)))
             return float(acc.get_epsilon(delta=delta))
         except ValueError as exc:
             if accountant == "gdp":  # the root of δ(ε) = delta lies outside [0, 500]
@@ -134,7 +153,7 @@ MAX_SIGMA = 1e6  # as Opacus' get_noise_multiplier
 
 @lru_cache(maxsize=256)
 def calibrate_noise(target_epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str = "rdp",
-                    epsilon_tolerance: float = 0.01) -> float:
+                    epsilon_tolerance: float = 0.01, rdp_orders: tuple[float, ...] | None = None) -> float:
     """The noise multiplier σ for which `steps` steps at `sample_rate` spend at most
     `target_epsilon`: Opacus' `get_noise_multiplier` search (double σ from 20 until
     ε(σ) ≤ target, then bisect until target - ε(σ) ≤ epsilon_tolerance, returning
@@ -144,7 +163,7 @@ def calibrate_noise(target_epsilon: float, delta: float, sample_rate: float, ste
         return 0.0
 
     def eps(sigma: float) -> float:
-        return epsilon([(sigma, sample_rate, steps)], delta, accountant)
+        return epsilon([(sigma, sample_rate, steps)], delta, accountant, rdp_orders)
 
     sigma_low, sigma_high, eps_high = 0.0, 10.0, math.inf
     while eps_high > target_epsilon:
@@ -176,10 +195,11 @@ def dp_sgd_sample_rate(num_examples: int, batch_size: int) -> float:
     return 1.0 / dp_sgd_steps_per_epoch(num_examples, batch_size)
 
 
-def user_level_epsilon(noise_multiplier: float, clients_per_round: int, num_clients: int, rounds: int, delta: float, accountant: str = "rdp") -> float:
-    """User-level ε of DP-FedAvg after `rounds` released rounds: the subsampled
-    Gaussian with q = clients_per_round / num_clients, composed `rounds` times."""
-    return epsilon([(noise_multiplier, clients_per_round / num_clients, rounds)], delta, accountant)
+def central_epsilon(noise_multiplier: float, sample_rate: float, rounds: int, delta: float, accountant: str = "rdp") -> float:
+    """User-level ε of central DP after `rounds` released rounds: the Gaussian at
+    `noise_multiplier`, subsampled at `sample_rate` (1: no amplification), composed
+    `rounds` times; RDP over `central_rdp_orders(sample_rate)`."""
+    return epsilon([(noise_multiplier, sample_rate, rounds)], delta, accountant, central_rdp_orders(sample_rate))
 
 
 def expected_participations(rounds: int, clients_per_round: int, num_clients: int) -> int:

@@ -1,36 +1,133 @@
-"""Central (user-level) DP: DP-FedAvg with Flower's strategy wrappers.
+"""Central (user-level) DP: DP-FedAvg with a fixed denominator (McMahan et al. 2018).
 
-The server wraps the configured strategy in one of Flower's
-`DifferentialPrivacy{Server,Client}Side{Fixed,Adaptive}Clipping` wrappers: each
-client's update is clipped to L2 norm `clipping_norm` (by the server, or by the
-client through Flower's `fixedclipping_mod` / `adaptiveclipping_mod`, see
-`fedft.fl.client.central_dp`), and the
-mean gets Gaussian noise of std noise_multiplier * clipping_norm / clients_per_round.
-Flower reports no ε; fedft accounts it (`fedft.privacy.accounting`) with
-sampling rate clients_per_round / num_clients per released round.
+Each round the server releases one noised mean of the clipped client updates
 
-The sensitivity argument needs the unweighted mean of the clipped updates (one
-user can move it by at most clipping_norm / clients_per_round), so in central
-mode the inner strategy averages by a constant weight every client reports
-(`dp-uniform-weight` = 1) instead of by example counts, as Flower's own accounted
-wrappers require.
+    u = (Σ_{i ∈ cohort, reply arrived} clip_C(Δ_i) + σ_Δ · C · ξ) / m,   ξ ~ N(0, I),
+
+with clip_C(Δ) = Δ · min(1, C / ‖Δ‖₂) (one L2 norm over all arrays of the update)
+and m = clients_per_round = q · N the EXPECTED cohort size, fixed for the run. A
+sampled client whose reply is missing, failed or rejected contributes the zero
+update, so one user moves the sum by at most C and the mean by at most C / m
+whatever arrives: every round is one Gaussian release of sensitivity C / m and
+noise σ_Δ · C / m. The configured strategy (one of CENTRAL_DP_STRATEGIES) then
+only post-processes u: it aggregates a single synthetic reply current + u, so
+FedAvg returns current + u and FedAdam/FedYogi/FedAdagrad/FedAvgM take u as their
+pseudo-gradient.
+
+Client sampling (`privacy.client_sampling`):
+- "poisson": each client joins a round independently with probability
+  q = clients_per_round / num_clients (cohorts vary in size, may be empty).
+  Accounted as the Poisson-subsampled Gaussian at (σ, q), T rounds; neighbouring
+  datasets differ by adding or removing one user.
+- "fixed": exactly clients_per_round distinct clients. No amplification is
+  claimed: each round is the plain Gaussian mechanism (q = 1 in the accountant),
+  with neighbours that differ by one user's update being present or absent (zero)
+  in the fixed-denominator sum, as Flower's no-amplification accountant assumes.
+
+Clipping (`privacy.clipping`): "server_*" clips at the server; "client_*" has the
+client clip (Flower's fixedclipping_mod / adaptiveclipping_mod, see
+`fedft.fl.client.central_dp`) and the server clips again, a no-op for an honest
+client, so the bound holds for every reply. Adaptive clipping (Andrew et al. 2021)
+also releases the noised fraction of clipped updates with the same fixed
+denominator, b̃ = (Σ (b_i − ½) + σ_b · ξ') / m + ½ (sensitivity ½), and moves
+C ← C · exp(−η (b̃ − γ)). The two releases together are one Gaussian of
+multiplier σ when σ_Δ = (σ⁻² − (2σ_b)⁻²)^(−1/2), so the accounting is the same.
+
+Noise: in simulation drawn from a generator seeded by (seed, round), so runs and
+resumed runs are reproducible; in deployment from OS entropy (numpy's
+`default_rng()` seeds from the operating system), which the server operator still
+sees, as with any central DP.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, Metadata, MetricRecord, RecordDict
+from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
+from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, KEY_NORM_BIT  # what Flower's client mods read and write
 
 from fedft.config import FedftConfig
-from fedft.privacy.accounting import calibrate_noise
+from fedft.privacy.accounting import calibrate_noise, central_rdp_orders
 
-UNIFORM_WEIGHT = "dp-uniform-weight"
+# Strategies whose update is a post-processing of the mean of the (clipped) updates.
+CENTRAL_DP_STRATEGIES = ("fedavg", "fedprox", "fedavgm", "fedadam", "fedyogi", "fedadagrad")
+_NOISE_STREAM = 0xCD9  # keeps the central noise stream apart from sampling and training streams
 
 
-def central_sample_rate(cfg: FedftConfig) -> float:
+# ------------------------------------------------------------------ pure functions
+
+
+def update_norm(update: Sequence[np.ndarray]) -> float:
+    """‖Δ‖₂ over all arrays of the update taken as one vector."""
+    return math.sqrt(sum(float(np.sum(np.square(a, dtype=np.float64))) for a in update))
+
+
+def clip_update(update: Sequence[np.ndarray], clipping_norm: float) -> tuple[list[np.ndarray], bool]:
+    """(Δ · min(1, C / ‖Δ‖₂) in float64, whether Δ was scaled down)."""
+    norm = update_norm(update)
+    scale = min(1.0, clipping_norm / norm) if norm > 0 else 1.0
+    return [np.asarray(a, dtype=np.float64) * scale for a in update], scale < 1.0
+
+
+def noised_mean_update(clipped: Sequence[Sequence[np.ndarray]], standard_noise: Sequence[np.ndarray], noise_multiplier: float,
+                       clipping_norm: float, expected_cohort: float) -> list[np.ndarray]:
+    """u = (Σ_i clipped_i + σ · C · ξ) / m for the updates that arrived (already clipped to C),
+    ξ = `standard_noise` (N(0, 1) draws shaped like the update) and m the fixed expected
+    cohort size. The noise std of u is σC/m and its sensitivity C/m, however many arrived
+    (none: u = σCξ/m)."""
+    if expected_cohort <= 0:
+        raise ValueError("the expected cohort size must be positive")
+    total = [np.asarray(x, dtype=np.float64) * (noise_multiplier * clipping_norm) for x in standard_noise]
+    for update in clipped:
+        for k, a in enumerate(update):
+            total[k] = total[k] + np.asarray(a, dtype=np.float64)
+    return [t / expected_cohort for t in total]
+
+
+def update_noise_multiplier(noise_multiplier: float, clipped_count_stddev: float) -> float:
+    """σ_Δ = (σ⁻² − (2σ_b)⁻²)^(−1/2): the update's noise multiplier that, with the clipped
+    count released at std σ_b (sensitivity ½), makes the pair one Gaussian of multiplier σ
+    (Andrew et al. 2021, Thm. 1). Raises ValueError unless σ < 2σ_b."""
+    if noise_multiplier == 0:
+        return 0.0
+    if noise_multiplier >= 2 * clipped_count_stddev:
+        raise ValueError(f"clipped_count_stddev={clipped_count_stddev:g} is too small for noise_multiplier={noise_multiplier:g}: "
+                         f"adaptive clipping needs noise_multiplier < 2 * clipped_count_stddev")
+    return float((noise_multiplier ** -2 - (2 * clipped_count_stddev) ** -2) ** -0.5)
+
+
+def noised_clipped_fraction(norm_bits: Sequence[bool], standard_noise: float, clipped_count_stddev: float, expected_cohort: float) -> float:
+    """b̃ = (Σ_i (b_i − ½) + σ_b · ξ) / m + ½: the noised fraction of clipped updates with the
+    fixed denominator m (a missing reply counts as b = ½, sensitivity of the sum ½)."""
+    return (sum(float(b) - 0.5 for b in norm_bits) + clipped_count_stddev * standard_noise) / expected_cohort + 0.5
+
+
+def next_clipping_norm(clipping_norm: float, clipped_fraction: float, target_quantile: float, lr: float) -> float:
+    """C · exp(−η (b̃ − γ)): geometric update towards clipping the γ quantile."""
+    return float(clipping_norm * math.exp(-lr * (clipped_fraction - target_quantile)))
+
+
+def noise_generator(noise_seed: int | None, server_round: int) -> np.random.Generator:
+    """The round's noise generator: from (seed, round) when `noise_seed` is given, else OS entropy."""
+    return np.random.default_rng([noise_seed, server_round, _NOISE_STREAM] if noise_seed is not None else None)
+
+
+# ------------------------------------------------------------------ the config's view
+
+
+def central_sampling_rate(cfg: FedftConfig) -> float:
     """q = clients_per_round / num_clients: the chance a given user is in a round."""
     return cfg.simulation.clients_per_round / cfg.partition.num_clients
+
+
+def central_accounting_rate(cfg: FedftConfig) -> float:
+    """The sampling rate the accountant uses: q under Poisson sampling, 1 (no amplification) under fixed-size."""
+    return central_sampling_rate(cfg) if cfg.privacy.client_sampling == "poisson" else 1.0
 
 
 def central_noise_multiplier(cfg: FedftConfig) -> float:
@@ -39,34 +136,102 @@ def central_noise_multiplier(cfg: FedftConfig) -> float:
     if pc.noise_multiplier is not None:
         return float(pc.noise_multiplier)
     assert pc.target_epsilon is not None
-    return calibrate_noise(float(pc.target_epsilon), float(pc.target_delta), central_sample_rate(cfg), cfg.simulation.rounds, pc.accountant)
+    q = central_accounting_rate(cfg)
+    return calibrate_noise(float(pc.target_epsilon), float(pc.target_delta), q, cfg.simulation.rounds, pc.accountant, rdp_orders=central_rdp_orders(q))
 
 
-def wrap_strategy(strategy: Strategy, cfg: FedftConfig) -> Strategy:
-    """`strategy` unchanged unless privacy.mode is "central"; then wrapped in the
-    Flower DP wrapper that `privacy.clipping` names (ValueError if Flower rejects
-    the parameters)."""
-    from flwr.serverapp import strategy as fs
+def clipped_count_stddev(cfg: FedftConfig) -> float:
+    """σ_b of adaptive clipping: the configured value, or clients_per_round / 20 (Andrew et al.)."""
+    pc = cfg.privacy
+    return float(pc.clipped_count_stddev) if pc.clipped_count_stddev is not None else cfg.simulation.clients_per_round / 20
 
+
+def wrap_strategy(strategy: Strategy, cfg: FedftConfig, noise_seed: int | None) -> Strategy:
+    """`strategy` unchanged unless privacy.mode is "central"; then wrapped in CentralDP
+    (ValueError for impossible adaptive settings). `noise_seed` None draws the noise from OS entropy."""
     pc = cfg.privacy
     if pc.mode != "central":
         return strategy
-    if hasattr(strategy, "weighted_by_key"):
-        strategy.weighted_by_key = UNIFORM_WEIGHT
-    sigma = central_noise_multiplier(cfg)
-    m = cfg.simulation.clients_per_round
-    if pc.clipping == "server_fixed":
-        return fs.DifferentialPrivacyServerSideFixedClipping(strategy, sigma, pc.clipping_norm, m)
-    if pc.clipping == "client_fixed":
-        return fs.DifferentialPrivacyClientSideFixedClipping(strategy, sigma, pc.clipping_norm, m)
-    adaptive: dict[str, Any] = dict(initial_clipping_norm=pc.clipping_norm, target_clipped_quantile=pc.target_clipped_quantile,
-                    clip_norm_lr=pc.clip_norm_lr, clipped_count_stddev=pc.clipped_count_stddev)
-    if pc.clipping == "server_adaptive":
-        return fs.DifferentialPrivacyServerSideAdaptiveClipping(strategy, sigma, m, **adaptive)
-    return fs.DifferentialPrivacyClientSideAdaptiveClipping(strategy, sigma, m, **adaptive)
+    return CentralDP(strategy, noise_multiplier=central_noise_multiplier(cfg), clipping_norm=pc.clipping_norm,
+                     expected_cohort=float(cfg.simulation.clients_per_round), clipping=pc.clipping, noise_seed=noise_seed,
+                     target_clipped_quantile=pc.target_clipped_quantile, clip_norm_lr=pc.clip_norm_lr,
+                     clipped_count_stddev=clipped_count_stddev(cfg))
 
 
 def current_clipping_norm(strategy: Strategy, configured: float) -> float:
-    """The clipping norm in force (adaptive wrappers move it every round; `configured` otherwise)."""
+    """The clipping norm in force (adaptive clipping moves it every round; `configured` otherwise)."""
     return float(getattr(strategy, "clipping_norm", configured))
 
+
+# ------------------------------------------------------------------ Flower glue
+
+
+class CentralDP(Strategy):
+    """Wraps a FedAvg-family strategy: clip, sum, noise, divide by the fixed m, then let the
+    inner strategy post-process the noised mean (see the module docstring)."""
+
+    def __init__(self, strategy: Strategy, *, noise_multiplier: float, clipping_norm: float, expected_cohort: float, clipping: str,
+                 noise_seed: int | None, target_clipped_quantile: float = 0.5, clip_norm_lr: float = 0.2, clipped_count_stddev: float = 1.0) -> None:
+        self.strategy = strategy
+        self.noise_multiplier = float(noise_multiplier)  # σ, what the accountant sees
+        self.adaptive = clipping.endswith("adaptive")
+        self.client_side = clipping.startswith("client")
+        self.clipped_count_stddev = float(clipped_count_stddev)
+        self.update_noise_multiplier = update_noise_multiplier(self.noise_multiplier, self.clipped_count_stddev) if self.adaptive else self.noise_multiplier
+        self.clipping_norm = float(clipping_norm)
+        self.expected_cohort = float(expected_cohort)
+        self.noise_seed = noise_seed
+        self.target_clipped_quantile = float(target_clipped_quantile)
+        self.clip_norm_lr = float(clip_norm_lr)
+        self.current_arrays = ArrayRecord()
+        self.weight_key = str(getattr(strategy, "weighted_by_key", "num-examples"))
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
+        self.current_arrays = arrays
+        if self.client_side:
+            config[KEY_CLIPPING_NORM] = self.clipping_norm
+        return self.strategy.configure_train(server_round, arrays, config, grid)
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """One release: the noised mean update over whatever arrived, post-processed by the inner strategy."""
+        keys = list(self.current_arrays.keys())
+        current = self.current_arrays.to_numpy_ndarrays()
+        clipped, bits = [], []
+        for reply in replies:
+            if reply.has_error() or not reply.content.array_records:
+                continue  # counts as the zero update
+            record = next(iter(reply.content.array_records.values()))
+            update = [np.asarray(record[k].numpy(), dtype=np.float64) - np.asarray(c, dtype=np.float64) for k, c in zip(keys, current)]
+            clipped_update, was_clipped = clip_update(update, self.clipping_norm)
+            clipped.append(clipped_update)
+            if self.client_side:
+                metrics = next(iter(reply.content.metric_records.values()), None)
+                was_clipped = bool(metrics.get(KEY_NORM_BIT, was_clipped)) if metrics is not None else was_clipped
+            bits.append(was_clipped)
+        rng = noise_generator(self.noise_seed, server_round)
+        standard = [rng.standard_normal(np.shape(c)) for c in current]
+        mean = noised_mean_update(clipped, standard, self.update_noise_multiplier, self.clipping_norm, self.expected_cohort)
+        if self.adaptive:
+            fraction = noised_clipped_fraction(bits, float(rng.standard_normal()), self.clipped_count_stddev, self.expected_cohort)
+            self.clipping_norm = next_clipping_norm(self.clipping_norm, fraction, self.target_clipped_quantile, self.clip_norm_lr)
+        released = ArrayRecord({k: Array(np.asarray(np.asarray(c, dtype=np.float64) + u).astype(np.asarray(c).dtype))
+                                for k, c, u in zip(keys, current, mean)})
+        return self.strategy.aggregate_train(server_round, [_synthetic_reply(released, self.weight_key)])
+
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
+        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        return self.strategy.aggregate_evaluate(server_round, replies)
+
+    def summary(self) -> None:
+        self.strategy.summary()
+
+
+def _synthetic_reply(arrays: ArrayRecord, weight_key: str) -> Message:
+    """The noised model as the one reply the inner strategy aggregates (weight 1)."""
+    metadata = Metadata(run_id=0, message_id="central-dp", src_node_id=0, dst_node_id=0, reply_to_message_id="", group_id="",
+                        created_at=0.0, ttl=1e9, message_type="train")
+    content: dict[str, Any] = {"arrays": arrays, "metrics": MetricRecord({weight_key: 1.0})}
+    # Flower's typed overloads omit the (content, metadata) form its own deserialisation uses
+    return Message(RecordDict(content), metadata=metadata)  # type: ignore[call-overload]

@@ -1,7 +1,10 @@
 """Central DP bookkeeping: the server accounts the noisy aggregates it releases.
 
-After R rounds whose noisy aggregate was released,
-ε = accountant[(noise_multiplier, clients_per_round / num_clients, R)].
+After R released rounds, ε = accountant[(noise_multiplier, q, R)] with
+q = clients_per_round / num_clients under Poisson client sampling and q = 1 (no
+amplification) under fixed-size sampling; RDP over `central_rdp_orders(q)`. The unit
+protected is a user (a client's whole data), neighbouring by add/remove of one user
+(see `fedft.privacy.central`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Any
 from flwr.app import Message
 from flwr.serverapp.strategy import Strategy
 
+from fedft.privacy.accounting import central_rdp_orders
 from fedft.privacy.accounting import epsilon as account
 from fedft.privacy.central import current_clipping_norm
 from fedft.privacy.tracker_plain import checkpoint_section, finite
@@ -19,12 +23,19 @@ from fedft.privacy.tracker_plain import checkpoint_section, finite
 class CentralDPTracker:
     """privacy.mode = "central": ε from the count of released rounds; no client is ever excluded."""
 
-    def __init__(self, delta: float, accountant: str, noise_multiplier: float, sample_rate: float, clipping: str, clipping_norm: float) -> None:
+    PRIVACY_UNIT = "user"
+    NEIGHBOURING = "add/remove"
+
+    def __init__(self, delta: float, accountant: str, noise_multiplier: float, sample_rate: float, clipping: str, clipping_norm: float,
+                 client_sampling: str = "poisson", expected_cohort: float = 1.0, noise_source: str = "derived") -> None:
         self.delta = delta
         self.accountant = accountant
         self.noise_multiplier = noise_multiplier
-        self.sample_rate = sample_rate  # clients_per_round / num_clients
-        self.clipping = clipping  # which Flower wrapper clips (summary.json)
+        self.sample_rate = sample_rate  # what the accountant uses: q (poisson) or 1 (fixed)
+        self.client_sampling = client_sampling  # "poisson" | "fixed"
+        self.expected_cohort = expected_cohort  # m, the mean's fixed denominator
+        self.noise_source = noise_source  # "derived" from (seed, round) | "os" entropy
+        self.clipping = clipping  # who clips, fixed or adaptive (summary.json)
         self.configured_clipping_norm = clipping_norm
         self.clipping_norm = clipping_norm  # in force this round (adaptive clipping moves it)
         self.releases = 0  # rounds whose noisy aggregate was released
@@ -46,15 +57,20 @@ class CentralDPTracker:
         """Count the release; the privacy columns of the round's metrics row."""
         self.releases += int(released)
         return {"epsilon": self.epsilon(), "delta": self.delta, "noise_multiplier": self.noise_multiplier,
-                "clipping_norm": self.clipping_norm, "clients_refused_budget": 0}
+                "clipping_norm": self.clipping_norm, "clients_refused_budget": 0,
+                "privacy_unit": self.PRIVACY_UNIT, "neighbouring": self.NEIGHBOURING}
 
-    def epsilon(self) -> float:
-        """ε after the releases so far."""
-        return account([(self.noise_multiplier, self.sample_rate, self.releases)], self.delta, self.accountant)
+    def epsilon(self, accountant: str | None = None) -> float:
+        """ε after the releases so far (the configured accountant unless another is named)."""
+        return account([(self.noise_multiplier, self.sample_rate, self.releases)], self.delta, accountant or self.accountant,
+                       central_rdp_orders(self.sample_rate))
 
     def summary(self) -> dict[str, Any]:
         """summary.json keys: (σ, q, releases), enough to recompute ε with any accountant."""
         return {"privacy_mode": "central", "delta": self.delta, "accountant": self.accountant, "epsilon": finite(self.epsilon()),
+                "epsilon_rdp": finite(self.epsilon("rdp")), "epsilon_prv": finite(self.epsilon("prv")),
+                "privacy_unit": self.PRIVACY_UNIT, "neighbouring": self.NEIGHBOURING, "client_sampling": self.client_sampling,
+                "expected_cohort": self.expected_cohort, "noise_source": self.noise_source,
                 "noise_multiplier": self.noise_multiplier, "max_grad_norm": None, "clipping": self.clipping,
                 "clipping_norm": self.clipping_norm, "sample_rate": self.sample_rate, "releases": self.releases}
 

@@ -12,8 +12,8 @@ import warnings
 from fedft.config import FedftConfig
 from fedft.errors import FedftError
 from fedft.ml.models import build_model
-from fedft.privacy.accounting import AccountingError, UnreachableBudget, compose, dp_sgd_sample_rate, dp_sgd_steps_per_epoch, epsilon, user_level_epsilon
-from fedft.privacy.central import central_noise_multiplier, wrap_strategy
+from fedft.privacy.accounting import AccountingError, UnreachableBudget, central_epsilon, compose, dp_sgd_sample_rate, dp_sgd_steps_per_epoch, epsilon
+from fedft.privacy.central import CENTRAL_DP_STRATEGIES, central_accounting_rate, central_noise_multiplier, clipped_count_stddev, update_noise_multiplier
 from fedft.privacy.dp_sgd import DPIncompatibleModel, client_noise_multiplier, make_dp_compatible
 
 
@@ -43,9 +43,13 @@ def check_privacy_config(cfg: FedftConfig) -> None:
 
 def _check_central(cfg: FedftConfig) -> None:
     pc, sim = cfg.privacy, cfg.simulation
+    if cfg.strategy.name not in CENTRAL_DP_STRATEGIES:
+        raise FedftError("strategy.name", f"'{cfg.strategy.name}' cannot run under central DP: the noise bounds one user's effect on the mean "
+                         "of the clipped updates, and this strategy does not aggregate by that mean.",
+                         f"use one of {', '.join(CENTRAL_DP_STRATEGIES)}, or privacy.mode = \"local\".")
     try:
         sigma = central_noise_multiplier(cfg)
-        eps = user_level_epsilon(sigma, sim.clients_per_round, cfg.partition.num_clients, sim.rounds, pc.target_delta, pc.accountant)
+        eps = central_epsilon(sigma, central_accounting_rate(cfg), sim.rounds, pc.target_delta, pc.accountant)
     except UnreachableBudget as exc:
         raise FedftError("privacy.target_epsilon", f"is unreachable in {sim.rounds} rounds: {exc}.",
                          "raise target_epsilon, lower simulation.rounds, or sample fewer clients per round.") from None
@@ -55,13 +59,11 @@ def _check_central(cfg: FedftConfig) -> None:
         if eps > pc.target_epsilon:
             raise FedftError("privacy.target_epsilon", f"{sim.rounds} rounds at noise_multiplier={sigma:g} spend ε={eps:.3g}, more than {pc.target_epsilon:g}.",
                              "raise noise_multiplier, lower simulation.rounds, or leave noise_multiplier out so fedft calibrates it.")
-    try:
-        from flwr.serverapp.strategy import FedAvg
-
-        wrap_strategy(FedAvg(), cfg)
-    except ValueError as exc:
-        field = "privacy.clipped_count_stddev" if "clipped_count_stddev" in str(exc) else "privacy"
-        raise FedftError(field, f"Flower's {pc.clipping} DP wrapper rejects these settings: {exc}", "change the value it names.") from None
+    if pc.clipping.endswith("adaptive"):
+        try:
+            update_noise_multiplier(sigma, clipped_count_stddev(cfg))
+        except ValueError as exc:
+            raise FedftError("privacy.clipped_count_stddev", f"{exc}.", f"set clipped_count_stddev above {sigma / 2:g}, or use fixed clipping.") from None
     _warn_delta(pc.target_delta, cfg.partition.num_clients, "users (clients)")
 
 

@@ -19,6 +19,9 @@ from fedft.fl import protocol as p
 from fedft.privacy.dp_sgd import BUDGET_SPENT, DP_STEPS, EPSILON, NOISE_MULTIPLIER, POLICY_REFUSED, SAMPLE_RATE
 from fedft.privacy.tracker_plain import checkpoint_section, finite
 
+# What ε is about: one record of one client, neighbours by adding or removing it (Opacus' Poisson analysis).
+MEANING = {"privacy_unit": "record", "neighbouring": "add/remove"}
+
 
 class LocalDPTracker:
     """privacy.mode = "local": ε per client from its replies; out-of-budget clients leave the run."""
@@ -76,6 +79,7 @@ class LocalDPTracker:
             "noise_multiplier": min(trained_noise, default=float("nan")),  # least noise any client used this round
             "clipping_norm": self.max_grad_norm,
             "clients_refused_budget": len(refused),
+            **MEANING,
         }
 
     def summary(self) -> dict[str, Any]:
@@ -83,6 +87,7 @@ class LocalDPTracker:
         worst = max(self.eps, key=lambda c: (self.eps[c], -c), default=None)
         return {
             "privacy_mode": "local",
+            **MEANING,
             "delta": self.delta,
             "accountant": self.accountant,
             "epsilon": finite(self.eps[worst]) if worst is not None else 0.0,

@@ -15,7 +15,7 @@ from flwr.app import Message
 from flwr.serverapp.strategy import Strategy
 
 from fedft.config import FedftConfig
-from fedft.privacy.central import central_noise_multiplier, central_sample_rate
+from fedft.privacy.central import central_accounting_rate, central_noise_multiplier
 from fedft.privacy.central_tracker import CentralDPTracker
 from fedft.privacy.local_tracker import LocalDPTracker
 from fedft.privacy.tracker_plain import checkpoint_section
@@ -89,5 +89,7 @@ def privacy_tracker(cfg: FedftConfig) -> PrivacyTracker:
                               noise_source=pc.noise_source, client_metrics=pc.client_metrics)
     if pc.mode == "central":
         return CentralDPTracker(delta=pc.target_delta, accountant=pc.accountant, noise_multiplier=central_noise_multiplier(cfg),
-                                sample_rate=central_sample_rate(cfg), clipping=pc.clipping, clipping_norm=pc.clipping_norm)
+                                sample_rate=central_accounting_rate(cfg), clipping=pc.clipping, clipping_norm=pc.clipping_norm,
+                                client_sampling=pc.client_sampling, expected_cohort=float(cfg.simulation.clients_per_round),
+                                noise_source=pc.noise_source)
     return NoPrivacy()

@@ -42,9 +42,11 @@ class ServerOutcome:
 
 def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback, resume: RunCheckpoint | None = None, stop: threading.Event | None = None) -> dict[str, torch.Tensor]:
     """Run all rounds (from a checkpoint when resuming), record and checkpoint each,
-    save the final model; return its state."""
+    save the final model; return its state. Central DP's noise follows `privacy.noise_source`:
+    "derived" from (seed, round) (simulation: reproducible, resumable) or "os" entropy (deployment)."""
     ctx = RunContext(cfg)  # data, model, plan and start state, derived once for the whole run
-    strategy = wrap_strategy(build_strategy(cfg.strategy.name, cfg.strategy.params(), RunFacts.from_config(cfg)), cfg)  # central DP wraps it
+    noise_seed = cfg.seed if cfg.privacy.noise_source == "derived" else None
+    strategy = wrap_strategy(build_strategy(cfg.strategy.name, cfg.strategy.params(), RunFacts.from_config(cfg)), cfg, noise_seed)  # central DP wraps it
     evaluator = central_evaluator(ctx)
     privacy = privacy_tracker(cfg)
     data = ctx.data

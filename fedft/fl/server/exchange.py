@@ -33,6 +33,8 @@ def check_stop(stop: threading.Event | None) -> None:
 def send_and_receive(grid: Grid, messages: list[Message], timeout: float, stop: threading.Event | None = None) -> list[Message]:
     """Push `messages`; return the replies that arrive within `timeout` seconds."""
     check_stop(stop)
+    if not messages:  # an empty cohort (Poisson sampling)
+        return []
     waiting = set(grid.push_messages(messages))
     deadline = time.monotonic() + timeout
     replies: list[Message] = []

@@ -24,7 +24,7 @@ from fedft.fl.server.evaluation import Evaluator
 from fedft.fl.server.exchange import check_stop, is_dropout, send_and_receive
 from fedft.fl.server.node_log import log_round_failures
 from fedft.fl.server.nodes import identify_nodes
-from fedft.fl.server.sampling import sample_clients
+from fedft.fl.server.sampling import poisson_sample_clients, sample_clients
 from fedft.fl.server.validation import conform, schema_of, screen_replies
 from fedft.ml.finetune import FinetunePlan, frozen_digest
 from fedft.privacy.tracker import PrivacyTracker
@@ -47,12 +47,21 @@ class RoundSettings:
     min_replies: int  # fewer usable updates: the round is skipped
     evaluate_every: int  # central evaluation every K-th round and the last
     config_json: str  # the run's config, sent with every train message
+    poisson_sampling: bool = False  # each client joins with prob clients_per_round / num_clients (central DP)
+    always_release: bool = False  # central DP: every round releases its noised aggregate, whatever arrived
 
     @classmethod
     def from_config(cls, cfg: FedftConfig) -> RoundSettings:
-        sim = cfg.simulation
+        sim, central = cfg.simulation, cfg.privacy.mode == "central"
         return cls(cfg.seed, sim.rounds, cfg.partition.num_clients, sim.clients_per_round, sim.round_timeout,
-                   sim.min_replies, sim.evaluate_every, cfg.to_json())
+                   sim.min_replies, sim.evaluate_every, cfg.to_json(),
+                   poisson_sampling=central and cfg.privacy.client_sampling == "poisson", always_release=central)
+
+    def sample(self, server_round: int, exclude: frozenset[int]) -> list[int]:
+        """The round's cohort: Poisson at rate clients_per_round / num_clients, or exactly clients_per_round."""
+        if self.poisson_sampling:
+            return poisson_sample_clients(self.seed, server_round, self.num_clients, self.clients_per_round / self.num_clients, exclude)
+        return sample_clients(self.seed, server_round, self.num_clients, self.clients_per_round, exclude=exclude)
 
 
 @dataclass(frozen=True)
@@ -150,7 +159,7 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
     t0 = time.perf_counter()
     strategy, privacy, client_states, client_of, plan = parts.strategy, parts.privacy, parts.client_states, wire.client_of, parts.plan
     unavailable = frozenset(c for c in range(settings.num_clients) if c not in wire.node_of) | privacy.exclude
-    clients = sample_clients(settings.seed, server_round, settings.num_clients, settings.clients_per_round, exclude=unavailable)
+    clients = settings.sample(server_round, unavailable)
     view = cast(Grid, SampledGrid(grid, [wire.node_of[c] for c in clients]))  # a Grid in all but name
     messages = list(strategy.configure_train(server_round, select_arrays(arrays, plan.sent), wire.train_config, view))
     privacy.begin_round(strategy)
@@ -170,7 +179,9 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
     candidates, refused = privacy.split(ok, client_of)  # local DP: out-of-budget replies carry no update
     describe = lambda m: f"client {client_of.get(m.metadata.src_node_id, '?')} (node {m.metadata.src_node_id})"  # noqa: E731
     accepted, rejected = screen_replies(candidates, wire.schema, wire.expected_records, describe, server_round)
-    skipped = len(accepted) < settings.min_replies  # too few usable updates: keep the global model, record the round
+    # too few usable updates: keep the global model, record the round (central DP releases
+    # every round: whether a round is released must not depend on what arrived)
+    skipped = len(accepted) < settings.min_replies and not settings.always_release
     new_arrays, _ = (None, None) if skipped else strategy.aggregate_train(server_round, accepted + [m for m in replies if m.has_error()])
     privacy_columns = privacy.end_round(ok, client_of, refused, released=new_arrays is not None)
     if new_arrays is not None:

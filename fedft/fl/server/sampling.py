@@ -2,6 +2,8 @@
 
 FedJAX-style: the randomness of round r is derived from (seed, r), never from a
 generator carried across rounds, so a resumed run replays the same sampling.
+Fixed-size sampling (`sample_clients`) serves every mode; central DP samples with
+`poisson_sample_clients` unless privacy.client_sampling = "fixed".
 """
 
 from __future__ import annotations
@@ -19,3 +21,14 @@ def sample_clients(seed: int, server_round: int, num_clients: int, clients_per_r
     rng = np.random.default_rng([seed, server_round, 0x5A3])
     k = min(clients_per_round, len(eligible))
     return sorted(int(c) for c in rng.choice(eligible, size=k, replace=False))
+
+
+def poisson_sample_clients(seed: int, server_round: int, num_clients: int, sample_rate: float, exclude: frozenset[int] = frozenset()) -> list[int]:
+    """Each client joins independently with probability `sample_rate` (Poisson sampling, as
+    central DP's amplification assumes): the cohort varies in size and may be empty.
+
+    Every client's coin is tossed, excluded or not, so excluding one never changes the
+    others' draws; excluded clients are then left out (they count as absent)."""
+    rng = np.random.default_rng([seed, server_round, 0x9015])
+    joins = rng.random(num_clients) < sample_rate
+    return [int(c) for c in np.flatnonzero(joins) if int(c) not in exclude]
