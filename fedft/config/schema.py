@@ -136,6 +136,12 @@ class StrategyConfig(_Section):
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
     name: str = "fedavg"
+    # Bounds on each reply before any strategy sees it (fedft/fl/server/validation.py), so one
+    # client cannot steer the aggregate. `fedft server`/`launch` turn the norm bound on unless set.
+    cap_num_examples: bool = True  # num-examples above the client's partition training-set size is capped at it
+    max_update_norm: float = Field(0.0, ge=0.0)  # L2 bound on ||update - global||; 0 = none
+    max_update_norm_median: float = Field(0.0, ge=0.0)  # bound = this x the round's lower-median update norm; 0 = none (deployment: 5)
+    update_norm_action: Literal["clip", "reject"] = "clip"  # an update beyond the bound is scaled onto it, or dropped
 
     def params(self) -> dict[str, Any]:
         return dict(self.model_extra or {})

@@ -13,6 +13,7 @@ from pathlib import Path
 from fedft.deploy.certs import CertPaths, make_certs, make_supernode_keys
 from fedft.deploy.launch import DeployOptions, deploy, sigterm_as_interrupt, warn_insecure
 from fedft.deploy.processes import ProcessSet, free_port
+from fedft.deploy.run_config import deployment_defaults
 from fedft.deploy.submit import app_dir
 from fedft.deploy.supernode import node_config_text, supernode_command
 from fedft.errors import FedftError
@@ -49,7 +50,7 @@ def _check_flower_tools(*names: str) -> None:
 
 def _prepare(args: argparse.Namespace, clients: int = 0):
     """Validate config, certificates and tools, then create the results folder."""
-    cfg = prepare(_config_path(args), args.overrides)
+    cfg = deployment_defaults(prepare(_config_path(args), args.overrides))  # norm bound on, client_state off
     _check_flower_tools("flower-superlink", "flwr", *(["flower-supernode"] if clients else []))
     app_dir()
     certs = None if args.insecure or not getattr(args, "certs", None) else Path(args.certs)

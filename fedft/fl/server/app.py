@@ -21,6 +21,7 @@ from fedft.fl.server import text_metrics
 from fedft.fl.server.evaluation import central_evaluator
 from fedft.fl.server.loop import RoundCallback, RoundParts, RoundSettings, run_rounds
 from fedft.fl.server.nodes import KnownNodesGrid, NodePartitions
+from fedft.ml.data import FederatedData
 from fedft.ml.data.text import TextFederatedData
 from fedft.privacy.audit import run_mia
 from fedft.privacy.central import wrap_strategy
@@ -38,6 +39,12 @@ class ServerOutcome:
     started: bool = False  # `main` began (the engine started the ServerApp)
     done: threading.Event = field(default_factory=threading.Event)  # set when `main` ends, however it ends
     state: dict[str, torch.Tensor] | None = None  # the final global model, once every round is done
+
+
+def example_caps(data: FederatedData) -> tuple[int, ...]:
+    """Each client's largest believable `num-examples`: its partition's training-set size,
+    which is what an honest client reports (fedft/fl/client/pipeline.py)."""
+    return tuple(len(train) for train, _ in data.clients)
 
 
 def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback, resume: RunCheckpoint | None = None, stop: threading.Event | None = None) -> dict[str, torch.Tensor]:
@@ -68,7 +75,7 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
     try:
         parts = RoundParts(strategy, evaluator, privacy, ctx.plan, on_round=record, after_round=keeper.after_round,
                            client_states=server_state.clients if cfg.checkpoint.client_state else None)
-        final = run_rounds(grid, arrays, RoundSettings.from_config(cfg), parts, start_round=start, stop=stop).to_torch_state_dict()
+        final = run_rounds(grid, arrays, RoundSettings.from_config(cfg, example_caps(data)), parts, start_round=start, stop=stop).to_torch_state_dict()
     except Exception:  # RunInterrupted (SIGINT/SIGTERM) or a failure: keep what is complete
         keeper.flush()  # the last completed round, if `checkpoint.every` had not written it yet
         raise

@@ -25,7 +25,7 @@ from fedft.fl.server.exchange import check_stop, is_dropout, send_and_receive
 from fedft.fl.server.node_log import log_round_failures
 from fedft.fl.server.nodes import identify_nodes
 from fedft.fl.server.sampling import sample_clients
-from fedft.fl.server.validation import conform, schema_of, screen_replies
+from fedft.fl.server.validation import UpdateBounds, bound_replies, conform, schema_of, screen_replies
 from fedft.ml.finetune import FinetunePlan, frozen_digest
 from fedft.privacy.tracker import PrivacyTracker
 from fedft.state.client_records import ClientStateStore
@@ -47,12 +47,15 @@ class RoundSettings:
     min_replies: int  # fewer usable updates: the round is skipped
     evaluate_every: int  # central evaluation every K-th round and the last
     config_json: str  # the run's config, sent with every train message
+    bounds: UpdateBounds = UpdateBounds()  # num-examples caps and the update-norm bound
 
     @classmethod
-    def from_config(cls, cfg: FedftConfig) -> RoundSettings:
-        sim = cfg.simulation
+    def from_config(cls, cfg: FedftConfig, example_caps: tuple[int, ...] = ()) -> RoundSettings:
+        sim, st = cfg.simulation, cfg.strategy
+        bounds = UpdateBounds(st.max_update_norm, st.max_update_norm_median, st.update_norm_action,
+                              example_caps if st.cap_num_examples else ())
         return cls(cfg.seed, sim.rounds, cfg.partition.num_clients, sim.clients_per_round, sim.round_timeout,
-                   sim.min_replies, sim.evaluate_every, cfg.to_json())
+                   sim.min_replies, sim.evaluate_every, cfg.to_json(), bounds)
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,8 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
     candidates, refused = privacy.split(ok, client_of)  # local DP: out-of-budget replies carry no update
     describe = lambda m: f"client {client_of.get(m.metadata.src_node_id, '?')} (node {m.metadata.src_node_id})"  # noqa: E731
     accepted, rejected = screen_replies(candidates, wire.schema, wire.expected_records, describe, server_round)
+    accepted, too_large, bounded = bound_replies(accepted, select_arrays(arrays, plan.sent), settings.bounds, client_of, describe, server_round)
+    rejected += too_large
     skipped = len(accepted) < settings.min_replies  # too few usable updates: keep the global model, record the round
     new_arrays, _ = (None, None) if skipped else strategy.aggregate_train(server_round, accepted + [m for m in replies if m.has_error()])
     privacy_columns = privacy.end_round(ok, client_of, refused, released=new_arrays is not None)
@@ -189,6 +194,7 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
         "clients_failed": len(replies) - len(ok) - dropped,
         "clients_timed_out": len(messages) - len(replies),
         "clients_rejected": len(rejected),
+        **bounded,  # clients_capped (num-examples), clients_clipped (update norm)
         "bytes_down": bytes_down,
         "bytes_up": bytes_up,
         "wall_seconds": time.perf_counter() - t0,
