@@ -140,7 +140,7 @@ class StrategyConfig(_Section):
     # client cannot steer the aggregate. `fedft server`/`launch` turn the norm bound on unless set.
     cap_num_examples: bool = True  # num-examples above the client's partition training-set size is capped at it
     max_update_norm: float = Field(0.0, ge=0.0)  # L2 bound on ||update - global||; 0 = none
-    max_update_norm_median: float = Field(0.0, ge=0.0)  # bound = this x the round's lower-median update norm; 0 = none (deployment: 5)
+    max_update_norm_median: float = Field(0.0, ge=0.0)  # bound = this x the round's lower-median update norm; 0 = none (deployment: 2)
     update_norm_action: Literal["clip", "reject"] = "clip"  # an update beyond the bound is scaled onto it, or dropped
 
     def params(self) -> dict[str, Any]:
@@ -226,8 +226,11 @@ class OutputConfig(_Section):
     plot_partitions: bool = False  # also write partitions.png (label counts per client)
 
 
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
 class FedftConfig(_Section):
-    name: str = Field("fedft", min_length=1)
+    name: str = Field("fedft", min_length=1)  # the results folder's name: letters, digits, '-', '_', '.'
     seed: int = Field(0, ge=0, le=2**63 - 1)  # TOML's integer range; torch seeds take 64 bits
     data: DataConfig = DataConfig()
     partition: PartitionConfig = PartitionConfig()
@@ -244,6 +247,14 @@ class FedftConfig(_Section):
     pretrain: PretrainConfig = PretrainConfig()
     compare: CompareConfig = CompareConfig()
     audit: AuditConfig = AuditConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        # It names a folder inside output.dir: no separators, no '..', nothing absolute.
+        if not _PLAIN_NAME.match(value) or value in (".", ".."):
+            raise ValueError("must be a plain file name (letters, digits, '-', '_', '.'; not '.' or '..')")
+        return value
 
     def to_json(self) -> str:
         return self.model_dump_json()

@@ -17,6 +17,7 @@ from fedft.deploy.run_config import deployment_defaults
 from fedft.deploy.submit import app_dir
 from fedft.deploy.supernode import node_config_text, supernode_command
 from fedft.errors import FedftError
+from fedft.fl.client.node_data import read_npz
 from fedft.jobs.run import prepare
 from fedft.jobs.validate import load_config
 from fedft.runtime.progress import RoundPrinter
@@ -101,6 +102,8 @@ def cmd_client(args: argparse.Namespace) -> int:
         raise FedftError("--insecure", "given together with --ca.", "pass one: --ca FILE for TLS (default), or --insecure.")
     if not args.insecure and not args.ca:
         raise FedftError("--ca", "missing.", "pass the server's CA certificate (ca.crt from `fedft certs`), or --insecure.")
+    if args.data:
+        read_npz(args.data)  # a missing or truncated file: one error now, not one per round
     state_dir = Path(args.state_dir or Path.home() / ".fedft" / f"node-{args.partition_id}").expanduser()
     node_cfg = node_config_text(args.partition_id, args.num_partitions, data_path=args.data, state_dir=state_dir)
     cmd = supernode_command(args.server, node_cfg, None if args.insecure else args.ca, args.port or free_port(), auth_key=args.auth_key)
@@ -132,9 +135,10 @@ RETRY_PAUSE = 5.0
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
-    paths = make_certs(args.out, args.host, args.days)
-    print(f"wrote {paths.ca_cert} (give to clients), {paths.server_cert} and {paths.server_key} (server only; keep "
-          f"{paths.ca_key} private); valid for {args.days} days for: localhost, 127.0.0.1, ::1{''.join(', ' + h for h in args.host)}")
+    paths = make_certs(args.out, args.host, args.days, ca_key=args.ca_key)
+    kept = f"; the CA key in {args.ca_key} (keep it private, off the server)" if args.ca_key else "; the CA key was not kept (--ca-key FILE keeps it)"
+    print(f"wrote {paths.ca_cert} (give to clients), {paths.server_cert} and {paths.server_key} (server only){kept}; "
+          f"valid for {args.days} days for: localhost, 127.0.0.1, ::1{''.join(', ' + h for h in args.host)}")
     if args.supernode_keys:
         pairs = make_supernode_keys(args.out, args.supernode_keys)
         print(f"wrote {len(pairs)} SuperNode key pairs: give supernode-K.key to client K (--auth-key), "
@@ -157,6 +161,7 @@ def add_deploy_commands(sub) -> None:
     p.add_argument("--out", required=True, help="new folder for ca.crt, ca.key, server.pem, server.key")
     p.add_argument("--host", action="append", default=[], metavar="NAME_OR_IP", help="a host name or IP clients dial, besides loopback (repeatable)")
     p.add_argument("--days", type=int, default=365)
+    p.add_argument("--ca-key", default=None, metavar="FILE", help="keep the CA's private key in FILE, outside --out (default: not kept)")
     p.add_argument("--supernode-keys", type=int, default=0, metavar="N", help="also make N SuperNode key pairs for --enable-supernode-auth")
     p.set_defaults(func=cmd_certs)
 

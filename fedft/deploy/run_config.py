@@ -58,12 +58,12 @@ def config_from_run_config(run_config: Mapping[str, Any], app_dir: Path = APP_DI
     return cfg, (out or None)
 
 
-DEPLOY_NORM_MEDIAN = 5.0  # strategy.max_update_norm_median in deployment unless a norm bound is set
+DEPLOY_NORM_MEDIAN = 2.0  # strategy.max_update_norm_median in deployment unless a norm bound is set
 
 
 def deployment_defaults(cfg: FedftConfig) -> FedftConfig:
     """What `fedft server` and `fedft launch` change unless the config sets it: clients
-    on other machines are not trusted, so each update's norm is bounded (5 x the round's
+    on other machines are not trusted, so each update's norm is bounded (2 x the round's
     lower-median norm, clipped), and clients keep their own state on their own disk
     (`checkpoint.client_state = false`: the server stores nothing a client sends for it)."""
     given = cfg.strategy.model_fields_set

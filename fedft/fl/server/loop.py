@@ -28,7 +28,7 @@ from fedft.fl.server.sampling import sample_clients
 from fedft.fl.server.validation import UpdateBounds, bound_replies, conform, schema_of, screen_replies
 from fedft.ml.finetune import FinetunePlan, frozen_digest
 from fedft.privacy.tracker import PrivacyTracker
-from fedft.state.client_records import ClientStateStore
+from fedft.state.client_records import ClientStateStore, state_bytes
 from fedft.state.client_records import strip as strip_client_state
 
 RoundCallback = Callable[[dict[str, Any]], None]
@@ -81,6 +81,7 @@ class _Wire:
     expected_records: tuple[str, ...]  # the array records a reply must carry
     node_of: dict[int, int]  # client id -> node id
     client_of: dict[int, int]  # node id -> client id
+    client_state_bytes: int = 2**20  # the most client-state bytes kept per client
 
 
 class SampledGrid:
@@ -137,6 +138,7 @@ def run_rounds(grid: Grid, arrays: ArrayRecord, settings: RoundSettings, parts: 
         expected_records=getattr(parts.strategy, "reply_array_records", (p.ARRAYS,)),
         node_of=node_of,
         client_of={n: c for c, n in node_of.items()},
+        client_state_bytes=2 * arrays.count_bytes() + 2**20,  # a model-sized variate (SCAFFOLD) twice, plus 1 MiB of bookkeeping
     )
     for server_round in range(start_round + 1, settings.rounds + 1):
         check_stop(stop)
@@ -164,11 +166,11 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
     log_round_failures(server_round, messages, replies, client_of)  # which clients/nodes failed or timed out
     replies.sort(key=lambda m: client_of.get(m.metadata.src_node_id, -1))  # deterministic aggregation order
     ok = [m for m in replies if not m.has_error()]
+    bytes_up = sum(p.payload_bytes(m.content) + (0 if client_states is None else state_bytes(m)) for m in ok)  # state: payload too
     if client_states is not None:
-        client_states.collect(ok, client_of)
+        client_states.collect(ok, client_of, max_bytes=wire.client_state_bytes)
     else:
         strip_client_state(ok)
-    bytes_up = sum(p.payload_bytes(m.content) for m in ok)
     dropped = sum(1 for m in replies if is_dropout(m))
     candidates, refused = privacy.split(ok, client_of)  # local DP: out-of-budget replies carry no update
     describe = lambda m: f"client {client_of.get(m.metadata.src_node_id, '?')} (node {m.metadata.src_node_id})"  # noqa: E731
