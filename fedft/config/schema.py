@@ -173,6 +173,7 @@ class SimulationConfig(_Section):
     round_timeout: float = Field(600.0, gt=0.0)  # seconds to wait for replies per round
     ray_address: str = ""  # "" = start a local Ray; else connect, e.g. "auto" or "HOST:6379"
     ray_num_cpus: int = Field(0, ge=0)  # CPUs the local Ray may use; 0 = all of this machine's (not with ray_address)
+    min_clients: int = Field(0, ge=0)  # start once this many client nodes joined with valid partition ids and sample only them; 0 = all (fedft launch --clients K: K)
     min_replies: int = Field(1, ge=0)  # fewer successful replies: the round is skipped (global model unchanged) and recorded
     evaluate_every: int = Field(1, ge=1)  # central test-set evaluation after round 0, every K-th round and the last; other rows leave test_* empty
 

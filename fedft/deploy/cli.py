@@ -69,6 +69,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
     if not 1 <= clients <= cfg.partition.num_clients:
         raise FedftError("--clients", f"{clients} is outside 1..partition.num_clients={cfg.partition.num_clients}.", "start at most one SuperNode per client.")
     cfg, run_dir, opts = _prepare(args, clients)
+    if "min_clients" not in cfg.simulation.model_fields_set:
+        cfg.simulation.min_clients = clients  # K of N partitions: start with the K nodes started here
     printer = RoundPrinter(cfg.simulation.rounds, quiet=args.quiet)
     printer.say(f"fedft launch: {cfg.name}: SuperLink + {clients} SuperNodes on 127.0.0.1 ({'insecure' if args.insecure else 'TLS'}), "
                 f"{cfg.simulation.rounds} rounds -> {run_dir.resolve()} (Flower logs in logs/)")

@@ -48,6 +48,7 @@ class RoundSettings:
     evaluate_every: int  # central evaluation every K-th round and the last
     config_json: str  # the run's config, sent with every train message
     bounds: UpdateBounds = UpdateBounds()  # num-examples caps and the update-norm bound
+    min_clients: int = 0  # start once this many nodes gave valid partition ids (0 = all)
 
     @classmethod
     def from_config(cls, cfg: FedftConfig, example_caps: tuple[int, ...] = ()) -> RoundSettings:
@@ -55,7 +56,7 @@ class RoundSettings:
         bounds = UpdateBounds(st.max_update_norm, st.max_update_norm_median, st.update_norm_action,
                               example_caps if st.cap_num_examples else ())
         return cls(cfg.seed, sim.rounds, cfg.partition.num_clients, sim.clients_per_round, sim.round_timeout,
-                   sim.min_replies, sim.evaluate_every, cfg.to_json(), bounds)
+                   sim.min_replies, sim.evaluate_every, cfg.to_json(), bounds, sim.min_clients)
 
 
 @dataclass(frozen=True)
@@ -127,9 +128,11 @@ def run_rounds(grid: Grid, arrays: ArrayRecord, settings: RoundSettings, parts: 
     check_stop(stop)
     if start_round == 0:
         loss, acc = parts.evaluator(arrays.to_torch_state_dict())
-    node_of = identify_nodes(grid, settings.num_clients, settings.round_timeout, settings.config_json, stop)
+    refused: dict[int, str] = {}  # nodes whose partition-id claim was malformed, out of range or duplicated
+    node_of = identify_nodes(grid, settings.num_clients, settings.round_timeout, settings.config_json, stop, settings.min_clients, refused)
     if start_round == 0:
-        parts.on_round({"round": 0, "test_loss": loss, "test_accuracy": acc, "wall_seconds": time.perf_counter() - t0})
+        parts.on_round({"round": 0, "test_loss": loss, "test_accuracy": acc, "wall_seconds": time.perf_counter() - t0,
+                        "clients_joined": len(node_of), "nodes_refused": len(refused)})
     plan = parts.plan
     frozen = {} if plan.sends_everything else {p.FROZEN_DIGEST: frozen_digest(arrays.to_torch_state_dict(), plan)}
     wire = _Wire(
