@@ -186,7 +186,7 @@ def test_supernode_without_or_with_wrong_ca_cannot_join(tmp_path, process_guard)
     port = free_port()
     out = tmp_path / "run"
     server = _fedft("server", str(_config(tmp_path, round_timeout=15)), "--certs", str(certs), "--host", "127.0.0.1",
-                    "--port", str(port), "--out", str(out), log=tmp_path / "server.log")
+                    "--port", str(port), "--out", str(out), "--no-supernode-auth", log=tmp_path / "server.log")
     address = f"127.0.0.1:{port}"
     node_cfg = lambda k: f"partition-id={k} num-partitions=3"  # noqa: E731
     nodes = {

@@ -77,3 +77,12 @@ def test_too_few_valid_claims_is_one_error():
     with server_identity(), pytest.raises(FedftError) as err:
         identify_nodes(QueryGrid({1: {"partition-id": 0}, 2: {"partition-id": 0}}), num_clients=3, timeout=1.0, min_clients=2)
     assert err.value.field == "simulation.min_clients"
+
+
+def test_a_registered_key_cannot_claim_another_clients_id():
+    answers = {101: {"partition-id": 0}, 102: {"partition-id": 0}, 103: {"partition-id": 2}}
+    refused: dict[int, str] = {}
+    with server_identity():
+        mapping = identify_nodes(QueryGrid(answers), num_clients=3, timeout=1.0, min_clients=1, refused=refused, bound={101: 0, 102: 1})
+    assert mapping == {0: 101}
+    assert "listed for 1" in refused[102] and "not in the operator's list" in refused[103]

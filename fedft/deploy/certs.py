@@ -126,23 +126,24 @@ def make_certs(out: str | Path, hosts: list[str] | None = None, days: int = 365,
     return paths
 
 
-def make_supernode_keys(out: str | Path, count: int, start: int = 0) -> list[tuple[Path, Path]]:
-    """`supernode-K.key` (private, OpenSSH) and `supernode-K.pub` for K in start..start+count-1:
-    EC P-384 key pairs for Flower's SuperNode authentication. The SuperLink
-    operator registers each `.pub` (`flwr supernode register`); node K keeps its `.key`."""
+def make_key_pair(private: Path, public: Path) -> tuple[Path, Path]:
+    """One EC P-384 key pair for Flower's SuperNode authentication: `private` (OpenSSH,
+    0600 from creation) stays on the client's machine; `public` goes to the operator."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
+    if private.exists() or public.exists():
+        raise FedftError("--out", f"'{private}' or '{public}' already exists.", "choose a new folder; never overwrite a key a server has registered.")
+    private.parent.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP384R1())
+    _write(private, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()), private=True)
+    _write(public, key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH) + b"\n")
+    return private, public
+
+
+def make_supernode_keys(out: str | Path, count: int, start: int = 0) -> list[tuple[Path, Path]]:
+    """`supernode-K.key` and `supernode-K.pub` for K in start..start+count-1, all on one
+    machine: for `fedft launch` (every node is local) and tests. Real clients make their
+    own pair with `fedft client keygen` (`make_key_pair`), so no private key leaves them."""
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    pairs = []
-    for k in range(start, start + count):
-        key = ec.generate_private_key(ec.SECP384R1())
-        private = folder / f"supernode-{k}.key"
-        public = folder / f"supernode-{k}.pub"
-        if private.exists() or public.exists():
-            raise FedftError("--supernode-keys", f"'{private}' already exists.", "choose a new folder.")
-        _write(private, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()), private=True)
-        _write(public, key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH) + b"\n")
-        pairs.append((private, public))
-    return pairs
+    return [make_key_pair(folder / f"supernode-{k}.key", folder / f"supernode-{k}.pub") for k in range(start, start + count)]

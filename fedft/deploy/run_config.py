@@ -29,6 +29,7 @@ CONFIG = "config"
 CONFIG_JSON = "config-json"
 OVERRIDES = "overrides"
 OUT = "out"
+CLIENTS_JSON = "clients-json"  # fedft server --clients: {node id: partition id} (fedft.deploy.clients_file)
 DEFAULT_CONFIG = "simulations/quickstart.toml"
 
 # fedft/deploy/run_config.py -> the project (or installed FAB) folder
@@ -74,13 +75,13 @@ def deployment_defaults(cfg: FedftConfig) -> FedftConfig:
     return cfg
 
 
-def write_run_config(path: str | Path, cfg: FedftConfig, out: str | Path) -> Path:
+def write_run_config(path: str | Path, cfg: FedftConfig, out: str | Path, clients_json: str = "") -> Path:
     """A TOML file for `flwr run --run-config FILE`: a file, not `k=v` text, because
     Flower's `k=v` parser cannot carry a JSON string (quotes, spaces) safely."""
     import tomli_w
 
     path = Path(path)
-    path.write_text(tomli_w.dumps({CONFIG_JSON: cfg.to_json(), OUT: str(Path(out).resolve()), OVERRIDES: ""}), encoding="utf-8")
+    path.write_text(tomli_w.dumps({CONFIG_JSON: cfg.to_json(), OUT: str(Path(out).resolve()), OVERRIDES: "", CLIENTS_JSON: clients_json}), encoding="utf-8")
     return path
 
 

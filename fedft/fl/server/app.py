@@ -41,15 +41,18 @@ class ServerOutcome:
     state: dict[str, torch.Tensor] | None = None  # the final global model, once every round is done
 
 
-def example_caps(data: FederatedData) -> tuple[int, ...]:
-    """Each client's largest believable `num-examples`: its partition's training-set size,
-    which is what an honest client reports (fedft/fl/client/pipeline.py)."""
-    return tuple(len(train) for train, _ in data.clients)
+def example_caps(data: FederatedData, registered: dict[int, int] | None = None) -> tuple[int, ...]:
+    """Each client's largest believable `num-examples`: the size the operator registered
+    for it, else its partition's training-set size, which is what an honest client
+    without its own data reports (fedft/fl/client/pipeline.py)."""
+    return tuple((registered or {}).get(c, len(train)) for c, (train, _) in enumerate(data.clients))
 
 
-def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback, resume: RunCheckpoint | None = None, stop: threading.Event | None = None) -> dict[str, torch.Tensor]:
+def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback, resume: RunCheckpoint | None = None, stop: threading.Event | None = None,
+          binding: tuple[dict[int, int], dict[int, int]] | None = None) -> dict[str, torch.Tensor]:
     """Run all rounds (from a checkpoint when resuming), record and checkpoint each,
-    save the final model; return its state."""
+    save the final model; return its state. `binding` (`fedft server --clients`):
+    ({node id: partition id}, {partition id: registered num-examples cap})."""
     ctx = RunContext(cfg)  # data, model, plan and start state, derived once for the whole run
     strategy = wrap_strategy(build_strategy(cfg.strategy.name, cfg.strategy.params(), RunFacts.from_config(cfg)), cfg)  # central DP wraps it
     evaluator = central_evaluator(ctx)
@@ -75,7 +78,8 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
     try:
         parts = RoundParts(strategy, evaluator, privacy, ctx.plan, on_round=record, after_round=keeper.after_round,
                            client_states=server_state.clients if cfg.checkpoint.client_state else None)
-        final = run_rounds(grid, arrays, RoundSettings.from_config(cfg, example_caps(data)), parts, start_round=start, stop=stop).to_torch_state_dict()
+        final = run_rounds(grid, arrays, RoundSettings.from_config(cfg, example_caps(data, binding[1] if binding else None)), parts,
+                           start_round=start, stop=stop, bound_nodes=binding[0] if binding else None).to_torch_state_dict()
     except Exception:  # RunInterrupted (SIGINT/SIGTERM) or a failure: keep what is complete
         keeper.flush()  # the last completed round, if `checkpoint.every` had not written it yet
         raise

@@ -120,16 +120,17 @@ def merge_arrays(arrays: ArrayRecord, update: ArrayRecord, keys: tuple[str, ...]
 
 
 def run_rounds(grid: Grid, arrays: ArrayRecord, settings: RoundSettings, parts: RoundParts, *,
-               start_round: int = 0, stop: threading.Event | None = None) -> ArrayRecord:
+               start_round: int = 0, stop: threading.Event | None = None, bound_nodes: dict[int, int] | None = None) -> ArrayRecord:
     """Run rounds `start_round + 1 .. settings.rounds` from `arrays` (round 0, the initial
     evaluation, only when starting fresh); return the final global arrays.
-    `stop` set (SIGINT/SIGTERM) raises RunInterrupted before any half-done round is recorded."""
+    `stop` set (SIGINT/SIGTERM) raises RunInterrupted before any half-done round is recorded.
+    `bound_nodes` ({node id: partition id}, deployment with `--clients`): each node's claim must match."""
     t0 = time.perf_counter()
     check_stop(stop)
     if start_round == 0:
         loss, acc = parts.evaluator(arrays.to_torch_state_dict())
     refused: dict[int, str] = {}  # nodes whose partition-id claim was malformed, out of range or duplicated
-    node_of = identify_nodes(grid, settings.num_clients, settings.round_timeout, settings.config_json, stop, settings.min_clients, refused)
+    node_of = identify_nodes(grid, settings.num_clients, settings.round_timeout, settings.config_json, stop, settings.min_clients, refused, bound_nodes)
     if start_round == 0:
         parts.on_round({"round": 0, "test_loss": loss, "test_accuracy": acc, "wall_seconds": time.perf_counter() - t0,
                         "clients_joined": len(node_of), "nodes_refused": len(refused)})

@@ -96,11 +96,13 @@ def assign(claims: dict[int, int]) -> tuple[dict[int, int], dict[int, str]]:
 
 
 def identify_nodes(grid: Grid, num_clients: int, timeout: float, config_json: str = "", stop: threading.Event | None = None,
-                   min_clients: int = 0, refused: dict[int, str] | None = None) -> dict[int, int]:
+                   min_clients: int = 0, refused: dict[int, str] | None = None, bound: dict[int, int] | None = None) -> dict[int, int]:
     """Ask the nodes for their partition ids: {client id: node id}. Starts when
     `min_clients` nodes (0 = all `num_clients`) have joined, and asks nodes that join
     later until that many have valid, unique claims. A malformed, out-of-range or
-    duplicated claim refuses that node (logged; `refused` gets {node: why}), never the run.
+    duplicated claim refuses that node (logged; `refused` gets {node: why}), never the run;
+    with `bound` ({node id: partition id} from the operator's list of client keys) so
+    does a claim other than the one the node's key is listed with.
     With `config_json` the query also lets clients load their data now, so
     `round_timeout` times training, not start-up; a busy machine may need minutes to
     start the nodes, hence STARTUP_TIMEOUT."""
@@ -128,6 +130,8 @@ def identify_nodes(grid: Grid, num_clients: int, timeout: float, config_json: st
         for reply in send_and_receive(grid, queries, max(timeout, STARTUP_TIMEOUT), stop) if queries else []:
             claim, why = parse_claim(reply, num_clients)
             node = reply.metadata.src_node_id
+            if claim is not None and bound is not None and bound.get(node) != claim:
+                claim, why = None, (f"claimed partition id {claim}, but its key is listed for {bound[node]}" if node in bound else "its key is not in the operator's list")
             if claim is None:
                 bad[node] = why
             else:
