@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from fedft.deploy import proxy
 from fedft.deploy.certs import CertPaths, make_certs, make_key_pair
 from fedft.deploy.clients_file import read_clients_file
 from fedft.deploy.launch import DeployOptions, deploy, sigterm_as_interrupt, warn_insecure
@@ -91,15 +92,21 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 def cmd_server(args: argparse.Namespace) -> int:
     args.certs = None if args.insecure else args.certs
+    if not args.expose_control:
+        proxy.find_nginx()  # before anything starts
     cfg, run_dir, opts = _prepare(args)
-    opts.host, opts.port = args.host, args.port
+    opts.host, opts.port, opts.front_door = args.host, args.port, not args.expose_control
+    if args.expose_control:
+        print("fedft: warning: --expose-control: the SuperLink's Control API (submit runs, register SuperNode keys, stop runs) "
+              "is reachable by anyone who reaches the port; Flower's open-source Control API does not authenticate.", file=sys.stderr)
     if not opts.enable_supernode_auth and not args.insecure:
         print("fedft: warning: --no-supernode-auth: anyone who holds ca.crt and reaches the port can join as a client.", file=sys.stderr)
     printer = RoundPrinter(cfg.simulation.rounds, quiet=args.quiet)
 
     def ready(address: str, certs) -> None:
         tls = "--insecure" if certs is None else f"--ca {certs.ca_cert}"
-        printer.say(f"fedft server: SuperLink listening on {args.host}:{args.port} ({'insecure' if certs is None else 'TLS'}); "
+        door = "Control API open too" if args.expose_control else "Fleet API only, via nginx; Control on loopback"
+        printer.say(f"fedft server: listening on {args.host}:{args.port} ({'insecure' if certs is None else 'TLS'}, {door}); "
                     f"run submitted, waiting up to {cfg.simulation.round_timeout:.0f} s for {cfg.partition.num_clients} clients -> {run_dir.resolve()}")
         key = " --auth-key ~/.fedft/identity/client.key" if opts.enable_supernode_auth else ""
         printer.say(f"  on each client machine: fedft client --server <this host>:{args.port} --partition-id K "
@@ -193,6 +200,7 @@ def add_deploy_commands(sub) -> None:
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all interfaces)")
     p.add_argument("--port", type=int, default=9092, help="SuperLink port for SuperNodes and `flwr` (default: 9092)")
     p.add_argument("--clients", dest="clients_file", default=None, metavar="TOML", help="the clients allowed to join: [[client]] public_key (from `fedft client keygen`) + partition_id")
+    p.add_argument("--expose-control", action="store_true", help="serve Flower's Control API on --host:--port too (prints a warning); default: Fleet API only, via nginx")
     p.add_argument("--no-supernode-auth", action="store_true", help="let any SuperNode that holds ca.crt join (prints a warning); default: only --clients keys")
     p.set_defaults(func=_interruptible(cmd_server))
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from fedft.config import FedftConfig
-from fedft.deploy import submit
+from fedft.deploy import proxy, submit
 from fedft.deploy.certs import CertPaths, make_certs, make_supernode_keys
 from fedft.deploy.clients_file import RegisteredClient, binding_json
 from fedft.deploy.processes import ProcessSet, free_port
@@ -49,6 +49,7 @@ class DeployOptions:
     clients: int = 0  # SuperNodes to start on this machine (launch)
     enable_supernode_auth: bool = False
     registered: list[RegisteredClient] | None = None  # server: the operator's client keys (--clients), registered here
+    front_door: bool = False  # server: SuperLink on loopback, nginx forwards only the Fleet API from host:port (fedft.deploy.proxy)
     startup_timeout: float = 60.0
 
 
@@ -100,6 +101,7 @@ def deploy(cfg: FedftConfig, run_dir: Path, opts: DeployOptions, printer, on_rea
     logs = run_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="fedft-deploy-"))
+    scratch_extra: list[Path] = []  # nginx's prefix folder
     procs = ProcessSet()
     t0 = time.perf_counter()
     summary: dict[str, Any] | None = None
@@ -109,12 +111,20 @@ def deploy(cfg: FedftConfig, run_dir: Path, opts: DeployOptions, printer, on_rea
             certs = _tls(opts, scratch, make_if_missing=opts.clients > 0)
             ca = certs.ca_cert.resolve() if certs else None
             port = opts.port or free_port(opts.host if opts.host not in ("0.0.0.0", "::") else "127.0.0.1")
-            address = local_address(opts.host, port)
+            link_host, link_port = ("127.0.0.1", free_port()) if opts.front_door else (opts.host, port)
+            address = local_address(link_host, link_port)  # the SuperLink itself: Control, Fleet and Runtime APIs
             cli_home = submit.write_flower_home(scratch / "cli", address, ca)
-            superlink = procs.start("superlink", superlink_command(opts.host, port, certs, opts.enable_supernode_auth),
+            superlink = procs.start("superlink", superlink_command(link_host, link_port, certs, opts.enable_supernode_auth),
                                     logs / "superlink.log", env={"FLWR_HOME": str(scratch / "superlink")}, cwd=scratch)
             _write_pids(logs, procs)
             wait_until_ready(address, ca, superlink, logs / "superlink.log", opts.startup_timeout)
+            if opts.front_door:  # outside callers reach nginx, which forwards /v1/fleet/ only
+                prefix = Path(tempfile.mkdtemp(prefix="fedft-nginx-"))
+                scratch_extra.append(prefix)
+                conf = proxy.write_proxy(prefix, opts.host, port, link_port, certs)
+                nginx = procs.start("nginx", proxy.proxy_command(proxy.find_nginx(), prefix, conf), logs / "nginx.log", cwd=prefix)
+                _write_pids(logs, procs)
+                proxy.wait_until_listening(local_address(opts.host, port), ca, nginx, prefix / "error.log", opts.startup_timeout)
             keys = _supernode_keys(opts, scratch)
             node_ids = {_register(procs, public, cli_home, logs): pid for pid, public in keys.get("public", {}).items()}
             clients_json = binding_json(node_ids, opts.registered) if opts.registered else ""
@@ -144,7 +154,8 @@ def deploy(cfg: FedftConfig, run_dir: Path, opts: DeployOptions, printer, on_rea
         except KeyboardInterrupt:
             if summary is None:
                 status, error = "interrupted", "stopped by Ctrl-C or SIGTERM"
-        shutil.rmtree(scratch, ignore_errors=True)
+        for folder in (scratch, *scratch_extra):
+            shutil.rmtree(folder, ignore_errors=True)
     if summary is None:
         summary = _finish_here(cfg, run_dir, status, time.perf_counter() - t0, error)
     if summary.get("error"):
