@@ -79,10 +79,10 @@ def read_clients_file(path: str | Path, num_clients: int) -> list[RegisteredClie
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise FedftError(f"{where}.num_examples", f"{n!r} is not a count >= 0.", "give the client's number of training examples, or 0.")
         out.append(RegisteredClient(_key_line(entry.get("public_key"), path.parent, where), pid, n))
-    for what, values in (("partition_id", [c.partition_id for c in out]), ("public_key", [c.public_key for c in out])):
-        twice = sorted({v for v in values if values.count(v) > 1}, key=str)
+    for what, values in (("partition_id", [str(c.partition_id) for c in out]), ("public_key", [c.public_key for c in out])):
+        twice = sorted({v for v in values if values.count(v) > 1})
         if twice:
-            raise FedftError(f"--clients {what}", f"{str(twice[0])[:60]} is listed twice.", "list each client once, with its own key and id.")
+            raise FedftError(f"--clients {what}", f"{twice[0][:60]} is listed twice.", "list each client once, with its own key and id.")
     return out
 
 

@@ -71,7 +71,7 @@ def parse_claim(reply: Message, num_clients: int) -> tuple[int | None, str]:
     0..num_clients-1, else (None, why). A node chooses what it answers, so nothing in
     the reply is trusted to have the right type."""
     if reply.has_error():
-        return None, f"answered with an error ({reply.error.reason.strip()[:120]})"
+        return None, f"answered with an error ({(reply.error.reason or '').strip()[:120]})"
     identity = reply.content.config_records.get(p.IDENTITY)
     if identity is None or p.PARTITION_ID not in identity:
         return None, f"sent no '{p.IDENTITY}' record with '{p.PARTITION_ID}'"

@@ -196,7 +196,7 @@ def bound_replies(
     caps = bounds.example_caps
     for msg in replies:
         client = client_of.get(msg.metadata.src_node_id, -1)
-        metrics = msg.content[p.METRICS]
+        metrics = msg.content.metric_records[p.METRICS]
         weight = float(p.number(metrics, p.NUM_EXAMPLES))
         if 0 <= client < len(caps) and (cap := caps[client]) < weight:
             metrics[p.NUM_EXAMPLES] = float(cap)
@@ -205,7 +205,7 @@ def bound_replies(
     if bounds.max_norm <= 0 and bounds.median_factor <= 0:
         return list(replies), [], counts
     global_np = {k: a.numpy() for k, a in global_arrays.items()}
-    locals_ = [{k: a.numpy() for k, a in m.content[p.ARRAYS].items()} for m in replies]
+    locals_ = [{k: a.numpy() for k, a in m.content.array_records[p.ARRAYS].items()} for m in replies]
     norms = [update_norm(y, global_np) for y in locals_]
     bound = norm_bound(norms, bounds.max_norm, bounds.median_factor)
     kept: list[Message] = []
