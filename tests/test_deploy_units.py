@@ -184,3 +184,19 @@ def test_client_keygen_and_clients_file(tmp_path, capsys):
         path.write_text(good.read_text().replace(old, new, 1))
         with pytest.raises(FedftError, match=needle):
             read_clients_file(path, 3)
+
+
+@pytest.mark.skipif(not os.path.isfile("/usr/sbin/nginx"), reason="nginx is not installed (apt-get install nginx)")
+@pytest.mark.parametrize("tls", [True, False])
+def test_nginx_accepts_the_front_door_config_and_forwards_fleet_only(tmp_path, tls):
+    import subprocess
+
+    from fedft.deploy.proxy import nginx_config, proxy_command, write_proxy
+
+    certs = make_certs(tmp_path / "certs") if tls else None
+    conf = write_proxy(tmp_path / "ngx", "127.0.0.1", 1, 2, certs)
+    text = conf.read_text()
+    assert text.count("location ") == 2 and "location /v1/fleet/ {" in text and "location / { return 404; }" in text
+    assert ("proxy_ssl_verify on" in text) == tls and text == nginx_config("127.0.0.1", 1, 2, certs, tmp_path / "ngx")
+    check = subprocess.run([*proxy_command("/usr/sbin/nginx", tmp_path / "ngx", conf), "-t"], capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stderr
