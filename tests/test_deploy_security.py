@@ -9,7 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
+from fedft.fl.context import RunContext
+from fedft.jobs.validate import load_config
+from fedft.state.model_file import load_checkpoint
 from test_deploy import ROOT, _assert_nothing_left, _config, _env, _fedft, _read, _rows, _stop, _wait_for
 
 needs_nginx = pytest.mark.skipif(not any(Path(d, "nginx").is_file() for d in ("/usr/sbin", "/usr/local/sbin", "/usr/bin")),
@@ -38,9 +42,12 @@ def _attack_from_outside(tmp_path: Path, port: int, ca: Path) -> dict[str, tuple
 def test_launch_three_of_ten_partitions_finishes_with_three_clients(tmp_path, process_guard):
     """`fedft launch --clients 3` with partition.num_clients = 10: the server starts with the
     3 nodes it launched (simulation.min_clients defaults to --clients) and samples only them;
-    deployment defaults bound the update norm (clients_clipped recorded)."""
+    deployment's default norm bound clips an attacker sending x + 1e30 * u (recorded in
+    clients_clipped), so the global model moves by a bounded amount."""
     config = _config(tmp_path, rounds=1, clients_per_round=10)
-    config.write_text(config.read_text().replace("num_clients = 3", "num_clients = 10"))
+    # client 0 (attack.seed 0, fraction 0.1 of 10) sends x + 1e30 * u: deployment's norm bound clips it
+    config.write_text(config.read_text().replace("num_clients = 3", "num_clients = 10")
+                      + '\n[attack]\nkind = "scale"\nfraction = 0.1\nscale = 1e30\n')
     out = tmp_path / "run"
     t0 = time.monotonic()
     launch = _fedft("launch", str(config), "--clients", "3", "--out", str(out), log=tmp_path / "launch.log")
@@ -53,7 +60,11 @@ def test_launch_three_of_ten_partitions_finishes_with_three_clients(tmp_path, pr
     assert summary["status"] == "completed", summary
     rows = _rows(out)
     assert rows[0]["clients_joined"] == "3" and rows[0]["nodes_refused"] == "0"
-    assert rows[1]["clients_sampled"] == "3" and rows[1]["clients_replied"] == "3" and "clients_clipped" in rows[1]
+    assert rows[1]["clients_sampled"] == "3" and rows[1]["clients_replied"] == "3" and rows[1]["clients_clipped"] == "1"
+    start = RunContext(load_config(str(config))).start_state
+    final = load_checkpoint(out / "model.pt")["state_dict"]
+    moved = float(torch.sqrt(sum(((final[k].double() - start[k].double()) ** 2).sum() for k in start)))
+    assert moved < 100.0, moved  # unbounded, a third of 1e30 * |u| would land in the model
     _assert_nothing_left(out)
 
 
