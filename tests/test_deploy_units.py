@@ -186,6 +186,7 @@ def test_client_keygen_and_clients_file(tmp_path, capsys):
             read_clients_file(path, 3)
 
 
+@pytest.mark.slow  # runs `nginx -t`, a process
 @pytest.mark.skipif(not os.path.isfile("/usr/sbin/nginx"), reason="nginx is not installed (apt-get install nginx)")
 @pytest.mark.parametrize("tls", [True, False])
 def test_nginx_accepts_the_front_door_config_and_forwards_fleet_only(tmp_path, tls):
