@@ -189,7 +189,7 @@ def test_supernode_without_or_with_wrong_ca_cannot_join(tmp_path, process_guard)
     port = free_port()
     out = tmp_path / "run"
     server = _fedft("server", str(_config(tmp_path, round_timeout=15)), "--certs", str(certs), "--host", "127.0.0.1",
-                    "--port", str(port), "--out", str(out), log=tmp_path / "server.log")
+                    "--port", str(port), "--out", str(out), "--no-supernode-auth", log=tmp_path / "server.log")
     address = f"127.0.0.1:{port}"
     node_cfg = lambda k: f"partition-id={k} num-partitions=3"  # noqa: E731
     nodes = {
@@ -249,7 +249,7 @@ def test_deployed_client_keeps_its_own_budget_across_a_server_restart(tmp_path, 
     try:
         for name, privacy in (("first", {}), ("second", {"accountant": "gdp", "state_dir": str(tmp_path / "server-chosen")})):
             port = free_port()
-            server = _fedft("server", str(_local_dp_config(tmp_path, name, **privacy)), "--insecure", "--host", "127.0.0.1",
+            server = _fedft("server", str(_local_dp_config(tmp_path, name, **privacy)), "--insecure", "--expose-control", "--host", "127.0.0.1",
                             "--port", str(port), "--out", str(tmp_path / name), log=tmp_path / f"{name}.log")
             client = _fedft("client", "--server", f"127.0.0.1:{port}", "--partition-id", "0", "--num-partitions", "1", "--insecure",
                             "--state-dir", str(state), "--max-epsilon", "2", log=tmp_path / f"client-{name}.log")

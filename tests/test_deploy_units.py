@@ -137,17 +137,68 @@ def _write_config(tmp_path, tiny_config) -> str:
 @pytest.mark.parametrize("args, field", [
     (["launch", "{cfg}", "--certs", "{tmp}/no-certs"], "--certs"),
     (["launch", "{cfg}", "--clients", "4"], "--clients"),
-    (["server", "{cfg}", "--insecure", "--enable-supernode-auth"], "--enable-supernode-auth"),
+    (["launch", "{cfg}", "--insecure", "--enable-supernode-auth"], "--enable-supernode-auth"),
+    (["server", "{cfg}", "--insecure", "--clients", "{tmp}/c.toml"], "--clients"),
     (["server", "{cfg}", "--certs", "{tmp}/no-certs"], "--certs"),
-    (["server", "{cfg}", "--enable-supernode-auth", "--supernode-keys", "{tmp}"], "--supernode-keys"),
+    (["server", "{cfg}", "--certs", "{tmp}/certs"], "--clients"),  # auth is on: the clients' keys are required
+    (["server", "{cfg}", "--certs", "{tmp}/certs", "--clients", "{tmp}/none.toml"], "--clients"),
+    (["client", "--partition-id", "0", "--num-partitions", "3", "--insecure"], "--server"),
     (["client", "--server", "127.0.0.1:1", "--partition-id", "0", "--num-partitions", "3", "--ca", "{tmp}/none.crt"], "--ca"),
     (["client", "--server", "127.0.0.1:1", "--partition-id", "0", "--num-partitions", "3"], "--ca"),
     (["client", "--server", "127.0.0.1:1", "--partition-id", "0", "--num-partitions", "3", "--insecure", "--data", "{tmp}/none.npz"], "--data"),
 ])
 def test_bad_deploy_input_exits_2_before_anything_starts(tmp_path, tiny_config, capsys, args, field):
     cfg = _write_config(tmp_path, tiny_config)
+    make_certs(tmp_path / "certs")
     argv = [a.format(cfg=cfg, tmp=tmp_path) for a in args]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"fedft: error: {field}:") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()  # no results folder
+
+
+def test_client_keygen_and_clients_file(tmp_path, capsys):
+    """`fedft client keygen` makes the pair on the client (private key 0600); the
+    operator's clients.toml binds each public key to one partition id, checked at start."""
+    from fedft.deploy.clients_file import binding_json, parse_binding, read_clients_file
+
+    for name in ("alice", "bob"):
+        assert main(["client", "keygen", "--out", str(tmp_path / name)]) == 0
+    assert oct((tmp_path / "alice" / "client.key").stat().st_mode & 0o777) == "0o600"
+    assert main(["client", "keygen", "--out", str(tmp_path / "alice")]) == 2  # never overwrite a registered key
+    bob_line = (tmp_path / "bob" / "client.pub").read_text().strip()
+    good = tmp_path / "clients.toml"
+    good.write_text(f'[[client]]\npublic_key = "alice/client.pub"\npartition_id = 0\n\n[[client]]\npublic_key = "{bob_line}"\npartition_id = 2\nnum_examples = 40\n')
+    clients = read_clients_file(good, 3)
+    assert [(c.partition_id, c.num_examples) for c in clients] == [(0, 0), (2, 40)] and clients[1].public_key == bob_line
+    assert parse_binding(binding_json({111: 0, 222: 2}, clients)) == ({111: 0, 222: 2}, {2: 40})
+    assert parse_binding("") is None
+    bad = {
+        "partition_id = 3": ("partition_id = 2\n", "partition_id = 3\n", "partition_id"),
+        "same id": ("partition_id = 2\n", "partition_id = 0\n", "partition_id"),
+        "same key": ('public_key = "alice/client.pub"', f'public_key = "{bob_line}"', "public_key"),
+        "not a key": ('public_key = "alice/client.pub"', 'public_key = "ecdsa-sha2-nistp384 AAAAnot"', "public_key"),
+        "unknown": ("num_examples = 40\n", "num_examples = 40\nrole = 1\n", "unknown keys"),
+    }
+    for label, (old, new, needle) in bad.items():
+        path = tmp_path / "bad.toml"
+        path.write_text(good.read_text().replace(old, new, 1))
+        with pytest.raises(FedftError, match=needle):
+            read_clients_file(path, 3)
+
+
+@pytest.mark.slow  # runs `nginx -t`, a process
+@pytest.mark.skipif(not os.path.isfile("/usr/sbin/nginx"), reason="nginx is not installed (apt-get install nginx)")
+@pytest.mark.parametrize("tls", [True, False])
+def test_nginx_accepts_the_front_door_config_and_forwards_fleet_only(tmp_path, tls):
+    import subprocess
+
+    from fedft.deploy.proxy import nginx_config, proxy_command, write_proxy
+
+    certs = make_certs(tmp_path / "certs") if tls else None
+    conf = write_proxy(tmp_path / "ngx", "127.0.0.1", 1, 2, certs)
+    text = conf.read_text()
+    assert text.count("location ") == 2 and "location /v1/fleet/ {" in text and "location / { return 404; }" in text
+    assert ("proxy_ssl_verify on" in text) == tls and text == nginx_config("127.0.0.1", 1, 2, certs, tmp_path / "ngx")
+    check = subprocess.run([*proxy_command("/usr/sbin/nginx", tmp_path / "ngx", conf), "-t"], capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stderr

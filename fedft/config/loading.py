@@ -108,6 +108,8 @@ def check_sections(cfg: FedftConfig) -> None:
             f"{cfg.simulation.min_replies} is more than simulation.clients_per_round={cfg.simulation.clients_per_round}, so every round would be skipped.",
             "require at most as many replies as clients are sampled.",
         )
+    if cfg.simulation.min_clients > cfg.partition.num_clients:
+        raise FedftError("simulation.min_clients", f"{cfg.simulation.min_clients} is more than partition.num_clients={cfg.partition.num_clients}.", "wait for at most as many clients as there are (0 = all).")
     if cfg.simulation.ray_num_cpus and cfg.simulation.ray_address:
         raise FedftError("simulation.ray_num_cpus", f"is set with simulation.ray_address={cfg.simulation.ray_address!r}: a running cluster's CPUs are set by `ray start`.", "drop ray_num_cpus, or start the cluster with `ray start --num-cpus N`.")
     f = cfg.faults

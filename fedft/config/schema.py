@@ -136,6 +136,12 @@ class StrategyConfig(_Section):
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
     name: str = "fedavg"
+    # Bounds on each reply before any strategy sees it (fedft/fl/server/validation.py), so one
+    # client cannot steer the aggregate. `fedft server`/`launch` turn the norm bound on unless set.
+    cap_num_examples: bool = True  # num-examples above the client's partition training-set size is capped at it
+    max_update_norm: float = Field(0.0, ge=0.0)  # L2 bound on ||update - global||; 0 = none
+    max_update_norm_median: float = Field(0.0, ge=0.0)  # bound = this x the round's lower-median update norm; 0 = none (deployment: 2)
+    update_norm_action: Literal["clip", "reject"] = "clip"  # an update beyond the bound is scaled onto it, or dropped
 
     def params(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
@@ -167,6 +173,7 @@ class SimulationConfig(_Section):
     round_timeout: float = Field(600.0, gt=0.0)  # seconds to wait for replies per round
     ray_address: str = ""  # "" = start a local Ray; else connect, e.g. "auto" or "HOST:6379"
     ray_num_cpus: int = Field(0, ge=0)  # CPUs the local Ray may use; 0 = all of this machine's (not with ray_address)
+    min_clients: int = Field(0, ge=0)  # start once this many client nodes joined with valid partition ids and sample only them; 0 = all (fedft launch --clients K: K)
     min_replies: int = Field(1, ge=0)  # fewer successful replies: the round is skipped (global model unchanged) and recorded
     evaluate_every: int = Field(1, ge=1)  # central test-set evaluation after round 0, every K-th round and the last; other rows leave test_* empty
 
@@ -225,8 +232,11 @@ class OutputConfig(_Section):
     plot_partitions: bool = False  # also write partitions.png (label counts per client)
 
 
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
 class FedftConfig(_Section):
-    name: str = Field("fedft", min_length=1)
+    name: str = Field("fedft", min_length=1)  # the results folder's name: letters, digits, '-', '_', '.'
     seed: int = Field(0, ge=0, le=2**63 - 1)  # TOML's integer range; torch seeds take 64 bits
     data: DataConfig = DataConfig()
     partition: PartitionConfig = PartitionConfig()
@@ -243,6 +253,14 @@ class FedftConfig(_Section):
     pretrain: PretrainConfig = PretrainConfig()
     compare: CompareConfig = CompareConfig()
     audit: AuditConfig = AuditConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        # It names a folder inside output.dir: no separators, no '..', nothing absolute.
+        if not _PLAIN_NAME.match(value) or value in (".", ".."):
+            raise ValueError("must be a plain file name (letters, digits, '-', '_', '.'; not '.' or '..')")
+        return value
 
     def to_json(self) -> str:
         return self.model_dump_json()

@@ -10,12 +10,16 @@ import sys
 import time
 from pathlib import Path
 
-from fedft.deploy.certs import CertPaths, make_certs, make_supernode_keys
+from fedft.deploy import proxy
+from fedft.deploy.certs import CertPaths, make_certs, make_key_pair
+from fedft.deploy.clients_file import read_clients_file
 from fedft.deploy.launch import DeployOptions, deploy, sigterm_as_interrupt, warn_insecure
 from fedft.deploy.processes import ProcessSet, free_port
+from fedft.deploy.run_config import deployment_defaults
 from fedft.deploy.submit import app_dir
 from fedft.deploy.supernode import node_config_text, supernode_command
 from fedft.errors import FedftError
+from fedft.fl.client.node_data import read_npz
 from fedft.jobs.run import prepare
 from fedft.jobs.validate import load_config
 from fedft.runtime.progress import RoundPrinter
@@ -29,7 +33,6 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="results folder (default: <output.dir>/<name>-<timestamp>)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--insecure", action="store_true", help="no TLS (prints a warning); TLS is the default")
-    p.add_argument("--enable-supernode-auth", action="store_true", help="only registered SuperNodes may join (Flower SuperNode authentication; needs TLS)")
 
 
 def _config_path(args: argparse.Namespace) -> str:
@@ -49,15 +52,26 @@ def _check_flower_tools(*names: str) -> None:
 
 def _prepare(args: argparse.Namespace, clients: int = 0):
     """Validate config, certificates and tools, then create the results folder."""
-    cfg = prepare(_config_path(args), args.overrides)
+    cfg = deployment_defaults(prepare(_config_path(args), args.overrides))  # norm bound on, client_state off
     _check_flower_tools("flower-superlink", "flwr", *(["flower-supernode"] if clients else []))
     app_dir()
     certs = None if args.insecure or not getattr(args, "certs", None) else Path(args.certs)
     if certs is not None:
         CertPaths(certs).check_server_side()
-    if args.enable_supernode_auth and args.insecure:
-        raise FedftError("--enable-supernode-auth", "needs TLS, but --insecure was given.", "drop --insecure.")
-    opts = DeployOptions(certs=certs, insecure=args.insecure, enable_supernode_auth=args.enable_supernode_auth, clients=clients)
+    registered = None
+    if clients:  # launch: local nodes, optional auth with keys made here
+        auth = args.enable_supernode_auth
+        if auth and args.insecure:
+            raise FedftError("--enable-supernode-auth", "needs TLS, but --insecure was given.", "drop --insecure.")
+    else:  # server: only the operator's listed keys may join, unless explicitly opened
+        auth = not (args.insecure or args.no_supernode_auth)
+        if args.clients_file and not auth:
+            raise FedftError("--clients", "needs SuperNode authentication, which --insecure or --no-supernode-auth turns off.", "drop --insecure / --no-supernode-auth.")
+        if auth and not args.clients_file:
+            raise FedftError("--clients", "missing: only clients whose public keys you list may join.",
+                             "pass --clients clients.toml (each client's key from `fedft client keygen` and its partition id), or --no-supernode-auth to let anyone with ca.crt join.")
+        registered = read_clients_file(args.clients_file, cfg.partition.num_clients) if auth else None
+    opts = DeployOptions(certs=certs, insecure=args.insecure, enable_supernode_auth=auth, clients=clients, registered=registered)
     return cfg, new_run_dir(cfg, args.out), opts
 
 
@@ -67,6 +81,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
     if not 1 <= clients <= cfg.partition.num_clients:
         raise FedftError("--clients", f"{clients} is outside 1..partition.num_clients={cfg.partition.num_clients}.", "start at most one SuperNode per client.")
     cfg, run_dir, opts = _prepare(args, clients)
+    if "min_clients" not in cfg.simulation.model_fields_set:
+        cfg.simulation.min_clients = clients  # K of N partitions: start with the K nodes started here
     printer = RoundPrinter(cfg.simulation.rounds, quiet=args.quiet)
     printer.say(f"fedft launch: {cfg.name}: SuperLink + {clients} SuperNodes on 127.0.0.1 ({'insecure' if args.insecure else 'TLS'}), "
                 f"{cfg.simulation.rounds} rounds -> {run_dir.resolve()} (Flower logs in logs/)")
@@ -76,30 +92,52 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 def cmd_server(args: argparse.Namespace) -> int:
     args.certs = None if args.insecure else args.certs
-    if args.enable_supernode_auth and not args.insecure and not list(Path(args.supernode_keys or "/nonexistent").glob("*.pub")):
-        raise FedftError("--supernode-keys", f"no *.pub files in '{args.supernode_keys}'.", "make keys with `fedft certs --out DIR --supernode-keys N` and pass --supernode-keys DIR.")
+    if not args.expose_control:
+        proxy.find_nginx()  # before anything starts
     cfg, run_dir, opts = _prepare(args)
-    opts.host, opts.port = args.host, args.port
-    opts.supernode_keys = Path(args.supernode_keys) if args.supernode_keys else None
+    opts.host, opts.port, opts.front_door = args.host, args.port, not args.expose_control
+    if args.expose_control:
+        print("fedft: warning: --expose-control: the SuperLink's Control API (submit runs, register SuperNode keys, stop runs) "
+              "is reachable by anyone who reaches the port; Flower's open-source Control API does not authenticate.", file=sys.stderr)
+    if not opts.enable_supernode_auth and not args.insecure:
+        print("fedft: warning: --no-supernode-auth: anyone who holds ca.crt and reaches the port can join as a client.", file=sys.stderr)
     printer = RoundPrinter(cfg.simulation.rounds, quiet=args.quiet)
 
     def ready(address: str, certs) -> None:
         tls = "--insecure" if certs is None else f"--ca {certs.ca_cert}"
-        printer.say(f"fedft server: SuperLink listening on {args.host}:{args.port} ({'insecure' if certs is None else 'TLS'}); "
+        door = "Control API open too" if args.expose_control else "Fleet API only, via nginx; Control on loopback"
+        printer.say(f"fedft server: listening on {args.host}:{args.port} ({'insecure' if certs is None else 'TLS'}, {door}); "
                     f"run submitted, waiting up to {cfg.simulation.round_timeout:.0f} s for {cfg.partition.num_clients} clients -> {run_dir.resolve()}")
+        key = " --auth-key ~/.fedft/identity/client.key" if opts.enable_supernode_auth else ""
         printer.say(f"  on each client machine: fedft client --server <this host>:{args.port} --partition-id K "
-                    f"--num-partitions {cfg.partition.num_clients} {tls}")
+                    f"--num-partitions {cfg.partition.num_clients} {tls}{key}")
 
     summary = deploy(cfg, run_dir, opts, printer, on_ready=ready)
     return 0 if summary["status"] == "completed" else 1
 
 
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """`fedft client keygen`: this client's key pair, made here; only the .pub leaves."""
+    folder = Path(args.out or Path.home() / ".fedft" / "identity").expanduser()
+    private, public = make_key_pair(folder / "client.key", folder / "client.pub")
+    print(f"wrote {private} (private, stays here: fedft client --auth-key {private}) and {public}: send the .pub to the server's "
+          f"operator, who lists it with your partition id in clients.toml (fedft server --clients clients.toml)")
+    return 0
+
+
 def cmd_client(args: argparse.Namespace) -> int:
+    if args.action == "keygen":
+        return cmd_keygen(args)
+    for flag, value in (("--server", args.server), ("--partition-id", args.partition_id), ("--num-partitions", args.num_partitions)):
+        if value is None:
+            raise FedftError(flag, "missing.", "pass --server HOST:PORT --partition-id K --num-partitions N (or `fedft client keygen`).")
     _check_flower_tools("flower-supernode")
     if args.insecure and args.ca:
         raise FedftError("--insecure", "given together with --ca.", "pass one: --ca FILE for TLS (default), or --insecure.")
     if not args.insecure and not args.ca:
         raise FedftError("--ca", "missing.", "pass the server's CA certificate (ca.crt from `fedft certs`), or --insecure.")
+    if args.data:
+        read_npz(args.data)  # a missing or truncated file: one error now, not one per round
     state_dir = Path(args.state_dir or Path.home() / ".fedft" / f"node-{args.partition_id}").expanduser()
     node_cfg = node_config_text(args.partition_id, args.num_partitions, data_path=args.data, state_dir=state_dir,
                                 max_epsilon=args.max_epsilon, min_noise_multiplier=args.min_noise_multiplier, delta=args.delta)
@@ -132,13 +170,10 @@ RETRY_PAUSE = 5.0
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
-    paths = make_certs(args.out, args.host, args.days)
-    print(f"wrote {paths.ca_cert} (give to clients), {paths.server_cert} and {paths.server_key} (server only; keep "
-          f"{paths.ca_key} private); valid for {args.days} days for: localhost, 127.0.0.1, ::1{''.join(', ' + h for h in args.host)}")
-    if args.supernode_keys:
-        pairs = make_supernode_keys(args.out, args.supernode_keys)
-        print(f"wrote {len(pairs)} SuperNode key pairs: give supernode-K.key to client K (--auth-key), "
-              f"the server registers the .pub files (fedft server --enable-supernode-auth --supernode-keys {args.out})")
+    paths = make_certs(args.out, args.host, args.days, ca_key=args.ca_key)
+    kept = f"; the CA key in {args.ca_key} (keep it private, off the server)" if args.ca_key else "; the CA key was not kept (--ca-key FILE keeps it)"
+    print(f"wrote {paths.ca_cert} (give to clients), {paths.server_cert} and {paths.server_key} (server only){kept}; "
+          f"valid for {args.days} days for: localhost, 127.0.0.1, ::1{''.join(', ' + h for h in args.host)}")
     return 0
 
 
@@ -157,7 +192,7 @@ def add_deploy_commands(sub) -> None:
     p.add_argument("--out", required=True, help="new folder for ca.crt, ca.key, server.pem, server.key")
     p.add_argument("--host", action="append", default=[], metavar="NAME_OR_IP", help="a host name or IP clients dial, besides loopback (repeatable)")
     p.add_argument("--days", type=int, default=365)
-    p.add_argument("--supernode-keys", type=int, default=0, metavar="N", help="also make N SuperNode key pairs for --enable-supernode-auth")
+    p.add_argument("--ca-key", default=None, metavar="FILE", help="keep the CA's private key in FILE, outside --out (default: not kept)")
     p.set_defaults(func=cmd_certs)
 
     p = sub.add_parser("server", help="start a Flower SuperLink here and submit the run; clients join with `fedft client`")
@@ -165,18 +200,22 @@ def add_deploy_commands(sub) -> None:
     p.add_argument("--certs", default="certs", help="folder from `fedft certs` (default: certs)")
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all interfaces)")
     p.add_argument("--port", type=int, default=9092, help="SuperLink port for SuperNodes and `flwr` (default: 9092)")
-    p.add_argument("--supernode-keys", default=None, metavar="DIR", help="with --enable-supernode-auth: register every DIR/*.pub")
+    p.add_argument("--clients", dest="clients_file", default=None, metavar="TOML", help="the clients allowed to join: [[client]] public_key (from `fedft client keygen`) + partition_id")
+    p.add_argument("--expose-control", action="store_true", help="serve Flower's Control API on --host:--port too (prints a warning); default: Fleet API only, via nginx")
+    p.add_argument("--no-supernode-auth", action="store_true", help="let any SuperNode that holds ca.crt join (prints a warning); default: only --clients keys")
     p.set_defaults(func=_interruptible(cmd_server))
 
-    p = sub.add_parser("client", help="start a Flower SuperNode for one client (runs until stopped)")
-    p.add_argument("--server", required=True, metavar="HOST:PORT", help="the SuperLink, e.g. server.example.org:9092")
-    p.add_argument("--partition-id", type=int, required=True, help="this client's id, 0..num-partitions-1")
-    p.add_argument("--num-partitions", type=int, required=True, help="the run's partition.num_clients")
+    p = sub.add_parser("client", help="start a Flower SuperNode for one client (runs until stopped); `fedft client keygen` makes its key pair")
+    p.add_argument("action", nargs="?", choices=["keygen"], help="keygen: make this client's key pair in --out (default ~/.fedft/identity)")
+    p.add_argument("--out", default=None, help="keygen: folder for client.key and client.pub")
+    p.add_argument("--server", default=None, metavar="HOST:PORT", help="the SuperLink, e.g. server.example.org:9092")
+    p.add_argument("--partition-id", type=int, default=None, help="this client's id, 0..num-partitions-1")
+    p.add_argument("--num-partitions", type=int, default=None, help="the run's partition.num_clients")
     p.add_argument("--ca", default=None, help="the server's CA certificate (ca.crt) to verify it")
     p.add_argument("--insecure", action="store_true", help="no TLS (prints a warning)")
     p.add_argument("--data", default=None, metavar="NPZ", help="this node's own data (.npz with x, y) instead of partition K of the run's dataset")
     p.add_argument("--state-dir", default=None, help="this node's folder for state across rounds (default: ~/.fedft/node-K)")
-    p.add_argument("--auth-key", default=None, help="this node's private key when the server uses --enable-supernode-auth")
+    p.add_argument("--auth-key", default=None, help="this node's private key (client.key from `fedft client keygen`)")
     p.add_argument("--port", type=int, default=0, help="local port for the SuperNode's Runtime API (default: a free one)")
     p.add_argument("--wait", type=float, default=120.0, metavar="SECONDS", help="keep trying to join this long after start (default: 120)")
     g = p.add_argument_group("this client's own privacy policy (local DP; history kept in --state-dir, refused rounds get no update)")
@@ -188,5 +227,6 @@ def add_deploy_commands(sub) -> None:
     p = sub.add_parser("launch", help="SuperLink + N SuperNodes + the run, as separate processes on this machine")
     _add_config_args(p)
     p.add_argument("--clients", type=int, default=None, help="SuperNodes to start (default: partition.num_clients)")
+    p.add_argument("--enable-supernode-auth", action="store_true", help="only SuperNodes with keys made for this launch may join (needs TLS)")
     p.add_argument("--certs", default=None, help="folder from `fedft certs` (default: fresh certificates for this launch)")
     p.set_defaults(func=_interruptible(cmd_launch))

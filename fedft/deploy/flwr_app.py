@@ -13,7 +13,8 @@ import time
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from fedft.deploy.run_config import config_from_run_config, results_dir
+from fedft.deploy.clients_file import parse_binding
+from fedft.deploy.run_config import CLIENTS_JSON, config_from_run_config, results_dir
 from fedft.errors import FedftError
 from fedft.fl.client.app import app as client_app
 from fedft.fl.context import check_start
@@ -36,7 +37,7 @@ def flwr_main(grid: Grid, context: Context) -> None:
     t0 = time.perf_counter()
     status, extra = "failed", {}
     try:
-        serve(grid, cfg, writer, printer.on_round)
+        serve(grid, cfg, writer, printer.on_round, binding=parse_binding(str(context.run_config.get(CLIENTS_JSON, ""))))
         status = "completed"
     except Exception as exc:  # recorded in summary.json (e.g. too few clients connected), then re-raised for Flower
         extra = {"error": exc.one_line() if isinstance(exc, FedftError) else f"{type(exc).__name__}: {exc}"}

@@ -12,6 +12,7 @@ included (see `fedft.deploy.processes`).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import sys
@@ -25,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from fedft.config import FedftConfig
-from fedft.deploy import submit
+from fedft.deploy import proxy, submit
 from fedft.deploy.certs import CertPaths, make_certs, make_supernode_keys
+from fedft.deploy.clients_file import RegisteredClient, binding_json
 from fedft.deploy.processes import ProcessSet, free_port
 from fedft.deploy.run_config import write_run_config
 from fedft.deploy.superlink import local_address, superlink_command, tail, wait_until_ready
@@ -46,7 +48,8 @@ class DeployOptions:
     port: int = 0  # 0 = a free port chosen now
     clients: int = 0  # SuperNodes to start on this machine (launch)
     enable_supernode_auth: bool = False
-    supernode_keys: Path | None = None  # folder of supernode-K.pub to register (server)
+    registered: list[RegisteredClient] | None = None  # server: the operator's client keys (--clients), registered here
+    front_door: bool = False  # server: SuperLink on loopback, nginx forwards only the Fleet API from host:port (fedft.deploy.proxy)
     startup_timeout: float = 60.0
 
 
@@ -98,6 +101,7 @@ def deploy(cfg: FedftConfig, run_dir: Path, opts: DeployOptions, printer, on_rea
     logs = run_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="fedft-deploy-"))
+    scratch_extra: list[Path] = []  # nginx's prefix folder
     procs = ProcessSet()
     t0 = time.perf_counter()
     summary: dict[str, Any] | None = None
@@ -107,21 +111,29 @@ def deploy(cfg: FedftConfig, run_dir: Path, opts: DeployOptions, printer, on_rea
             certs = _tls(opts, scratch, make_if_missing=opts.clients > 0)
             ca = certs.ca_cert.resolve() if certs else None
             port = opts.port or free_port(opts.host if opts.host not in ("0.0.0.0", "::") else "127.0.0.1")
-            address = local_address(opts.host, port)
+            link_host, link_port = ("127.0.0.1", free_port()) if opts.front_door else (opts.host, port)
+            address = local_address(link_host, link_port)  # the SuperLink itself: Control, Fleet and Runtime APIs
             cli_home = submit.write_flower_home(scratch / "cli", address, ca)
-            superlink = procs.start("superlink", superlink_command(opts.host, port, certs, opts.enable_supernode_auth),
+            superlink = procs.start("superlink", superlink_command(link_host, link_port, certs, opts.enable_supernode_auth),
                                     logs / "superlink.log", env={"FLWR_HOME": str(scratch / "superlink")}, cwd=scratch)
             _write_pids(logs, procs)
             wait_until_ready(address, ca, superlink, logs / "superlink.log", opts.startup_timeout)
+            if opts.front_door:  # outside callers reach nginx, which forwards /v1/fleet/ only
+                prefix = Path(tempfile.mkdtemp(prefix="fedft-nginx-"))
+                scratch_extra.append(prefix)
+                conf = proxy.write_proxy(prefix, opts.host, port, link_port, certs)
+                nginx = procs.start("nginx", proxy.proxy_command(proxy.find_nginx(), prefix, conf), logs / "nginx.log", cwd=prefix)
+                _write_pids(logs, procs)
+                proxy.wait_until_listening(local_address(opts.host, port), ca, nginx, prefix / "error.log", opts.startup_timeout)
             keys = _supernode_keys(opts, scratch)
-            for public in keys.get("public", []):
-                _register(procs, public, cli_home, logs)
+            node_ids = {_register(procs, public, cli_home, logs): pid for pid, public in keys.get("public", {}).items()}
+            clients_json = binding_json(node_ids, opts.registered) if opts.registered else ""
             for k in range(opts.clients):
                 node_home = scratch / f"node-{k}"
                 node_cfg = node_config_text(k, cfg.partition.num_clients, state_dir=node_home / "state")
                 cmd = supernode_command(address, node_cfg, ca, free_port(), auth_key=keys.get("private", {}).get(k))
                 procs.start(f"supernode-{k}", cmd, logs / f"supernode-{k}.log", env={"FLWR_HOME": str(node_home)}, cwd=scratch)
-            run_config = write_run_config(scratch / "run-config.toml", cfg, run_dir)
+            run_config = write_run_config(scratch / "run-config.toml", cfg, run_dir, clients_json)
             run = procs.start("flwr-run", submit.flwr_run_command(submit.app_dir(), run_config), logs / "run.log",
                               env={"FLWR_HOME": str(cli_home)}, cwd=scratch)
             _write_pids(logs, procs)
@@ -142,7 +154,8 @@ def deploy(cfg: FedftConfig, run_dir: Path, opts: DeployOptions, printer, on_rea
         except KeyboardInterrupt:
             if summary is None:
                 status, error = "interrupted", "stopped by Ctrl-C or SIGTERM"
-        shutil.rmtree(scratch, ignore_errors=True)
+        for folder in (scratch, *scratch_extra):
+            shutil.rmtree(folder, ignore_errors=True)
     if summary is None:
         summary = _finish_here(cfg, run_dir, status, time.perf_counter() - t0, error)
     if summary.get("error"):
@@ -152,23 +165,31 @@ def deploy(cfg: FedftConfig, run_dir: Path, opts: DeployOptions, printer, on_rea
 
 
 def _supernode_keys(opts: DeployOptions, scratch: Path) -> dict[str, Any]:
-    """Keys to register (and, for local SuperNodes, to use) when auth is on."""
+    """{"public": {partition id: .pub file to register}, "private": {k: key file}} when auth is
+    on: for `launch` a fresh pair per local node; for `server` the operator's listed keys."""
     if not opts.enable_supernode_auth:
         return {}
     if opts.clients:
         pairs = make_supernode_keys(scratch / "supernode-keys", opts.clients)
-        return {"public": [pub for _, pub in pairs], "private": {k: key for k, (key, _) in enumerate(pairs)}}
-    folder = opts.supernode_keys
-    public = sorted(Path(folder).glob("*.pub")) if folder else []
-    if not public:
-        raise FedftError("--supernode-keys", f"no *.pub files in '{folder}'.", "make keys with `fedft certs --out DIR --supernode-keys N` and pass --supernode-keys DIR.")
+        return {"public": {k: pub for k, (_, pub) in enumerate(pairs)}, "private": {k: key for k, (key, _) in enumerate(pairs)}}
+    folder = scratch / "registered"
+    folder.mkdir()
+    public = {}
+    for c in opts.registered or []:
+        public[c.partition_id] = folder / f"client-{c.partition_id}.pub"
+        public[c.partition_id].write_text(c.public_key + "\n", encoding="utf-8")
     return {"public": public}
 
 
-def _register(procs: ProcessSet, public: Path, home: Path, logs: Path) -> None:
-    proc = procs.start(f"register-{public.stem}", submit.register_command(public), logs / "register.log", env={"FLWR_HOME": str(home)})
-    if proc.wait(timeout=120) != 0:
-        raise FedftError("--supernode-keys", f"`flwr supernode register {public}` failed:\n{tail(logs / 'register.log')}", "check the key file.")
+def _register(procs: ProcessSet, public: Path, home: Path, logs: Path) -> int:
+    """Register one public key with the SuperLink (locally, through its Control API);
+    the node id Flower gives it."""
+    log = logs / f"register-{public.stem}.log"
+    proc = procs.start(f"register-{public.stem}", submit.register_command(public), log, env={"FLWR_HOME": str(home)})
+    match = re.search(r'"node-id":\s*(\d+)', tail(log, 50)) if proc.wait(timeout=120) == 0 else None
+    if match is None:
+        raise FedftError("--clients", f"`flwr supernode register {public}` failed:\n{tail(log)}", "check the key file.")
+    return int(match.group(1))
 
 
 def _write_pids(logs: Path, procs: ProcessSet) -> None:

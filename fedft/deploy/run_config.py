@@ -29,6 +29,7 @@ CONFIG = "config"
 CONFIG_JSON = "config-json"
 OVERRIDES = "overrides"
 OUT = "out"
+CLIENTS_JSON = "clients-json"  # fedft server --clients: {node id: partition id} (fedft.deploy.clients_file)
 DEFAULT_CONFIG = "simulations/quickstart.toml"
 
 # fedft/deploy/run_config.py -> the project (or installed FAB) folder
@@ -58,13 +59,29 @@ def config_from_run_config(run_config: Mapping[str, Any], app_dir: Path = APP_DI
     return cfg, (out or None)
 
 
-def write_run_config(path: str | Path, cfg: FedftConfig, out: str | Path) -> Path:
+DEPLOY_NORM_MEDIAN = 2.0  # strategy.max_update_norm_median in deployment unless a norm bound is set
+
+
+def deployment_defaults(cfg: FedftConfig) -> FedftConfig:
+    """What `fedft server` and `fedft launch` change unless the config sets it: clients
+    on other machines are not trusted, so each update's norm is bounded (2 x the round's
+    lower-median norm, clipped), and clients keep their own state on their own disk
+    (`checkpoint.client_state = false`: the server stores nothing a client sends for it)."""
+    given = cfg.strategy.model_fields_set
+    if "max_update_norm" not in given and "max_update_norm_median" not in given:
+        cfg.strategy.max_update_norm_median = DEPLOY_NORM_MEDIAN
+    if "client_state" not in cfg.checkpoint.model_fields_set:
+        cfg.checkpoint.client_state = False
+    return cfg
+
+
+def write_run_config(path: str | Path, cfg: FedftConfig, out: str | Path, clients_json: str = "") -> Path:
     """A TOML file for `flwr run --run-config FILE`: a file, not `k=v` text, because
     Flower's `k=v` parser cannot carry a JSON string (quotes, spaces) safely."""
     import tomli_w
 
     path = Path(path)
-    path.write_text(tomli_w.dumps({CONFIG_JSON: cfg.to_json(), OUT: str(Path(out).resolve()), OVERRIDES: ""}), encoding="utf-8")
+    path.write_text(tomli_w.dumps({CONFIG_JSON: cfg.to_json(), OUT: str(Path(out).resolve()), OVERRIDES: "", CLIENTS_JSON: clients_json}), encoding="utf-8")
     return path
 
 

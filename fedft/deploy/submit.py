@@ -47,5 +47,6 @@ def flwr_run_command(app: str | Path, run_config_file: str | Path, stream: bool 
 
 
 def register_command(public_key: str | Path) -> list[str]:
-    """`flwr supernode register KEY.pub fedft`: allow that node on an auth-enabled SuperLink."""
-    return ["flwr", "supernode", "register", str(public_key), CONNECTION]
+    """`flwr supernode register KEY.pub fedft --format json`: allow that node on an
+    auth-enabled SuperLink; prints {"node-id": N}."""
+    return ["flwr", "supernode", "register", str(public_key), CONNECTION, "--format", "json"]

@@ -126,7 +126,7 @@ def expand_grid(raw: dict[str, Any]) -> list[Point]:
 def point_config(base: dict[str, Any], point: Point) -> FedftConfig:
     raw = apply_overrides(copy.deepcopy(base), point.overrides)
     if raw.get("name") == base.get("name"):
-        raw["name"] = f"{base.get('name', 'fedft')}-{point.name}"
+        raw["name"] = re.sub(r"[^A-Za-z0-9_.-]", "-", f"{base.get('name', 'fedft')}-{point.name}")  # a plain file name
     try:
         return load_config(raw)
     except FedftError as exc:

@@ -13,22 +13,27 @@ its `Context.state` before it does anything else.
 
 Not restored: state a client changed in a round whose reply never reached the
 server (a straggler past the timeout, a crash), because the server never saw it.
-These records are bookkeeping for resuming a simulation, not model traffic, so
-they are not counted in `bytes_up` / `bytes_down`. In a real deployment clients
-keep their own state on their own disk: set `checkpoint.client_state = false`; a
-deployed node discards any `client-state:` records it is sent (`discard`).
+They are bytes a client sends, so `bytes_up` counts them (`state_bytes`). A client
+chooses what it sends, so the server keeps a client's records only if each is a
+Flower record and all together stay within `max_bytes` (`collect`); otherwise it
+drops them and logs why. In a real deployment clients keep their own state on their
+own disk: `fedft server`/`launch` set `checkpoint.client_state = false` unless the
+config sets it, and a deployed node discards any `client-state:` records it is sent
+(`discard`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
-from flwr.app import Context, Message, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 
 from fedft.state import snapshot
 
 PREFIX = "client-state:"
+log = logging.getLogger("fedft")
 
 
 # ---- client side (ClientApp)
@@ -61,8 +66,9 @@ class ClientStateStore:
         self.states: dict[int, dict[str, Any]] = {}  # client id -> {record name: record}
         self.pending: set[int] = set()  # restored from a checkpoint, not yet sent back
 
-    def collect(self, replies: Iterable[Message], client_of_node: dict[int, int]) -> None:
-        """Strip `client-state:*` records from successful replies and keep them."""
+    def collect(self, replies: Iterable[Message], client_of_node: dict[int, int], max_bytes: int = 2**62) -> None:
+        """Strip `client-state:*` records from successful replies; keep them if they pass
+        `check_state` (Flower records, at most `max_bytes` in all), else log and drop them."""
         for msg in replies:
             if msg.has_error():
                 continue
@@ -70,10 +76,14 @@ class ClientStateStore:
             if not keys:
                 continue
             client = client_of_node[msg.metadata.src_node_id]
-            self.states[client] = {k[len(PREFIX):]: msg.content[k] for k in keys}
-            self.pending.discard(client)
+            records = {k[len(PREFIX):]: msg.content[k] for k in keys}
             for k in keys:
                 del msg.content[k]
+            if (reason := check_state(records, max_bytes)) is not None:
+                log.warning("client %s (node %s): its client-state records are not kept: %s", client, msg.metadata.src_node_id, reason)
+                continue
+            self.states[client] = records
+            self.pending.discard(client)
 
     def attach(self, messages: Iterable[Message], client_of_node: dict[int, int]) -> None:
         """Give each client whose state came from a checkpoint its records back, until a
@@ -90,6 +100,23 @@ class ClientStateStore:
     def load_plain(self, data: list[list[Any]]) -> None:
         self.states = {int(cid): {name: snapshot.decode(rec) for name, rec in recs.items()} for cid, recs in data}
         self.pending = set(self.states)
+
+
+_RECORD_TYPES = (ArrayRecord, ConfigRecord, MetricRecord)
+
+
+def check_state(records: dict[str, Any], max_bytes: int) -> str | None:
+    """Why a client's state records must not be kept, or None if they may."""
+    for name, record in records.items():
+        if not isinstance(record, _RECORD_TYPES):
+            return f"'{name}' is a {type(record).__name__}, not a Flower record"
+    size = sum(record.count_bytes() for record in records.values())
+    return f"{size} bytes, more than the limit of {max_bytes}" if size > max_bytes else None
+
+
+def state_bytes(msg: Message) -> int:
+    """Bytes of the `client-state:*` records a reply carries (counted in `bytes_up`)."""
+    return 0 if msg.has_error() else sum(msg.content[k].count_bytes() for k in msg.content.keys() if k.startswith(PREFIX))
 
 
 def strip(replies: Iterable[Message]) -> None:

@@ -87,7 +87,10 @@ def restore_state(server_state: ServerState, saved: dict[str, Any]) -> None:
     if unknown:
         raise FedftError("--resume", f"the checkpoint holds state this fedft cannot restore ({', '.join(unknown)}).", "resume with the fedft version that wrote it.")
     for name, data in saved.items():
-        SECTIONS[name][1](server_state, data)
+        try:
+            SECTIONS[name][1](server_state, data)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # a damaged or crafted checkpoint
+            raise FedftError("--resume", f"the checkpoint's '{name}' state does not fit this run ({exc}).", "resume from a checkpoint this run wrote, or start afresh.") from None
 
 
 def config_hash(cfg: FedftConfig) -> str:

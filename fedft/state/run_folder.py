@@ -38,19 +38,27 @@ def versions() -> dict[str, str]:
 
 def new_run_dir(cfg: FedftConfig, out: str | Path | None = None) -> Path:
     """`out` if given (must be new or empty), else <output.dir>/<name>-<timestamp>[-N]."""
-    if out is not None:
-        path = Path(out)
-        if path.exists() and any(path.iterdir()):
-            raise FedftError("--out", f"'{path}' exists and is not empty.", "choose a new folder or remove it.")
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path(cfg.output.dir) / f"{cfg.name}-{stamp}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    path.mkdir(parents=True)
+    field = "--out" if out is not None else "output.dir"
+    try:
+        if out is not None:
+            path = Path(out)
+            if path.exists() and any(path.iterdir()):
+                raise FedftError("--out", f"'{path}' exists and is not empty.", "choose a new folder or remove it.")
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            base = Path(cfg.output.dir) / f"{cfg.name}-{stamp}"
+            path, n = base, 1
+            while path.exists():
+                n += 1
+                path = base.with_name(f"{base.name}-{n}")
+            path.mkdir(parents=True)
+        probe = path / ".fedft-write-test"
+        probe.write_bytes(b"")  # a folder we may create but not write into fails here, not mid-run
+        probe.unlink()
+    except OSError as exc:
+        raise FedftError(field, f"cannot create or write the results folder ({exc.strerror or exc}: '{exc.filename or out or cfg.output.dir}').",
+                         "choose a folder you can write to.") from None
     return path
 
 

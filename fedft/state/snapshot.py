@@ -106,13 +106,32 @@ def snapshot_object(obj: Any) -> dict[str, Any]:
     return out
 
 
+def _same_kind(saved: Any, live: Any) -> bool:
+    """May `saved` replace `live`? The same type; any real number for a number (a clipping
+    norm starts as a float and becomes a NumPy float); anything for None (state a fresh
+    strategy has not computed yet, e.g. FedOpt's moments)."""
+    if live is None or type(saved) is type(live):
+        return True
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+    return number(saved) and number(live)
+
+
 def restore_object(obj: Any, saved: dict[str, Any]) -> None:
-    """Set the attributes saved by `snapshot_object` on a freshly built `obj`."""
+    """Set the attributes saved by `snapshot_object` on a freshly built `obj`; each must
+    exist on `obj` with a value of the same kind (`_same_kind`), so a crafted checkpoint
+    cannot add attributes or turn a number into a string or a list."""
+    live_attrs = vars(obj)
     for name, data in saved.items():
+        if name not in live_attrs:
+            raise ValueError(f"saved state has an attribute '{name}' that {type(obj).__name__} does not have")
         if isinstance(data, dict) and data.get(TAG) == "object":
-            inner = getattr(obj, name, None)
-            if inner is None:
+            inner = live_attrs[name]
+            if inner is None or isinstance(inner, (bool, int, float, str, bytes, list, tuple, dict, np.ndarray)):
                 raise ValueError(f"saved state has a nested object '{name}' that {type(obj).__name__} does not have")
             restore_object(inner, data["value"])
-        else:
-            setattr(obj, name, decode(data))
+            continue
+        value = decode(data)
+        if not _same_kind(value, live_attrs[name]):
+            raise ValueError(f"saved '{type(obj).__name__}.{name}' is a {type(value).__name__}, the live strategy's is a {type(live_attrs[name]).__name__}")
+        setattr(obj, name, value)

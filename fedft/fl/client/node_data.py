@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -53,18 +54,25 @@ def _check_partitions(node_config: Mapping[str, Any], num_clients: int) -> None:
         raise FedftError("num-partitions", f"this node says {n}, the run has partition.num_clients={num_clients}.", f"start the node with num-partitions={num_clients}.")
 
 
-def load_private(path: str | Path, val_fraction: float, seed: int, client_id: int, model_name: str, global_state: Mapping[str, torch.Tensor],
-                 model_kwargs: Mapping[str, Any] | None = None) -> ClientTensors:
-    """Read and check a node's own `.npz`, then split it like any client shard."""
+def read_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of a node's own `.npz`, read in full, or one FedftError: `fedft client`
+    calls it before starting, so a missing, truncated or foreign file fails there once,
+    not in every round."""
     path = Path(path).expanduser()
     try:
         with np.load(path, allow_pickle=False) as f:
-            x, y = np.asarray(f["x"]), np.asarray(f["y"])
-        x = x.astype(np.int64 if np.issubdtype(x.dtype, np.integer) else np.float32)  # token ids stay integers
+            return np.asarray(f["x"]), np.asarray(f["y"])
     except FileNotFoundError:
         raise FedftError("--data", f"'{path}' does not exist on this node.", "pass the path of an .npz file with arrays x and y.") from None
-    except (KeyError, ValueError, OSError) as exc:
-        raise FedftError("--data", f"'{path}' is not an .npz with arrays x and y ({exc}).", "save it with numpy.savez(path, x=..., y=...).") from None
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise FedftError("--data", f"'{path}' is not a readable .npz with arrays x and y ({type(exc).__name__}: {exc}).", "save it again with numpy.savez(path, x=..., y=...).") from None
+
+
+def load_private(path: str | Path, val_fraction: float, seed: int, client_id: int, model_name: str, global_state: Mapping[str, torch.Tensor],
+                 model_kwargs: Mapping[str, Any] | None = None) -> ClientTensors:
+    """Read and check a node's own `.npz`, then split it like any client shard."""
+    x, y = read_npz(path)
+    x = x.astype(np.int64 if np.issubdtype(x.dtype, np.integer) else np.float32)  # token ids stay integers
     num_classes = num_classes_of(global_state)
     if x.ndim < 2 or len(x) != len(y) or len(y) == 0:
         raise FedftError("--data", f"x has shape {x.shape} and y {y.shape}: need N examples of each, N > 0.", "store one example per row of x and one label per entry of y.")

@@ -21,6 +21,7 @@ from fedft.fl.server import text_metrics
 from fedft.fl.server.evaluation import central_evaluator
 from fedft.fl.server.loop import RoundCallback, RoundParts, RoundSettings, run_rounds
 from fedft.fl.server.nodes import KnownNodesGrid, NodePartitions
+from fedft.ml.data import FederatedData
 from fedft.ml.data.text import TextFederatedData
 from fedft.privacy.audit import run_mia
 from fedft.privacy.central import wrap_strategy
@@ -40,10 +41,19 @@ class ServerOutcome:
     state: dict[str, torch.Tensor] | None = None  # the final global model, once every round is done
 
 
-def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback, resume: RunCheckpoint | None = None, stop: threading.Event | None = None) -> dict[str, torch.Tensor]:
+def example_caps(data: FederatedData, registered: dict[int, int] | None = None) -> tuple[int, ...]:
+    """Each client's largest believable `num-examples`: the size the operator registered
+    for it, else its partition's training-set size, which is what an honest client
+    without its own data reports (fedft/fl/client/pipeline.py)."""
+    return tuple((registered or {}).get(c, len(train)) for c, (train, _) in enumerate(data.clients))
+
+
+def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback, resume: RunCheckpoint | None = None, stop: threading.Event | None = None,
+          binding: tuple[dict[int, int], dict[int, int]] | None = None) -> dict[str, torch.Tensor]:
     """Run all rounds (from a checkpoint when resuming), record and checkpoint each,
     save the final model; return its state. Central DP's noise follows `privacy.noise_source`:
-    "derived" from (seed, round) (simulation: reproducible, resumable) or "os" entropy (deployment)."""
+    "derived" from (seed, round) (simulation: reproducible, resumable) or "os" entropy (deployment).
+    `binding` (`fedft server --clients`): ({node id: partition id}, {partition id: registered num-examples cap})."""
     ctx = RunContext(cfg)  # data, model, plan and start state, derived once for the whole run
     noise_seed = cfg.seed if cfg.privacy.noise_source == "derived" else None
     strategy = wrap_strategy(build_strategy(cfg.strategy.name, cfg.strategy.params(), RunFacts.from_config(cfg)), cfg, noise_seed)  # central DP wraps it
@@ -70,7 +80,8 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
     try:
         parts = RoundParts(strategy, evaluator, privacy, ctx.plan, on_round=record, after_round=keeper.after_round,
                            client_states=server_state.clients if cfg.checkpoint.client_state else None)
-        final = run_rounds(grid, arrays, RoundSettings.from_config(cfg), parts, start_round=start, stop=stop).to_torch_state_dict()
+        final = run_rounds(grid, arrays, RoundSettings.from_config(cfg, example_caps(data, binding[1] if binding else None)), parts,
+                           start_round=start, stop=stop, bound_nodes=binding[0] if binding else None).to_torch_state_dict()
     except Exception:  # RunInterrupted (SIGINT/SIGTERM) or a failure: keep what is complete
         keeper.flush()  # the last completed round, if `checkpoint.every` had not written it yet
         raise

@@ -25,10 +25,10 @@ from fedft.fl.server.exchange import check_stop, is_dropout, send_and_receive
 from fedft.fl.server.node_log import log_round_failures
 from fedft.fl.server.nodes import identify_nodes
 from fedft.fl.server.sampling import poisson_sample_clients, sample_clients
-from fedft.fl.server.validation import conform, schema_of, screen_replies
+from fedft.fl.server.validation import UpdateBounds, bound_replies, conform, schema_of, screen_replies
 from fedft.ml.finetune import FinetunePlan, frozen_digest
 from fedft.privacy.tracker import PrivacyTracker
-from fedft.state.client_records import ClientStateStore
+from fedft.state.client_records import ClientStateStore, state_bytes
 from fedft.state.client_records import strip as strip_client_state
 
 RoundCallback = Callable[[dict[str, Any]], None]
@@ -47,14 +47,21 @@ class RoundSettings:
     min_replies: int  # fewer usable updates: the round is skipped
     evaluate_every: int  # central evaluation every K-th round and the last
     config_json: str  # the run's config, sent with every train message
+    bounds: UpdateBounds = UpdateBounds()  # num-examples caps and the update-norm bound
+    min_clients: int = 0  # start once this many nodes gave valid partition ids (0 = all)
     poisson_sampling: bool = False  # each client joins with prob clients_per_round / num_clients (central DP)
     always_release: bool = False  # central DP: every round releases its noised aggregate, whatever arrived
 
     @classmethod
-    def from_config(cls, cfg: FedftConfig) -> RoundSettings:
-        sim, central = cfg.simulation, cfg.privacy.mode == "central"
+    def from_config(cls, cfg: FedftConfig, example_caps: tuple[int, ...] = ()) -> RoundSettings:
+        sim, st, central = cfg.simulation, cfg.strategy, cfg.privacy.mode == "central"
+        # Central DP clips every update to clipping_norm, a bound that does not depend on the
+        # other replies; a median-relative bound would (one user's data could get another's
+        # update rejected), so under central DP the clipping is the only bound.
+        bounds = UpdateBounds() if central else UpdateBounds(st.max_update_norm, st.max_update_norm_median, st.update_norm_action,
+                                                              example_caps if st.cap_num_examples else ())
         return cls(cfg.seed, sim.rounds, cfg.partition.num_clients, sim.clients_per_round, sim.round_timeout,
-                   sim.min_replies, sim.evaluate_every, cfg.to_json(),
+                   sim.min_replies, sim.evaluate_every, cfg.to_json(), bounds, sim.min_clients,
                    poisson_sampling=central and cfg.privacy.client_sampling == "poisson", always_release=central)
 
     def sample(self, server_round: int, exclude: frozenset[int]) -> list[int]:
@@ -87,6 +94,7 @@ class _Wire:
     expected_records: tuple[str, ...]  # the array records a reply must carry
     node_of: dict[int, int]  # client id -> node id
     client_of: dict[int, int]  # node id -> client id
+    client_state_bytes: int = 2**20  # the most client-state bytes kept per client
 
 
 class SampledGrid:
@@ -124,17 +132,20 @@ def merge_arrays(arrays: ArrayRecord, update: ArrayRecord, keys: tuple[str, ...]
 
 
 def run_rounds(grid: Grid, arrays: ArrayRecord, settings: RoundSettings, parts: RoundParts, *,
-               start_round: int = 0, stop: threading.Event | None = None) -> ArrayRecord:
+               start_round: int = 0, stop: threading.Event | None = None, bound_nodes: dict[int, int] | None = None) -> ArrayRecord:
     """Run rounds `start_round + 1 .. settings.rounds` from `arrays` (round 0, the initial
     evaluation, only when starting fresh); return the final global arrays.
-    `stop` set (SIGINT/SIGTERM) raises RunInterrupted before any half-done round is recorded."""
+    `stop` set (SIGINT/SIGTERM) raises RunInterrupted before any half-done round is recorded.
+    `bound_nodes` ({node id: partition id}, deployment with `--clients`): each node's claim must match."""
     t0 = time.perf_counter()
     check_stop(stop)
     if start_round == 0:
         loss, acc = parts.evaluator(arrays.to_torch_state_dict())
-    node_of = identify_nodes(grid, settings.num_clients, settings.round_timeout, settings.config_json, stop)
+    refused: dict[int, str] = {}  # nodes whose partition-id claim was malformed, out of range or duplicated
+    node_of = identify_nodes(grid, settings.num_clients, settings.round_timeout, settings.config_json, stop, settings.min_clients, refused, bound_nodes)
     if start_round == 0:
-        parts.on_round({"round": 0, "test_loss": loss, "test_accuracy": acc, "wall_seconds": time.perf_counter() - t0})
+        parts.on_round({"round": 0, "test_loss": loss, "test_accuracy": acc, "wall_seconds": time.perf_counter() - t0,
+                        "clients_joined": len(node_of), "nodes_refused": len(refused)})
     plan = parts.plan
     frozen = {} if plan.sends_everything else {p.FROZEN_DIGEST: frozen_digest(arrays.to_torch_state_dict(), plan)}
     wire = _Wire(
@@ -143,6 +154,7 @@ def run_rounds(grid: Grid, arrays: ArrayRecord, settings: RoundSettings, parts: 
         expected_records=getattr(parts.strategy, "reply_array_records", (p.ARRAYS,)),
         node_of=node_of,
         client_of={n: c for c, n in node_of.items()},
+        client_state_bytes=2 * arrays.count_bytes() + 2**20,  # a model-sized variate (SCAFFOLD) twice, plus 1 MiB of bookkeeping
     )
     for server_round in range(start_round + 1, settings.rounds + 1):
         check_stop(stop)
@@ -170,15 +182,17 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
     log_round_failures(server_round, messages, replies, client_of)  # which clients/nodes failed or timed out
     replies.sort(key=lambda m: client_of.get(m.metadata.src_node_id, -1))  # deterministic aggregation order
     ok = [m for m in replies if not m.has_error()]
+    bytes_up = sum(p.payload_bytes(m.content) + (0 if client_states is None else state_bytes(m)) for m in ok)  # state: payload too
     if client_states is not None:
-        client_states.collect(ok, client_of)
+        client_states.collect(ok, client_of, max_bytes=wire.client_state_bytes)
     else:
         strip_client_state(ok)
-    bytes_up = sum(p.payload_bytes(m.content) for m in ok)
     dropped = sum(1 for m in replies if is_dropout(m))
     candidates, refused = privacy.split(ok, client_of)  # local DP: out-of-budget replies carry no update
     describe = lambda m: f"client {client_of.get(m.metadata.src_node_id, '?')} (node {m.metadata.src_node_id})"  # noqa: E731
     accepted, rejected = screen_replies(candidates, wire.schema, wire.expected_records, describe, server_round)
+    accepted, too_large, bounded = bound_replies(accepted, select_arrays(arrays, plan.sent), settings.bounds, client_of, describe, server_round)
+    rejected += too_large
     # too few usable updates: keep the global model, record the round (central DP releases
     # every round: whether a round is released must not depend on what arrived)
     skipped = len(accepted) < settings.min_replies and not settings.always_release
@@ -200,6 +214,7 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
         "clients_failed": len(replies) - len(ok) - dropped,
         "clients_timed_out": len(messages) - len(replies),
         "clients_rejected": len(rejected),
+        **bounded,  # clients_capped (num-examples), clients_clipped (update norm)
         "bytes_down": bytes_down,
         "bytes_up": bytes_up,
         "wall_seconds": time.perf_counter() - t0,

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import threading
 import time
+from logging import WARNING
 from typing import Any
 
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
+from flwr.common.logger import log
 from flwr.serverapp import Grid
 
 from fedft.errors import FedftError
@@ -64,25 +66,90 @@ class KnownNodesGrid:
 STARTUP_TIMEOUT = 300.0  # seconds nodes get, at least, to start and answer the identity query
 
 
-def identify_nodes(grid: Grid, num_clients: int, timeout: float, config_json: str = "", stop: threading.Event | None = None) -> dict[int, int]:
-    """Ask every node for its partition id: {client id: node id}. With `config_json` the
-    query also lets clients load their data now, so `round_timeout` times training, not
-    start-up; a busy machine may need minutes to start the nodes, hence STARTUP_TIMEOUT."""
+def parse_claim(reply: Message, num_clients: int) -> tuple[int | None, str]:
+    """(partition id, "") if `reply` is a well-formed identity reply claiming an id in
+    0..num_clients-1, else (None, why). A node chooses what it answers, so nothing in
+    the reply is trusted to have the right type."""
+    if reply.has_error():
+        return None, f"answered with an error ({(reply.error.reason or '').strip()[:120]})"
+    identity = reply.content.config_records.get(p.IDENTITY)
+    if identity is None or p.PARTITION_ID not in identity:
+        return None, f"sent no '{p.IDENTITY}' record with '{p.PARTITION_ID}'"
+    value = identity[p.PARTITION_ID]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or isinstance(value, float) and not value.is_integer():
+        return None, f"claimed partition id {value!r}, not an integer"
+    if not 0 <= int(value) < num_clients:
+        return None, f"claimed partition id {int(value)}, outside 0..{num_clients - 1}"
+    return int(value), ""
+
+
+def assign(claims: dict[int, int]) -> tuple[dict[int, int], dict[int, str]]:
+    """{node: claimed id} -> ({client id: node}, {refused node: why}). Every node claiming
+    an id another node also claims is refused: no first-come winner, so a second node
+    cannot take a client's place by answering sooner."""
+    by_id: dict[int, list[int]] = {}
+    for node, client in sorted(claims.items()):
+        by_id.setdefault(client, []).append(node)
+    mapping = {c: nodes[0] for c, nodes in by_id.items() if len(nodes) == 1}
+    refused = {n: f"claimed partition id {c}, which nodes {nodes} all claim" for c, nodes in by_id.items() if len(nodes) > 1 for n in nodes}
+    return mapping, refused
+
+
+def identify_nodes(grid: Grid, num_clients: int, timeout: float, config_json: str = "", stop: threading.Event | None = None,
+                   min_clients: int = 0, refused: dict[int, str] | None = None, bound: dict[int, int] | None = None) -> dict[int, int]:
+    """Ask the nodes for their partition ids: {client id: node id}. Starts when
+    `min_clients` nodes (0 = all `num_clients`) have joined, and asks nodes that join
+    later until that many have valid, unique claims. A malformed, out-of-range or
+    duplicated claim refuses that node (logged; `refused` gets {node: why}), never the run;
+    with `bound` ({node id: partition id} from the operator's list of client keys) so
+    does a claim other than the one the node's key is listed with.
+    With `config_json` the query also lets clients load their data now, so
+    `round_timeout` times training, not start-up; a busy machine may need minutes to
+    start the nodes, hence STARTUP_TIMEOUT."""
+    quorum = min_clients or num_clients
     deadline = time.monotonic() + timeout
-    while len(node_ids := sorted(grid.get_node_ids())) < num_clients:
+    while len(node_ids := sorted(grid.get_node_ids())) < quorum:
         if time.monotonic() > deadline:
-            raise FedftError("partition.num_clients", f"only {len(node_ids)} of {num_clients} client nodes connected within {timeout:.0f} s.", "start more clients or raise simulation.round_timeout.")
+            raise FedftError("partition.num_clients", f"only {len(node_ids)} of {quorum} client nodes connected within {timeout:.0f} s.", "start more clients, lower simulation.min_clients or raise simulation.round_timeout.")
         check_stop(stop)
         time.sleep(0.2)
     known = known_partitions(grid, timeout)
     if known is not None:  # in-process simulation: mapping known; query only enough nodes to warm the workers
         node_ids = [known[c] for c in sorted(known)[:WARM_UP_NODES]]
+
     def query() -> RecordDict:
         return RecordDict({p.CONFIG: ConfigRecord({p.CONFIG_JSON: config_json})} if config_json else {})
 
-    queries = [Message(query(), dst_node_id=n, message_type=MessageType.QUERY) for n in node_ids]
-    mapping: dict[int, int] = {}
-    for reply in send_and_receive(grid, queries, max(timeout, STARTUP_TIMEOUT), stop):
-        if not reply.has_error():
-            mapping[int(p.number(reply.content.config_records[p.IDENTITY], p.PARTITION_ID))] = reply.metadata.src_node_id
-    return mapping if known is None else known
+    claims: dict[int, int] = {}
+    bad: dict[int, str] = {}
+    asked: set[int] = set()
+    while True:
+        todo = [n for n in node_ids if n not in asked]
+        asked.update(todo)
+        queries = [Message(query(), dst_node_id=n, message_type=MessageType.QUERY) for n in todo]
+        for reply in send_and_receive(grid, queries, max(timeout, STARTUP_TIMEOUT), stop) if queries else []:
+            claim, why = parse_claim(reply, num_clients)
+            node = reply.metadata.src_node_id
+            if claim is not None and bound is not None and bound.get(node) != claim:
+                claim, why = None, (f"claimed partition id {claim}, but its key is listed for {bound[node]}" if node in bound else "its key is not in the operator's list")
+            if claim is None:
+                bad[node] = why
+            else:
+                claims[node] = claim
+        mapping, duplicated = assign(claims)
+        if known is not None or len(mapping) >= quorum or time.monotonic() > deadline:
+            break
+        check_stop(stop)
+        time.sleep(0.5)
+        node_ids = sorted(grid.get_node_ids())
+    for node, why in sorted({**bad, **duplicated}.items()):
+        log(WARNING, "node %s refused: %s", node, why)
+    if refused is not None:
+        refused.update(bad)
+        refused.update(duplicated)
+    if known is not None:
+        return known
+    if len(mapping) < quorum:
+        raise FedftError("simulation.min_clients", f"only {len(mapping)} of {quorum} client nodes gave a valid partition id within {timeout:.0f} s "
+                         f"({len(bad) + len(duplicated)} refused; see the log).", "start the missing clients, or lower simulation.min_clients.")
+    return mapping
