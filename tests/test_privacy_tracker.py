@@ -28,6 +28,15 @@ def _local_reply(client: int, eps: float, steps: int, sigma: float = 1.1, q: flo
     return train_reply({"w": np.zeros(2)}, node_id=100 + client, metrics=metrics)
 
 
+def _opacus_epsilon(accountant: str, sigma: float, q: float, steps: int, delta: float = 1e-5) -> float:
+    """Opacus' own accountant holding the history: the reference for epsilon_rdp / epsilon_prv."""
+    from opacus.accountants import PRVAccountant, RDPAccountant
+
+    acc = RDPAccountant() if accountant == "rdp" else PRVAccountant()
+    acc.history = [(sigma, q, steps)]
+    return acc.get_epsilon(delta)
+
+
 def _failed_reply(client: int) -> Message:
     return Message(Error(code=1, reason="boom"), reply_to=train_instruction(RecordDict(), node_id=100 + client))
 
@@ -80,7 +89,9 @@ def test_local_columns_and_summary_follow_the_clients_reports():
     _, _, columns = _round(tracker, [_local_reply(0, 1.2, 20)])
     summary = tracker.summary()
     assert summary == {
-        "privacy_mode": "local", "privacy_unit": "record", "neighbouring": "add/remove", "delta": 1e-5, "accountant": "rdp", "epsilon": 1.2, "noise_multiplier": 1.1,
+        "privacy_mode": "local", "privacy_unit": "record", "neighbouring": "add/remove", "delta": 1e-5, "accountant": "rdp", "epsilon": 1.2,
+        "epsilon_rdp": pytest.approx(_opacus_epsilon("rdp", 1.1, 0.1, 20)), "epsilon_prv": pytest.approx(_opacus_epsilon("prv", 1.1, 0.1, 20), abs=0.02),
+        "noise_multiplier": 1.1,
         "max_grad_norm": 0.7, "sample_rate": 0.1, "steps_max": 24, "epsilon_client": 0, "epsilon_client_steps": 20,
         "epsilon_mean": pytest.approx((1.2 + 0.5 + 0.3 + 1.2) / 5), "clients_budget_spent": [3],
         "clients_refused_policy": [3], "noise_source": "derived", "client_metrics": "withheld",

@@ -16,6 +16,7 @@ from flwr.app import Message
 from flwr.serverapp.strategy import Strategy
 
 from fedft.fl import protocol as p
+from fedft.privacy.accounting import epsilon
 from fedft.privacy.dp_sgd import BUDGET_SPENT, DP_STEPS, EPSILON, NOISE_MULTIPLIER, POLICY_REFUSED, SAMPLE_RATE
 from fedft.privacy.tracker_plain import checkpoint_section, finite
 
@@ -85,12 +86,17 @@ class LocalDPTracker:
     def summary(self) -> dict[str, Any]:
         """summary.json keys: the worst client's (σ, q, steps), enough to recompute its ε with any accountant."""
         worst = max(self.eps, key=lambda c: (self.eps[c], -c), default=None)
+        # the same client's history under both accountants (`epsilon` is the clients' configured one)
+        history = [(self.noise[worst], self.rate[worst], self.steps[worst])] if worst is not None and self.steps.get(worst) else []
+        both = {name: finite(epsilon(history, self.delta, name)) if history else 0.0 for name in ("rdp", "prv")}
         return {
             "privacy_mode": "local",
             **MEANING,
             "delta": self.delta,
             "accountant": self.accountant,
             "epsilon": finite(self.eps[worst]) if worst is not None else 0.0,
+            "epsilon_rdp": both["rdp"],
+            "epsilon_prv": both["prv"],
             "noise_multiplier": self.noise.get(worst) if worst is not None else self.configured_noise,
             "max_grad_norm": self.max_grad_norm,
             "sample_rate": self.rate.get(worst) if worst is not None else None,
