@@ -1,5 +1,6 @@
 """Malicious clients: who attacks (a pure function of seed and client id) and what they send."""
 
+import pytest
 import torch
 
 from fedft.fl.client.attack import attack_generator, attack_update, attacker_key, attackers, flip_labels, is_attacker
