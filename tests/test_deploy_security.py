@@ -42,12 +42,13 @@ def _attack_from_outside(tmp_path: Path, port: int, ca: Path) -> dict[str, tuple
 def test_launch_three_of_ten_partitions_finishes_with_three_clients(tmp_path, process_guard):
     """`fedft launch --clients 3` with partition.num_clients = 10: the server starts with the
     3 nodes it launched (simulation.min_clients defaults to --clients) and samples only them;
-    deployment's default norm bound clips an attacker sending x + 1e30 * u (recorded in
-    clients_clipped), so the global model moves by a bounded amount."""
+    deployment's default norm bound clips an attacker sending x + 1e30 * u and claiming
+    1e9 examples (recorded in clients_clipped and clients_capped), so the global model
+    moves by a bounded amount."""
     config = _config(tmp_path, rounds=1, clients_per_round=10)
-    # client 0 (attack.seed 0, fraction 0.1 of 10) sends x + 1e30 * u: deployment's norm bound clips it
+    # client 0 (attack.seed 0, fraction 0.1 of 10) sends x + 1e30 * u with num-examples 1e9: clipped and capped
     config.write_text(config.read_text().replace("num_clients = 3", "num_clients = 10")
-                      + '\n[attack]\nkind = "scale"\nfraction = 0.1\nscale = 1e30\n')
+                      + '\n[attack]\nkind = "scale"\nfraction = 0.1\nscale = 1e30\nnum_examples = 1e9\n')
     out = tmp_path / "run"
     t0 = time.monotonic()
     launch = _fedft("launch", str(config), "--clients", "3", "--out", str(out), log=tmp_path / "launch.log")
@@ -61,6 +62,7 @@ def test_launch_three_of_ten_partitions_finishes_with_three_clients(tmp_path, pr
     rows = _rows(out)
     assert rows[0]["clients_joined"] == "3" and rows[0]["nodes_refused"] == "0"
     assert rows[1]["clients_sampled"] == "3" and rows[1]["clients_replied"] == "3" and rows[1]["clients_clipped"] == "1"
+    assert rows[1]["clients_capped"] == "1"  # and its num-examples = 1e9 is capped at its partition's size
     start = RunContext(load_config(str(config))).start_state
     final = load_checkpoint(out / "model.pt")["state_dict"]
     moved = float(torch.sqrt(sum(((final[k].double() - start[k].double()) ** 2).sum() for k in start)))

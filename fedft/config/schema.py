@@ -158,6 +158,7 @@ class AttackConfig(_Section):
     scale: float = Field(1.0, gt=0.0)  # lambda for sign_flip and scale
     noise_std: float = Field(1.0, gt=0.0)  # gaussian
     seed: int = Field(0, ge=0)  # picks the attackers
+    num_examples: float = Field(0.0, ge=0.0)  # > 0: attackers also claim this many examples (FedAvg's weight); 0: their true count
 
 
 class ClientResources(_Section):

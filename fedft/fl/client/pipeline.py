@@ -88,6 +88,8 @@ def local_update(
     if attacker:
         a = cfg.attack
         state = attack_update(a.kind, global_state, state, scale=a.scale, noise_std=a.noise_std, generator=attack_generator(a.seed, server_round, client_id))
+        if a.num_examples > 0:  # a weight the server should not believe (strategy.cap_num_examples)
+            metrics["num-examples"] = a.num_examples
     return state, metrics
 
 
