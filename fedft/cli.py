@@ -39,6 +39,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.quiet:  # otherwise the run's own output already said so
             print(f"fedft: interrupted; resume with: {result.summary.get('resume')}", file=sys.stderr)
         return 143 if result.summary.get("signal") == "SIGTERM" else 130  # 128 + signal number
+    if status == "failed" and args.quiet and result.summary.get("error"):  # otherwise the run already printed it
+        print(f"fedft: run failed: {result.summary['error']}", file=sys.stderr)
     return 0 if status == "completed" else 1
 
 

@@ -15,7 +15,8 @@ from strategies.registry import (
     check_strategy,
     register_strategy,
     strategy_names,
+    strategy_origin,
     strategy_parameters,
 )
 
-__all__ = ["FIXED_BY_FEDFT", "RunFacts", "build_strategy", "check_strategy", "register_strategy", "strategy_names", "strategy_parameters"]
+__all__ = ["FIXED_BY_FEDFT", "RunFacts", "build_strategy", "check_strategy", "register_strategy", "strategy_names", "strategy_origin", "strategy_parameters"]

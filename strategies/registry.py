@@ -21,9 +21,11 @@ from typing import Any
 
 from flwr.serverapp.strategy import Strategy
 
+from fedft.config.plugins import calling_module, import_object, is_import_path
 from fedft.errors import FedftError
 
 Factory = Callable[..., Strategy]
+_ORIGINS: dict[str, str] = {}  # name -> the module that registered it
 _FACTORIES: dict[str, Factory] = {}
 
 
@@ -66,8 +68,10 @@ _SCALARS = (bool, int, float, str)
 
 def register_strategy(name: str, check: RunCheck | None = None) -> Callable[[Factory], Factory]:
     """Register `factory` under `name`; `check(params, run)` rejects impossible settings."""
+    origin = calling_module()
 
     def wrap(factory: Factory) -> Factory:
+        _ORIGINS[name] = origin
         _FACTORIES[name] = factory
         if check is not None:
             _CHECKS[name] = check
@@ -76,12 +80,27 @@ def register_strategy(name: str, check: RunCheck | None = None) -> Callable[[Fac
     return wrap
 
 
+def strategy_origin(name: str) -> str | None:
+    """The module that registered `name` (None for names that are not registrations)."""
+    return _ORIGINS.get(name)
+
+
 def strategy_names() -> list[str]:
     return sorted(_FACTORIES)
 
 
+def _factory(name: str) -> Factory:
+    """A registered name, or `package.module:factory` imported in this process."""
+    if name in _FACTORIES:
+        return _FACTORIES[name]
+    if is_import_path(name):
+        return import_object(name, "strategy.name")
+    raise FedftError("strategy.name", f"unknown strategy '{name}'.",
+                     f"use one of: {', '.join(strategy_names())}; or your own factory as package.module:function, or register it in a module listed in [plugins] modules.")
+
+
 def _signature(name: str) -> inspect.Signature:
-    factory = _FACTORIES[name]
+    factory = _factory(name)
     target = factory.__init__ if inspect.isclass(factory) else factory
     try:
         return inspect.signature(target, eval_str=True)
@@ -114,8 +133,6 @@ def _typed(name: str, key: str, value: Any, param: inspect.Parameter) -> Any:
 def check_strategy(name: str, params: dict[str, Any], run: RunFacts | None = None) -> dict[str, Any]:
     """Reject unknown names, unknown or mistyped parameters and, given the run,
     missing required ones and impossible combinations; return the typed parameters."""
-    if name not in _FACTORIES:
-        raise FedftError("strategy.name", f"unknown strategy '{name}'.", f"use one of: {', '.join(strategy_names())}.")
     valid = strategy_parameters(name)
     typed: dict[str, Any] = {}
     for key, value in params.items():
@@ -139,11 +156,13 @@ def build_strategy(name: str, params: dict[str, Any], run: RunFacts | None = Non
     when `run` is given, the run facts the factory takes."""
     kwargs = check_strategy(name, params, run)
     accepted = _signature(name).parameters
+    if any(prm.kind is prm.VAR_KEYWORD for prm in accepted.values()):  # a user's factory passing **kwargs on to a Flower strategy
+        accepted = {**accepted, **dict.fromkeys(FIXED_BY_FEDFT)}  # type: ignore[dict-item]
     kwargs.update({k: v for k, v in FIXED_BY_FEDFT.items() if k in accepted})
     if run is not None:
         kwargs.update({k: getattr(run, attr) for k, attr in _FROM_RUN.items() if k in accepted})
         kwargs.update({k: getattr(run, attr) for k, attr in _DEFAULT_FROM_RUN.items() if k in accepted and k not in kwargs})
     try:
-        return _FACTORIES[name](**kwargs)
+        return _factory(name)(**kwargs)
     except (TypeError, ValueError) as exc:
         raise FedftError("strategy", f"'{name}' rejected its parameters: {exc}.", "check the [strategy] values.") from None

@@ -15,6 +15,7 @@ from fedft.config.loading import (
     to_toml,
     validate,
 )
+from fedft.config.plugins import import_object, import_plugins, is_import_path, workers_import
 from fedft.config.schema import (
     AttackConfig,
     AuditConfig,
@@ -29,6 +30,7 @@ from fedft.config.schema import (
     ModelConfig,
     OutputConfig,
     PartitionConfig,
+    PluginsConfig,
     PretrainConfig,
     PrivacyConfig,
     SimulationConfig,
@@ -39,7 +41,7 @@ from fedft.config.schema import (
 
 __all__ = [
     "AttackConfig", "AuditConfig", "CheckpointConfig", "ClientResources", "CompareConfig", "DataConfig", "FaultsConfig",
-    "FedftConfig", "FinetuneConfig", "FinetuneMode", "ModelConfig", "OutputConfig", "PartitionConfig", "PretrainConfig",
+    "FedftConfig", "FinetuneConfig", "FinetuneMode", "ModelConfig", "OutputConfig", "PartitionConfig", "PluginsConfig", "PretrainConfig",
     "PrivacyConfig", "SimulationConfig", "StrategyConfig", "TrainConfig", "apply_overrides", "check_mode_syntax",
-    "check_sections", "parse_override", "raw_config", "read_config", "read_toml", "to_toml", "validate",
+    "check_sections", "import_object", "import_plugins", "is_import_path", "parse_override", "raw_config", "read_config", "read_toml", "to_toml", "validate", "workers_import",
 ]

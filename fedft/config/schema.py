@@ -34,7 +34,7 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    name: str = "mnist-5k"  # registry name: mnist-5k, digits, fashion-mnist, hf:<hub id>
+    name: str = "mnist-5k"  # registry name: mnist-5k, digits, fashion-mnist, hf:<hub id>; or your loader as package.module:function
     path: str = ""  # where a file-backed dataset lives ("" = its default place)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)  # server-side test set, never seen by clients
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # each client's local validation split
@@ -54,7 +54,7 @@ class PartitionConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: str = "seed_cnn"  # registry name: seed_cnn, fedavg_cnn, seed_rnn
+    name: str = "seed_cnn"  # registry name: seed_cnn, fedavg_cnn, seed_rnn; or your builder as package.module:function
     init_from: str = ""  # checkpoint to start from ("" = random init from `seed`)
     # char_lstm sizes (LEAF's Shakespeare model: 8, 256, 2)
     embedding_dim: int = Field(8, ge=1)
@@ -135,7 +135,7 @@ class StrategyConfig(_Section):
     """`name` plus that strategy's own parameters, checked by the strategy registry."""
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
-    name: str = "fedavg"
+    name: str = "fedavg"  # registry name, or your factory as package.module:function
     # Bounds on each reply before any strategy sees it (fedft/fl/server/validation.py), so one
     # client cannot steer the aggregate. `fedft server`/`launch` turn the norm bound on unless set.
     cap_num_examples: bool = True  # num-examples above the client's partition training-set size is capped at it
@@ -228,6 +228,24 @@ class AuditConfig(_Section):
     mia_samples: int = Field(500, ge=10)  # members (clients' training records) and as many non-members (server test set); fewer if the data has fewer
 
 
+class PluginsConfig(_Section):
+    """Your own code (fedft/config/plugins.py): modules every process imports before it builds
+    anything, so their `register_model` / `register_dataset` / `register_strategy` run there too."""
+
+    modules: list[str] = []  # e.g. ["my_models"]: found in the current folder or on PYTHONPATH
+
+    @field_validator("modules")
+    @classmethod
+    def _module_names(cls, value: list[str]) -> list[str]:
+        bad = [m for m in value if not _MODULE_NAME.match(m)]
+        if bad:
+            raise ValueError(f"'{bad[0]}' is not a module name (write it as in an import: package.module)")
+        return value
+
+
+_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
 class OutputConfig(_Section):
     dir: str = "runs"  # results go to <dir>/<name>-<timestamp>/
     plot_partitions: bool = False  # also write partitions.png (label counts per client)
@@ -254,6 +272,7 @@ class FedftConfig(_Section):
     pretrain: PretrainConfig = PretrainConfig()
     compare: CompareConfig = CompareConfig()
     audit: AuditConfig = AuditConfig()
+    plugins: PluginsConfig = PluginsConfig()
 
     @field_validator("name")
     @classmethod

@@ -18,7 +18,7 @@ from fedft.deploy.run_config import CLIENTS_JSON, config_from_run_config, result
 from fedft.errors import FedftError
 from fedft.fl.client.app import app as client_app
 from fedft.fl.context import check_start
-from fedft.fl.server.app import serve
+from fedft.fl.server.app import serve, training_failure
 from fedft.runtime.progress import RoundPrinter
 from fedft.state.run_folder import RunWriter
 
@@ -37,8 +37,14 @@ def flwr_main(grid: Grid, context: Context) -> None:
     t0 = time.perf_counter()
     status, extra = "failed", {}
     try:
-        serve(grid, cfg, writer, printer.on_round, binding=parse_binding(str(context.run_config.get(CLIENTS_JSON, ""))))
-        status = "completed"
+        client_errors: list[str] = []
+        serve(grid, cfg, writer, printer.on_round, binding=parse_binding(str(context.run_config.get(CLIENTS_JSON, ""))), on_client_error=client_errors.append)
+        failure = training_failure(writer.rows, client_errors[0] if client_errors else None)
+        if failure is None:
+            status = "completed"
+        else:
+            extra = {"error": failure}
+            printer.say(f"fedft: run failed: {failure}")
     except Exception as exc:  # recorded in summary.json (e.g. too few clients connected), then re-raised for Flower
         extra = {"error": exc.one_line() if isinstance(exc, FedftError) else f"{type(exc).__name__}: {exc}"}
         printer.say(f"fedft: error: {extra['error']}")

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fedft.config import FedftConfig
+from fedft.config import FedftConfig, import_plugins
 from fedft.ml.data import FederatedData, federated_data_for
 from fedft.ml.finetune import FinetunePlan, frozen_digest, head_names, make_plan
 from fedft.ml.models import build_model, model_key
@@ -110,8 +110,11 @@ class RunContext:
 
 @lru_cache(maxsize=8)
 def run_context(config_json: str) -> RunContext:
-    """The context of the run a message's config belongs to, built once per worker process."""
-    return RunContext(FedftConfig.from_json(config_json))
+    """The context of the run a message's config belongs to, built once per worker process.
+    A worker imports the config's `[plugins] modules` itself first: registries are per process."""
+    cfg = FedftConfig.from_json(config_json)
+    import_plugins(cfg.plugins.modules)
+    return RunContext(cfg)
 
 
 def client_tensors(config_json: str, client_id: int) -> ClientTensors:

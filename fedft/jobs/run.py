@@ -7,6 +7,7 @@ every round and writes the summary however the run ends (resumable when it did n
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from fedft.config import FedftConfig
 from fedft.errors import FedftError
 from fedft.fl.client.app import app as client_app
 from fedft.fl.context import check_start
-from fedft.fl.server.app import ServerOutcome, make_server_app
+from fedft.fl.server.app import ServerOutcome, make_server_app, training_failure
 from fedft.fl.server.exchange import RunInterrupted
 from fedft.fl.server.nodes import NodePartitions
 from fedft.jobs.resume import is_complete, prepare_resume, resume_command
@@ -96,11 +97,15 @@ def run(
     server_app = make_server_app(cfg, writer, printer.on_round, outcome, point.checkpoint if point else None, stop, node_partitions=nodes)
     t0 = time.perf_counter()
     status = "failed"
+    error: str | None = None  # why a failed run failed, one line (summary.json "error", stderr)
     caught = None
     try:
         with stop_on_signals(stop, printer.say) as caught:
             engine.simulate(server_app, client_app, cfg.partition.num_clients, cfg.simulation, verbose, on_ray_started=caught.reinstall, node_partitions=nodes)
         status = "completed" if outcome.state is not None else "failed"
+        failure = training_failure(writer.rows, outcome.first_client_error) if status == "completed" else outcome.error or outcome.first_client_error
+        if failure is not None:
+            status, error = "failed", failure
     except RunInterrupted:
         status = "interrupted"
     except (KeyboardInterrupt, SystemExit):
@@ -118,8 +123,12 @@ def run(
             extra["signal"] = caught.signal
         if point is not None:
             extra["resumed_from_round"] = point.round
+        if status == "failed" and error is not None:
+            extra["error"] = error
         summary = writer.finish(status, (point.elapsed_seconds if point else 0.0) + time.perf_counter() - t0, extra)
         printer.on_done(summary)
+        if status == "failed" and error is not None and not quiet:
+            print(f"fedft: run failed: {error}", file=sys.stderr)
         if status == "interrupted":
             printer.say(f"fedft: interrupted; {len(writer.rows) - 1 if writer.rows else 0} rounds are saved. Resume with: {resume_command(run_dir)}")
     return RunResult(run_dir=run_dir, summary=summary, state=outcome.state)

@@ -14,14 +14,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from fedft.config import FedftConfig, check_sections, parse_override, raw_config, validate
+from fedft.config import FedftConfig, check_sections, import_plugins, parse_override, raw_config, validate, workers_import
 from fedft.errors import FedftError
-from fedft.ml.data import check_dataset_name
+from fedft.ml.data import check_dataset_name, dataset_origin
 from fedft.ml.data.text import check_text_partition
 from fedft.ml.finetune import check_finetune
-from fedft.ml.models import check_model_name
+from fedft.ml.models import check_model_name, model_origin
 from fedft.privacy.checks import check_privacy_config
-from strategies import RunFacts, check_strategy
+from strategies import RunFacts, check_strategy, strategy_origin
 
 
 def load_config(source: str | Path | dict[str, Any] | FedftConfig, overrides: list[str] | None = None) -> FedftConfig:
@@ -32,10 +32,13 @@ def load_config(source: str | Path | dict[str, Any] | FedftConfig, overrides: li
 
 
 def check_run_config(cfg: FedftConfig) -> None:
-    """Raise FedftError (one line: field, problem, fix) on the first rule `cfg` breaks."""
+    """Raise FedftError (one line: field, problem, fix) on the first rule `cfg` breaks.
+    `[plugins] modules` are imported first: their registrations are names like any other."""
+    import_plugins(cfg.plugins.modules)
     check_dataset_name(cfg.data.name)
     check_model_name(cfg.model.name)
     check_strategy(cfg.strategy.name, cfg.strategy.params())
+    check_workers_know_names(cfg)
     check_sections(cfg)
     check_privacy_config(cfg)
     check_finetune(cfg)
@@ -43,6 +46,19 @@ def check_run_config(cfg: FedftConfig) -> None:
     check_compare(cfg)
     check_text_partition(cfg.data.name, cfg.partition.method)
     check_strategy(cfg.strategy.name, cfg.strategy.params(), RunFacts.from_config(cfg))  # Krum's n > 2f + 2 with n = clients_per_round, ...
+
+
+def check_workers_know_names(cfg: FedftConfig) -> None:
+    """A name registered by code that Ray workers and SuperNodes never import (the user's
+    script, a module not in `[plugins] modules`) passes here but fails on every client."""
+    for field, name, origin in (("data.name", cfg.data.name, dataset_origin(cfg.data.name)),
+                                ("model.name", cfg.model.name, model_origin(cfg.model.name)),
+                                ("strategy.name", cfg.strategy.name, strategy_origin(cfg.strategy.name))):
+        if origin is None or workers_import(origin, cfg.plugins.modules):
+            continue
+        where = "your script (__main__)" if origin == "__main__" else f"module '{origin}', which is not in [plugins] modules"
+        fix = (f"add \"{origin}\" to [plugins] modules" if origin != "__main__" else "move it into a module and list that module in [plugins] modules") + ", or name it as package.module:function."
+        raise FedftError(field, f"'{name}' is registered by {where}: Ray workers and SuperNodes would not know it.", fix)
 
 
 def check_pretrain(cfg: FedftConfig) -> None:

@@ -8,14 +8,16 @@ that `flwr run .` and deployments use is `fedft.deploy.flwr_app`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import torch
 from flwr.app import ArrayRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
 from fedft.config import FedftConfig
+from fedft.errors import FedftError
 from fedft.fl.context import RunContext
 from fedft.fl.server import text_metrics
 from fedft.fl.server.evaluation import central_evaluator
@@ -39,6 +41,27 @@ class ServerOutcome:
     started: bool = False  # `main` began (the engine started the ServerApp)
     done: threading.Event = field(default_factory=threading.Event)  # set when `main` ends, however it ends
     state: dict[str, torch.Tensor] | None = None  # the final global model, once every round is done
+    first_client_error: str | None = None  # the first client failure, one line ("round 1: client 3 (node ..) failed: ...")
+    error: str | None = None  # what `main` raised, one line
+
+    def on_client_error(self, line: str) -> None:
+        if self.first_client_error is None:
+            self.first_client_error = line
+
+
+def training_failure(rows: list[dict[str, Any]], first_client_error: str | None = None) -> str | None:
+    """Why a run whose rounds all ran has still failed, or None: no client ever replied, or
+    every round was skipped (the global model never changed). One line, with the first client error."""
+    trained = [r for r in rows if r.get("round", 0) > 0]
+    if not trained:
+        return None
+    if all(r.get("clients_replied", 0) == 0 for r in trained):
+        reason = "every client failed in every round"
+    elif all(r.get("round_skipped") for r in trained):
+        reason = "every round was skipped (fewer usable updates than simulation.min_replies)"
+    else:
+        return None
+    return f"{reason}; first client error: {first_client_error}" if first_client_error else reason
 
 
 def example_caps(data: FederatedData, registered: dict[int, int] | None = None) -> tuple[int, ...]:
@@ -49,11 +72,12 @@ def example_caps(data: FederatedData, registered: dict[int, int] | None = None) 
 
 
 def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback, resume: RunCheckpoint | None = None, stop: threading.Event | None = None,
-          binding: tuple[dict[int, int], dict[int, int]] | None = None) -> dict[str, torch.Tensor]:
+          binding: tuple[dict[int, int], dict[int, int]] | None = None, on_client_error: Callable[[str], None] | None = None) -> dict[str, torch.Tensor]:
     """Run all rounds (from a checkpoint when resuming), record and checkpoint each,
     save the final model; return its state. Central DP's noise follows `privacy.noise_source`:
     "derived" from (seed, round) (simulation: reproducible, resumable) or "os" entropy (deployment).
-    `binding` (`fedft server --clients`): ({node id: partition id}, {partition id: registered num-examples cap})."""
+    `binding` (`fedft server --clients`): ({node id: partition id}, {partition id: registered num-examples cap}).
+    `on_client_error` gets one line per round in which a client failed."""
     ctx = RunContext(cfg)  # data, model, plan and start state, derived once for the whole run
     noise_seed = cfg.seed if cfg.privacy.noise_source == "derived" else None
     strategy = wrap_strategy(build_strategy(cfg.strategy.name, cfg.strategy.params(), RunFacts.from_config(cfg)), cfg, noise_seed)  # central DP wraps it
@@ -79,7 +103,7 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
 
     try:
         parts = RoundParts(strategy, evaluator, privacy, ctx.plan, on_round=record, after_round=keeper.after_round,
-                           client_states=server_state.clients if cfg.checkpoint.client_state else None)
+                           client_states=server_state.clients if cfg.checkpoint.client_state else None, on_client_error=on_client_error)
         final = run_rounds(grid, arrays, RoundSettings.from_config(cfg, example_caps(data, binding[1] if binding else None)), parts,
                            start_round=start, stop=stop, bound_nodes=binding[0] if binding else None).to_torch_state_dict()
     except Exception:  # RunInterrupted (SIGINT/SIGTERM) or a failure: keep what is complete
@@ -107,7 +131,10 @@ def make_server_app(cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback
         if node_partitions is not None:  # simulation: the engine's own node -> partition mapping
             grid = cast(Grid, KnownNodesGrid(grid, node_partitions))  # a Grid that also carries the mapping
         try:
-            outcome.state = serve(grid, cfg, writer, on_round, resume, stop)
+            outcome.state = serve(grid, cfg, writer, on_round, resume, stop, on_client_error=outcome.on_client_error)
+        except Exception as exc:
+            outcome.error = exc.one_line() if isinstance(exc, FedftError) else " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            raise
         finally:
             outcome.done.set()
 

@@ -22,7 +22,7 @@ from fedft.config import FedftConfig
 from fedft.fl import protocol as p
 from fedft.fl.server.evaluation import Evaluator
 from fedft.fl.server.exchange import check_stop, is_dropout, send_and_receive
-from fedft.fl.server.node_log import log_round_failures
+from fedft.fl.server.node_log import first_error, log_round_failures
 from fedft.fl.server.nodes import identify_nodes
 from fedft.fl.server.sampling import poisson_sample_clients, sample_clients
 from fedft.fl.server.validation import UpdateBounds, bound_replies, conform, schema_of, screen_replies
@@ -83,6 +83,7 @@ class RoundParts:
     on_round: RoundCallback  # each round's metrics row, round 0 (initial evaluation) included
     after_round: AfterRound | None = None  # (round, global state) once its row is recorded: checkpoints
     client_states: ClientStateStore | None = None  # None: client-state records in replies are dropped
+    on_client_error: Callable[[str], None] | None = None  # one line per round in which a client failed: its first error
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,8 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
         client_states.attach(messages, client_of)
     replies = send_and_receive(grid, messages, settings.round_timeout, stop)
     log_round_failures(server_round, messages, replies, client_of)  # which clients/nodes failed or timed out
+    if parts.on_client_error is not None and (failed := [m for m in replies if m.has_error() and not is_dropout(m)]):
+        parts.on_client_error(f"round {server_round}: {first_error(failed, client_of)}")
     replies.sort(key=lambda m: client_of.get(m.metadata.src_node_id, -1))  # deterministic aggregation order
     ok = [m for m in replies if not m.has_error()]
     bytes_up = sum(p.payload_bytes(m.content) + (0 if client_states is None else state_bytes(m)) for m in ok)  # state: payload too

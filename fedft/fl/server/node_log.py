@@ -31,3 +31,12 @@ def round_failures(messages: list[Message], replies: list[Message], client_of: d
 def log_round_failures(server_round: int, messages: list[Message], replies: list[Message], client_of: dict[int, int]) -> None:
     for line in round_failures(messages, replies, client_of):
         log(WARNING, "round %s: %s", server_round, line)
+
+
+def first_error(failed: list[Message], client_of: dict[int, int]) -> str:
+    """The first failed reply of a round, as one line (a traceback's last line is its message)."""
+    first = min(failed, key=lambda m: client_of.get(m.metadata.src_node_id, -1))
+    node = first.metadata.src_node_id
+    lines = [line.strip() for line in first.error.reason.strip().splitlines() if line.strip()]
+    reason = " ".join(" ".join(lines[-1:]).split())[:300] if lines else f"error code {first.error.code}"
+    return f"client {client_of.get(node, '?')} (node {node}) failed: {reason}"

@@ -12,11 +12,11 @@ from fedft.ml.data import images as _images  # noqa: F401  (registers the offlin
 from fedft.ml.data.arrays import ArrayDataset
 from fedft.ml.data.federated import FederatedData
 from fedft.ml.data.partition import label_counts, partition_pool, split_pool_test, split_train_val
-from fedft.ml.data.registry import check_dataset_name, dataset_names, load_dataset, register_dataset
+from fedft.ml.data.registry import check_dataset_name, dataset_names, dataset_origin, load_dataset, register_dataset
 from fedft.ml.data.text import is_text_dataset, text_federated_data  # registers `text`
 
 __all__ = [
-    "ArrayDataset", "FederatedData", "check_dataset_name", "dataset_names", "federated_data",
+    "ArrayDataset", "FederatedData", "check_dataset_name", "dataset_names", "dataset_origin", "federated_data",
     "load_dataset", "register_dataset", "label_counts",
 ]
 

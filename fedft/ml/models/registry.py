@@ -9,33 +9,51 @@ from typing import Any
 
 from torch import nn
 
+from fedft.config.plugins import calling_module, import_object, is_import_path
 from fedft.errors import FedftError
 
 Builder = Callable[..., nn.Module]  # (input_shape=(C, H, W), num_classes=int) -> module
+_ORIGINS: dict[str, str] = {}  # name -> the module that registered it
 _BUILDERS: dict[str, Builder] = {}
 
 
 def register_model(name: str) -> Callable[[Builder], Builder]:
+    origin = calling_module()
+
     def wrap(fn: Builder) -> Builder:
+        _ORIGINS[name] = origin
         _BUILDERS[name] = fn
         return fn
 
     return wrap
 
 
+def model_origin(name: str) -> str | None:
+    """The module that registered `name` (None for names that are not registrations)."""
+    return _ORIGINS.get(name)
+
+
 def model_names() -> list[str]:
     return sorted(_BUILDERS)
 
 
-def check_model_name(name: str) -> None:
+def _builder(name: str) -> Builder:
+    """A registered name, or `package.module:function` imported in this process."""
+    if is_import_path(name):
+        return import_object(name, "model.name")
     if name not in _BUILDERS:
-        raise FedftError("model.name", f"unknown model '{name}'.", f"use one of: {', '.join(model_names())}.")
+        raise FedftError("model.name", f"unknown model '{name}'.",
+                         f"use one of: {', '.join(model_names())}; or your own as package.module:function, or register it in a module listed in [plugins] modules.")
+    return _BUILDERS[name]
+
+
+def check_model_name(name: str) -> None:
+    _builder(name)
 
 
 def build_model(name: str, input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, **options: Any) -> nn.Module:
     """`options` (e.g. ModelConfig's sizes) reach only builders that take them by name."""
-    check_model_name(name)
-    builder = _BUILDERS[name]
+    builder = _builder(name)
     accepted = inspect.signature(builder).parameters
     return builder(input_shape=tuple(input_shape), num_classes=num_classes, **{k: v for k, v in options.items() if k in accepted})
 
