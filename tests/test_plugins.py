@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
 import tomli_w
+import tomllib
 
 from fedft.cli import main
 from fedft.fl.server.app import training_failure
