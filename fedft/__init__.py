@@ -11,11 +11,16 @@ and SuperNodes) -> `api` and `cli`. README "Layout" has the table.
 __version__ = "0.1.0"
 
 
-def run(*args, **kwargs):
-    """See :func:`fedft.api.run`."""
-    from fedft.api import run as _run
-
-    return _run(*args, **kwargs)
+_API = ("ComparisonResult", "RunResult", "SweepResult", "compare", "load_config", "prepare", "run", "sweep")
 
 
-__all__ = ["__version__", "run"]
+def __getattr__(name: str):
+    """`fedft.run`, `fedft.sweep`, `fedft.compare`, ...: see :mod:`fedft.api`, loaded on first use."""
+    if name in _API:
+        import fedft.api
+
+        return getattr(fedft.api, name)
+    raise AttributeError(f"module 'fedft' has no attribute {name!r}")
+
+
+__all__ = ["__version__", *_API]

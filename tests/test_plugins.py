@@ -17,6 +17,7 @@ import pytest
 import tomli_w
 import tomllib
 
+import fedft
 from fedft.cli import main
 from fedft.fl.server.app import training_failure
 from fedft.ml.models import register_model
@@ -120,11 +121,14 @@ def test_users_model_data_and_strategy_run_on_the_workers(tmp_path, user_code, p
     """One run: model by plugin registration, data and strategy by import path, 2 rounds.
     A worker that did not import them would fail every client, and the run would fail."""
     path = _example_config(tmp_path)
-    assert main(["run", str(path), "--quiet", "--out", str(tmp_path / "ok")]) == 0, capsys.readouterr().err
+    seen: list[dict] = []
+    result = fedft.run(path, out=tmp_path / "ok", quiet=True, on_round=seen.append)  # the Python API, with a callback per round
     summary = json.loads((tmp_path / "ok" / "summary.json").read_text())
     rows = [json.loads(line) for line in (tmp_path / "ok" / "metrics.jsonl").read_text().splitlines()]
     assert summary["status"] == "completed" and summary["rounds"] == 2 and "error" not in summary
     assert [r["clients_replied"] for r in rows[1:]] == [3, 3] and [r["clients_failed"] for r in rows[1:]] == [0, 0]
+    assert [r["round"] for r in seen] == [r["round"] for r in result.metrics] == [0, 1, 2]
+    assert [r["test_accuracy"] for r in seen] == [r["test_accuracy"] for r in result.metrics] == [r["test_accuracy"] for r in rows]
     assert summary["final_accuracy"] > 0.5  # 4 blobs: chance is 0.25
 
 

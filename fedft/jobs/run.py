@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from fedft.privacy.checks import check_privacy_data
 from fedft.runtime import engine
 from fedft.runtime.interrupt import stop_on_signals
 from fedft.runtime.progress import RoundPrinter
-from fedft.state.run_folder import RunWriter, new_run_dir
+from fedft.state.run_folder import RunWriter, new_run_dir, read_rows
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class RunResult:
     run_dir: Path
     summary: dict[str, Any]
     state: dict[str, torch.Tensor] | None  # final global model, None if the run did not finish
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl's rows, one per round (round 0 = start)
 
     @property
     def accuracy(self) -> float | None:
@@ -60,11 +62,13 @@ def run(
     quiet: bool = False,
     verbose: bool = False,
     resume: str | Path | None = None,
+    on_round: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult:
     """Run one federated simulation and write its results folder. With `resume`, continue
     the run in that folder from its last checkpoint instead (`config` and `overrides`, if
     given, must equal the folder's config). SIGINT/SIGTERM stop it cleanly: the summary
-    says "interrupted" and how to resume."""
+    says "interrupted" and how to resume. `on_round(row)` gets each round's metrics row as it
+    is written (from the server's thread; round 0 is the initial evaluation)."""
     point = None
     if resume is not None:
         if out is not None:
@@ -75,7 +79,7 @@ def run(
         if finished is not None:
             RoundPrinter(cfg.simulation.rounds, quiet=quiet).say(f"fedft: {run_dir} already completed all {cfg.simulation.rounds} rounds; nothing to do.")
             state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)["state_dict"]
-            return RunResult(run_dir=run_dir, summary=finished, state=state)
+            return RunResult(run_dir=run_dir, summary=finished, state=state, metrics=read_rows(run_dir))
         writer = RunWriter(run_dir, cfg, write_config=False)
         writer.restore(point.rows)
     else:
@@ -94,7 +98,12 @@ def run(
     outcome = ServerOutcome()
     stop = threading.Event()
     nodes = NodePartitions()  # the engine's node -> partition mapping, instead of a handshake
-    server_app = make_server_app(cfg, writer, printer.on_round, outcome, point.checkpoint if point else None, stop, node_partitions=nodes)
+    def record(row: dict[str, Any]) -> None:
+        printer.on_round(row)
+        if on_round is not None:
+            on_round(dict(row))
+
+    server_app = make_server_app(cfg, writer, record, outcome, point.checkpoint if point else None, stop, node_partitions=nodes)
     t0 = time.perf_counter()
     status = "failed"
     error: str | None = None  # why a failed run failed, one line (summary.json "error", stderr)
@@ -131,4 +140,4 @@ def run(
             print(f"fedft: run failed: {error}", file=sys.stderr)
         if status == "interrupted":
             printer.say(f"fedft: interrupted; {len(writer.rows) - 1 if writer.rows else 0} rounds are saved. Resume with: {resume_command(run_dir)}")
-    return RunResult(run_dir=run_dir, summary=summary, state=outcome.state)
+    return RunResult(run_dir=run_dir, summary=summary, state=outcome.state, metrics=[dict(r) for r in writer.rows])
