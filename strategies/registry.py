@@ -155,9 +155,10 @@ def build_strategy(name: str, params: dict[str, Any], run: RunFacts | None = Non
     """The strategy `name` with the user's `params`, fedft's fixed sampling knobs and,
     when `run` is given, the run facts the factory takes."""
     kwargs = check_strategy(name, params, run)
-    accepted = _signature(name).parameters
-    if any(prm.kind is prm.VAR_KEYWORD for prm in accepted.values()):  # a user's factory passing **kwargs on to a Flower strategy
-        accepted = {**accepted, **dict.fromkeys(FIXED_BY_FEDFT)}  # type: ignore[dict-item]
+    parameters = _signature(name).parameters
+    accepted = set(parameters)
+    if any(prm.kind is prm.VAR_KEYWORD for prm in parameters.values()):  # a user's factory passing **kwargs on to a Flower strategy
+        accepted |= set(FIXED_BY_FEDFT)
     kwargs.update({k: v for k, v in FIXED_BY_FEDFT.items() if k in accepted})
     if run is not None:
         kwargs.update({k: getattr(run, attr) for k, attr in _FROM_RUN.items() if k in accepted})

@@ -37,6 +37,6 @@ def first_error(failed: list[Message], client_of: dict[int, int]) -> str:
     """The first failed reply of a round, as one line (a traceback's last line is its message)."""
     first = min(failed, key=lambda m: client_of.get(m.metadata.src_node_id, -1))
     node = first.metadata.src_node_id
-    lines = [line.strip() for line in first.error.reason.strip().splitlines() if line.strip()]
+    lines = [line.strip() for line in (first.error.reason or "").strip().splitlines() if line.strip()]
     reason = " ".join(" ".join(lines[-1:]).split())[:300] if lines else f"error code {first.error.code}"
     return f"client {client_of.get(node, '?')} (node {node}) failed: {reason}"
