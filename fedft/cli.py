@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from fedft.errors import EXIT_BAD_INPUT, FedftError
 
@@ -65,7 +66,7 @@ def cmd_partitions(args: argparse.Namespace) -> int:
 
     cfg = prepare(args.config, args.overrides)
     path = plot_label_counts(federated_data_for(cfg), args.out_png, title=f"{cfg.data.name}, {cfg.partition.method}")
-    print(f"wrote {path}")
+    print(f"fedft partitions: wrote {Path(path).resolve()} (label counts per client; --out-png chooses the file)")
     return 0
 
 

@@ -21,6 +21,7 @@ import fedft
 from fedft.cli import main
 from fedft.fl.server.app import training_failure
 from fedft.ml.models import register_model
+from fedft.state.provenance import command_line, git_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "custom_model"
@@ -29,6 +30,7 @@ FRAGILE = '''
 import math, os
 from torch import nn
 from fedft.ml.models import register_model
+from fedft.state.provenance import command_line, git_commit
 
 @register_model("driver_only_mlp")
 def driver_only_mlp(input_shape, num_classes):
@@ -126,6 +128,7 @@ def test_users_model_data_and_strategy_run_on_the_workers(tmp_path, user_code, p
     summary = json.loads((tmp_path / "ok" / "summary.json").read_text())
     rows = [json.loads(line) for line in (tmp_path / "ok" / "metrics.jsonl").read_text().splitlines()]
     assert summary["status"] == "completed" and summary["rounds"] == 2 and "error" not in summary
+    assert summary["git_commit"] == git_commit() and summary["command"] == command_line()  # where the result came from
     assert [r["clients_replied"] for r in rows[1:]] == [3, 3] and [r["clients_failed"] for r in rows[1:]] == [0, 0]
     assert [r["round"] for r in seen] == [r["round"] for r in result.metrics] == [0, 1, 2]
     assert [r["test_accuracy"] for r in seen] == [r["test_accuracy"] for r in result.metrics] == [r["test_accuracy"] for r in rows]

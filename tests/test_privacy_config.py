@@ -106,10 +106,11 @@ def _unfixable(input_shape=(1, 28, 28), num_classes=10):
 
 
 def test_model_opacus_cannot_fix_is_rejected():
+    here = [f'plugins.modules=["{__name__}"]']  # the module that registers it, as every worker would import it
     with pytest.raises(FedftError) as err:
-        prepare(LOCAL, ["model.name=test_unfixable"])
+        prepare(LOCAL, ["model.name=test_unfixable", *here])
     assert err.value.field == "model.name" and "Opacus" in err.value.problem
-    prepare(CENTRAL, ["model.name=test_unfixable"])  # central DP never needs per-sample gradients
+    prepare(CENTRAL, ["model.name=test_unfixable", *here])  # central DP never needs per-sample gradients
 
 
 def test_ready_configs_are_valid():

@@ -16,6 +16,8 @@ from fedft.jobs.pretrain import prepare_pretrain
 from fedft.jobs.run import prepare
 from fedft.jobs.sweep import is_sweep_config, prepare_points
 from fedft.jobs.validate import load_config
+from fedft.ml.data import federated_data_for
+from fedft.privacy.checks import privacy_description
 
 
 def check(config: str | Path, overrides: list[str] | None = None) -> str:
@@ -34,7 +36,7 @@ def check(config: str | Path, overrides: list[str] | None = None) -> str:
 
 def _one_run(cfg: FedftConfig) -> str:
     sim = cfg.simulation
-    privacy = "" if cfg.privacy.mode == "none" else f", {cfg.privacy.mode} DP"
+    privacy = f", {privacy_description(cfg, federated_data_for(cfg))}"
     pretraining = f"; `fedft pretrain` trains on {cfg.pretrain.dataset}" if cfg.pretrain.dataset else ""
     return (f"one run: {cfg.model.name} on {cfg.data.name}, {cfg.partition.num_clients} clients "
             f"({sim.clients_per_round} per round), {sim.rounds} rounds, {cfg.strategy.name}{privacy}{pretraining}")

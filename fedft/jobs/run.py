@@ -27,7 +27,7 @@ from fedft.fl.server.nodes import NodePartitions
 from fedft.jobs.resume import is_complete, prepare_resume, resume_command
 from fedft.jobs.validate import load_config
 from fedft.ml.data import federated_data_for
-from fedft.privacy.checks import check_privacy_data
+from fedft.privacy.checks import check_privacy_data, privacy_description
 from fedft.runtime import engine
 from fedft.runtime.interrupt import stop_on_signals
 from fedft.runtime.progress import RoundPrinter
@@ -92,7 +92,8 @@ def run(
         writer = RunWriter(run_dir, cfg)
     printer = RoundPrinter(cfg.simulation.rounds, quiet=quiet)
     if point is None:
-        printer.say(f"fedft: {cfg.name}: {cfg.partition.num_clients} clients, {cfg.simulation.clients_per_round} per round, {cfg.simulation.rounds} rounds -> {run_dir}")
+        printer.say(f"fedft: {cfg.name}: {cfg.partition.num_clients} clients, {cfg.simulation.clients_per_round} per round, {cfg.simulation.rounds} rounds, "
+                    f"{privacy_description(cfg, federated_data_for(cfg))} -> {run_dir}")
     else:
         printer.say(f"fedft: {cfg.name}: resuming {run_dir} after round {point.round} of {cfg.simulation.rounds}")
     outcome = ServerOutcome()

@@ -97,3 +97,20 @@ def check_privacy_data(cfg: FedftConfig, data) -> None:
                                  "raise noise_multiplier or target_epsilon, or lower train.local_epochs.")
     if sizes:
         _warn_delta(pc.target_delta, sizes[0], "records of the smallest client")
+
+
+def privacy_description(cfg: FedftConfig, data) -> str:
+    """The privacy mode and its noise multiplier σ in a few words, for `fedft check` and the
+    run's first line: so a run with the wrong (or no) noise is noticed before it starts."""
+    pc = cfg.privacy
+    if pc.mode == "none":
+        return "no DP"
+    budget = f"target ε {pc.target_epsilon:g}, " if pc.target_epsilon is not None else ""
+    if pc.mode == "central":
+        return f"central DP: σ {central_noise_multiplier(cfg):.3g}, {pc.clipping} clipping at {pc.clipping_norm:g}, {budget}δ {pc.target_delta:g}"
+    t, sim = cfg.train, cfg.simulation
+    sigmas = sorted({client_noise_multiplier(pc.noise_multiplier, pc.target_epsilon, pc.target_delta, pc.accountant, len(train), t.batch_size,
+                                             t.local_epochs, sim.rounds, sim.clients_per_round, cfg.partition.num_clients)
+                     for train, _ in data.clients if len(train) > 0})
+    sigma = "σ -" if not sigmas else f"σ {sigmas[0]:.3g}" if len(sigmas) == 1 else f"σ {sigmas[0]:.3g}-{sigmas[-1]:.3g} across clients"
+    return f"local DP (DP-SGD): {sigma}, per-sample clipping at {pc.max_grad_norm:g}, {budget}δ {pc.target_delta:g}"

@@ -16,6 +16,16 @@ def _fmt(value: Any, spec: str = ".4f") -> str:
     return format(value, spec)
 
 
+def human_bytes(count: float) -> str:
+    """1024-based, as a file manager shows it: 7494240 -> "7.1 MiB"."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
 class RoundPrinter:
     def __init__(self, rounds: int, quiet: bool = False, console: Console | None = None) -> None:
         self.rounds = rounds
@@ -46,5 +56,6 @@ class RoundPrinter:
         for key in ("final_accuracy", "best_accuracy", "final_loss", "rounds", "bytes_down", "bytes_up", "wall_seconds", "epsilon", "baseline_accuracy", "run_dir"):
             if key in summary and summary[key] is not None:
                 value = summary[key]
-                table.add_row(key, _fmt(value) if isinstance(value, float) else str(value))
+                text = human_bytes(value) if key.startswith("bytes_") else _fmt(value) if isinstance(value, float) else str(value)
+                table.add_row(key, text)
         self.console.print(table)

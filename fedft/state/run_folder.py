@@ -17,6 +17,7 @@ from typing import Any
 from fedft.config import FedftConfig, to_toml
 from fedft.errors import FedftError
 from fedft.state import atomic
+from fedft.state.provenance import command_line, git_commit
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -126,6 +127,8 @@ class RunWriter:
             "wall_seconds": round(wall_seconds, 3),
             "seed": self.cfg.seed,
             "versions": versions(),
+            "command": command_line(),  # how this run was started (a resume: the resume's command)
+            "git_commit": git_commit(),  # HEAD of the git checkout it ran in; None outside one
             **self.extra,
             **(extra or {}),
         }
