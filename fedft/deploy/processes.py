@@ -123,6 +123,9 @@ class ProcessSet:
         env = dict(os.environ)
         env[LAUNCH_ID] = self.launch_id
         env.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")  # offline machines: no update probe
+        # the user's own modules ([plugins], module:function names) are found from the folder the
+        # command was started in (fedft/config/plugins.py), also by processes started elsewhere
+        env["PYTHONPATH"] = os.pathsep.join([os.path.abspath(os.getcwd()), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
         env.update(extra or {})
         return env
 
