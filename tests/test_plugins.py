@@ -132,6 +132,8 @@ def test_users_model_data_and_strategy_run_on_the_workers(tmp_path, user_code, p
     assert [r["clients_replied"] for r in rows[1:]] == [3, 3] and [r["clients_failed"] for r in rows[1:]] == [0, 0]
     assert [r["round"] for r in seen] == [r["round"] for r in result.metrics] == [0, 1, 2]
     assert [r["test_accuracy"] for r in seen] == [r["test_accuracy"] for r in result.metrics] == [r["test_accuracy"] for r in rows]
+    again = fedft.run(resume=tmp_path / "ok", quiet=True)  # already complete: nothing runs, the rows come from the folder
+    assert [r["test_accuracy"] for r in again.metrics] == [r["test_accuracy"] for r in rows]
     assert summary["final_accuracy"] > 0.5  # 4 blobs: chance is 0.25
 
 
