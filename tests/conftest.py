@@ -104,24 +104,71 @@ def _status(pid: int) -> str:
 
 
 
+# --- one Ray for the tests that can share it ---------------------------------------
+# Starting Ray costs seconds; tests that run fedft in this process with default Ray
+# settings ask for `shared_ray` and reuse one local Ray (fedft leaves a Ray it did not
+# start running: fedft.runtime.engine_patches.ray_left_running). Any other test that
+# uses `process_guard` gets it stopped first, so it starts from a clean slate.
+_shared_ray: dict[str, set[int]] = {"roots": set()}  # the shared Ray's own processes (GCS, raylet, ...)
+
+
+def _stop_shared_ray() -> None:
+    import ray
+
+    roots, _shared_ray["roots"] = _shared_ray["roots"], set()
+    tree = {p for p in _pids() if p in roots or any(_descends_from(p, r) for r in roots)}
+    if ray.is_initialized():
+        ray.shutdown()
+    kill_pids(sorted(p for p in tree if Path(f"/proc/{p}").exists()))
+
+
+def _in_shared_ray(pid: int) -> bool:
+    roots = _shared_ray["roots"]
+    return pid in roots or any(_descends_from(pid, r) for r in roots)
+
+
+@pytest.fixture(scope="session")
+def _ray_session():
+    yield
+    if _shared_ray["roots"]:
+        _stop_shared_ray()
+
+
 @pytest.fixture
-def process_guard():
+def shared_ray(_ray_session):
+    """A local Ray started once (as `fedft run` starts it) and kept for the next test that asks."""
+    import ray
+
+    from fedft.config import SimulationConfig
+    from fedft.runtime.engine import backend_config, start_ray
+
+    if not ray.is_initialized():
+        before = _pids()
+        start_ray(dict(backend_config(SimulationConfig())["init_args"]))
+        _shared_ray["roots"] = set(new_processes(before))
+    yield
+
+
+@pytest.fixture
+def process_guard(request):
     """Records processes before the test; afterwards reports and kills any Ray/Flower
     process the test left behind, so one failure never leaks into the next test."""
-    
+    sharing = "shared_ray" in request.fixturenames
+    if not sharing and _shared_ray["roots"]:
+        _stop_shared_ray()  # this test wants its own Ray, or none
     before = _pids()
     yield before
-    ours = set(new_processes(before))  # while the process tree is intact; Ray's shutdown may orphan some
+    ours = {p for p in new_processes(before) if not _in_shared_ray(p)}  # while the process tree is intact; Ray's shutdown may orphan some
     try:
         import ray
 
-        if ray.is_initialized():
+        if ray.is_initialized() and not (sharing and _shared_ray["roots"]):
             ray.shutdown()
     except ImportError:
         pass
     deadline = time.time() + 10
     def alive_ours() -> list[int]:
-        found = set(new_processes(before)) | {p for p in ours if any(tag in _cmdline(p) for tag in SPAWNED)}
+        found = {p for p in new_processes(before) if not _in_shared_ray(p)} | {p for p in ours if any(tag in _cmdline(p) for tag in SPAWNED)}
         return [p for p in sorted(found) if Path(f"/proc/{p}").exists() and "zombie" not in _status(p)]
 
     leftovers = alive_ours()

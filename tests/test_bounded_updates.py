@@ -74,7 +74,7 @@ def test_deployment_turns_the_norm_bound_on_and_client_state_off_unless_set():
 
 
 @pytest.mark.slow
-def test_simulation_clips_a_huge_attacker(tiny_config, tmp_path, process_guard):
+def test_simulation_clips_a_huge_attacker(tiny_config, tmp_path, shared_ray, process_guard):
     """Real Ray simulation: an attacker sending x + 1e30 * u is clipped every round, and
     the global model still learns (unbounded, one such reply replaces the model; with
     5 x median, the first bound tried, accuracy fell to 0.1)."""

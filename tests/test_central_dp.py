@@ -306,7 +306,7 @@ def _sim_config(tmp_path, client_sampling):
 
 
 @pytest.mark.slow
-def test_central_dp_run_samples_poisson_reports_dp_accountings_epsilon_and_resumes_identically(tmp_path, process_guard):
+def test_central_dp_run_samples_poisson_reports_dp_accountings_epsilon_and_resumes_identically(tmp_path, shared_ray, process_guard):
     """m = 5 of N = 10, 3 rounds. Poisson: cohort sizes vary, ε equals dp-accounting's
     Poisson-subsampled Gaussian RDP for the recorded (σ, q, T, δ). A second run of the same
     config, SIGKILLed after round 1 and resumed, ends with the same arrays, metrics and ε.

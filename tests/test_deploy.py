@@ -279,27 +279,3 @@ def test_deployed_client_keeps_its_own_budget_across_a_server_restart(tmp_path, 
     assert row["clients_refused_budget"] == "1" and row["round_skipped"] == "1"
     assert json.loads((state / "client-0.json").read_text())["history"] == history  # the refused round spent nothing
     assert not (tmp_path / "server-chosen").exists()
-
-
-@pytest.mark.slow
-def test_launch_runs_the_users_own_model_data_and_strategy(tmp_path, process_guard):
-    """examples/custom_model as a user has it: their folder holds my_models.py and the config,
-    and `fedft launch` runs there. The SuperNodes and the ServerApp process start in a scratch
-    folder, and still import my_models (a plugin and two module:function names) themselves."""
-    folder = tmp_path / "custom"
-    folder.mkdir()
-    example = ROOT / "examples" / "custom_model"
-    (folder / "my_models.py").write_text((example / "my_models.py").read_text())
-    (folder / "custom.toml").write_text((example / "custom.toml").read_text())
-    out = tmp_path / "run"
-    launch = subprocess.Popen([sys.executable, "-m", "fedft", "launch", "custom.toml", "--clients", "3", "--insecure", "--out", str(out)],
-                              stdout=open(tmp_path / "launch.log", "wb"), stderr=subprocess.STDOUT, env=_env(), cwd=folder, start_new_session=True)
-    try:
-        assert launch.wait(timeout=600) == 0, _read(tmp_path / "launch.log")
-    finally:
-        _stop(launch)
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["status"] == "completed" and summary["rounds"] == 2, summary
-    assert all(r["clients_replied"] == "3" and r["clients_failed"] == "0" for r in _rows(out)[1:])
-    assert summary["final_accuracy"] > 0.5  # 4 blobs: chance is 0.25
-    _assert_nothing_left(out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -39,19 +40,36 @@ def _attack_from_outside(tmp_path: Path, port: int, ca: Path) -> dict[str, tuple
 
 
 @pytest.mark.slow
-def test_launch_three_of_ten_partitions_finishes_with_three_clients(tmp_path, process_guard):
+def test_launch_three_of_ten_partitions_finishes_with_three_clients(tmp_path, process_guard, monkeypatch):
     """`fedft launch --clients 3` with partition.num_clients = 10: the server starts with the
     3 nodes it launched (simulation.min_clients defaults to --clients) and samples only them;
     deployment's default norm bound clips an attacker sending x + 1e30 * u and claiming
     1e9 examples (recorded in clients_clipped and clients_capped), so the global model
-    moves by a bounded amount."""
-    config = _config(tmp_path, rounds=1, clients_per_round=10)
+    moves by a bounded amount. The run is a user's, as examples/custom_model has it: their
+    folder holds my_models.py and the config, `fedft launch` starts there, and the
+    SuperNodes and the ServerApp process import the user's model (a plugin) and strategy
+    (module:function) themselves."""
+    import tomllib
+
+    import tomli_w
+
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "my_models.py").write_text((ROOT / "examples" / "custom_model" / "my_models.py").read_text())
+    cfg = tomllib.loads(_config(tmp_path, rounds=1, clients_per_round=10).read_text())
+    cfg["partition"]["num_clients"] = 10
+    cfg["plugins"] = {"modules": ["my_models"]}
+    cfg["model"] = {"name": "tiny_mlp"}
+    cfg["strategy"] = {"name": "my_models:ServerStepFedAvg"}
     # client 0 (attack.seed 0, fraction 0.1 of 10) sends x + 1e30 * u with num-examples 1e9: clipped and capped
-    config.write_text(config.read_text().replace("num_clients = 3", "num_clients = 10")
-                      + '\n[attack]\nkind = "scale"\nfraction = 0.1\nscale = 1e30\nnum_examples = 1e9\n')
+    cfg["attack"] = {"kind": "scale", "fraction": 0.1, "scale": 1e30, "num_examples": 1e9}
+    config = user / "three.toml"
+    config.write_text(tomli_w.dumps(cfg))
+    monkeypatch.syspath_prepend(str(user))  # for this test's own look at the start state
     out = tmp_path / "run"
     t0 = time.monotonic()
-    launch = _fedft("launch", str(config), "--clients", "3", "--out", str(out), log=tmp_path / "launch.log")
+    launch = subprocess.Popen([sys.executable, "-m", "fedft", "launch", "three.toml", "--clients", "3", "--out", str(out)],
+                              stdout=open(tmp_path / "launch.log", "wb"), stderr=subprocess.STDOUT, env=_env(), cwd=user, start_new_session=True)
     try:
         assert launch.wait(timeout=600) == 0, _read(tmp_path / "launch.log")
     finally:

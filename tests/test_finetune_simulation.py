@@ -14,7 +14,7 @@ from fedft.state.model_file import load_checkpoint, save_checkpoint
 
 
 @pytest.mark.slow
-def test_head_mode_freezes_the_body_and_sends_only_the_head(tiny_config, tmp_path, process_guard):
+def test_head_mode_freezes_the_body_and_sends_only_the_head(tiny_config, tmp_path, shared_ray, process_guard):
     with torch.random.fork_rng():
         torch.manual_seed(123)
         start = build_model("seed_cnn").state_dict()
@@ -37,7 +37,7 @@ def test_head_mode_freezes_the_body_and_sends_only_the_head(tiny_config, tmp_pat
 
 
 @pytest.mark.slow
-def test_compare_pretrains_runs_every_arm_and_writes_one_table(tiny_config, tmp_path, process_guard, capsys):
+def test_compare_pretrains_runs_every_arm_and_writes_one_table(tiny_config, tmp_path, shared_ray, process_guard, capsys):
     raw = {
         **tiny_config,
         "simulation": {**tiny_config["simulation"], "rounds": 1},

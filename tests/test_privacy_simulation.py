@@ -26,7 +26,7 @@ def _rdp(noise_multiplier, sample_rate, steps, delta=1e-5, alphas=None):
 
 
 @pytest.mark.slow
-def test_local_dp_run_accounts_refuses_and_excludes(tiny_config, tmp_path, process_guard):
+def test_local_dp_run_accounts_refuses_and_excludes(tiny_config, tmp_path, shared_ray, process_guard):
     """3 clients, 2 per round, 3 rounds; the budget covers exactly one round per client,
     so later rounds meet refusals, and a refused client is never sampled again."""
     cfg = dict(tiny_config, train={"lr": 0.05, "local_epochs": 1, "batch_size": 64}, simulation={"rounds": 3, "clients_per_round": 2, "device": "cpu"},
@@ -63,7 +63,7 @@ def test_local_dp_run_accounts_refuses_and_excludes(tiny_config, tmp_path, proce
 
 
 @pytest.mark.slow
-def test_central_dp_run_reports_user_level_epsilon(tiny_config, tmp_path, process_guard):
+def test_central_dp_run_reports_user_level_epsilon(tiny_config, tmp_path, shared_ray, process_guard):
     """DP-FedAvg, client-side fixed clipping (Flower's fixedclipping_mod on the clients), Poisson
     client sampling at q = 2/3: ε per round equals an RDP accountant stepped once per round at
     q = 2/3 (integer orders 2..256, fedft's central orders)."""

@@ -148,7 +148,7 @@ def rows_without_times(run_dir: Path) -> list[dict]:
 # ---------------------------------------------------------------- end to end
 
 @pytest.mark.slow
-def test_sigint_then_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, process_guard):
+def test_sigint_then_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, shared_ray, process_guard):
     cfg = small_config(tmp_path)
     reference = fedft.run(cfg, out=tmp_path / "reference", quiet=True)
     assert reference.summary["status"] == "completed"
@@ -207,7 +207,7 @@ def _fault_seed(faults: dict, rounds: int) -> int:
 
 
 @pytest.mark.slow
-def test_injected_faults_are_counted_and_the_run_finishes(tmp_path, process_guard):
+def test_injected_faults_are_counted_and_the_run_finishes(tmp_path, shared_ray, process_guard):
     faults = {"dropout_probability": 0.25, "crash_probability": 0.25, "straggler_probability": 0.15, "straggler_delay": 12.0}
     rounds = 3
     seed = _fault_seed(faults, rounds)

@@ -16,7 +16,7 @@ def _accuracy_column(run_dir):
 
 
 @pytest.mark.slow
-def test_tiny_simulation_writes_results_and_is_reproducible(tiny_config, tmp_path, process_guard):
+def test_tiny_simulation_writes_results_and_is_reproducible(tiny_config, tmp_path, shared_ray, process_guard):
     first = fedft.run(tiny_config, out=tmp_path / "a", quiet=True)
     # the same run, evaluated centrally only after round 0 and the last: training is untouched
     second = fedft.run({**tiny_config, "simulation": {**tiny_config["simulation"], "evaluate_every": 2, "rounds": 2}}, out=tmp_path / "b", quiet=True)

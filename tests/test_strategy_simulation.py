@@ -74,7 +74,7 @@ def _config(name: str, tmp_path) -> dict:
 
 
 @pytest.mark.slow
-def test_every_strategy_runs_a_round_and_drops_bad_updates(tmp_path, process_guard, caplog):
+def test_every_strategy_runs_a_round_and_drops_bad_updates(tmp_path, shared_ray, process_guard, caplog):
     # Prepare
     assert set(PARAMS) == set(strategy_names())
     cfgs = {name: load_config(_config(name, tmp_path)) for name in PARAMS}

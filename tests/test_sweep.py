@@ -65,7 +65,7 @@ def test_invalid_grid_fails_before_anything_runs(tmp_path, grid, field):
 
 
 @pytest.mark.slow
-def test_resume_after_kill_and_report_from_disk(tmp_path, process_guard):
+def test_resume_after_kill_and_report_from_disk(tmp_path, shared_ray, process_guard):
     """A 2-point sweep killed during point 2: point 1 completed (its folder written by hand,
     so a rerun would show), point 2 half written. The resumed sweep runs point 2 only."""
     import tomli_w
@@ -211,10 +211,10 @@ def test_ray_num_cpus_limits_the_local_ray(process_guard):
     import ray
 
     from fedft.config import SimulationConfig
-    from fedft.runtime.engine import _start_ray, backend_config
+    from fedft.runtime.engine import start_ray, backend_config
 
     assert "num_cpus" not in backend_config(SimulationConfig())["init_args"]  # 0: all of the machine's
-    _start_ray(backend_config(SimulationConfig(ray_num_cpus=1))["init_args"])
+    start_ray(backend_config(SimulationConfig(ray_num_cpus=1))["init_args"])
     try:
         assert ray.cluster_resources()["CPU"] == 1
     finally:

@@ -210,7 +210,7 @@ def _tiny_text_config(tmp_path, play) -> dict:
 
 
 @pytest.mark.slow
-def test_tiny_text_round_writes_perplexity_baseline_and_generates(tmp_path, play, process_guard, capsys):
+def test_tiny_text_round_writes_perplexity_baseline_and_generates(tmp_path, play, shared_ray, process_guard, capsys):
     result = fedft.run(_tiny_text_config(tmp_path, play), out=tmp_path / "run", quiet=True)
     summary = json.loads((result.run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["rounds"] == 1
@@ -301,7 +301,7 @@ def test_hf_shakespeare_rows_become_role_texts(monkeypatch):
 
 
 @pytest.mark.slow
-def test_one_tiny_round_with_local_dp_sends_plain_lstm_names(tmp_path, play, process_guard):
+def test_one_tiny_round_with_local_dp_sends_plain_lstm_names(tmp_path, play, shared_ray, process_guard):
     # DP-SGD on a char_lstm through the real Ray engine: DPLSTM inside, plain names out.
     cfg = _tiny_text_config(tmp_path, play)
     cfg["privacy"] = {"mode": "local", "noise_multiplier": 1.0, "max_grad_norm": 1.0}

@@ -10,6 +10,7 @@ README), and switching `fedft run` over is a change to this file alone.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -23,7 +24,7 @@ from flwr.serverapp import ServerApp
 from fedft.config import SimulationConfig
 from fedft.fl.client.faults import CRASH_MARKER
 from fedft.fl.server.nodes import NodePartitions
-from fedft.runtime.engine_patches import patched_engine
+from fedft.runtime.engine_patches import patched_engine, ray_left_running
 
 _DEPRECATION = "The `run_simulation` function is deprecated"
 
@@ -82,7 +83,7 @@ def backend_config(sim: SimulationConfig, verbose: bool = False) -> dict:
     }
 
 
-def _start_ray(init_args: dict) -> str | None:
+def start_ray(init_args: dict) -> str | None:
     """Start Ray exactly as Flower's RayBackend would (same arguments, workers get this
     process's sys.path); Flower then finds it running, uses it and shuts it down.
     Returns the PYTHONPATH this process had before, for `simulate` to put back."""
@@ -108,6 +109,7 @@ def simulate(server_app: ServerApp, client_app: ClientApp, num_clients: int, sim
     from flwr.simulation import run_simulation
 
     config = backend_config(sim, verbose)
+    already_running = ray.is_initialized()  # someone else's Ray (a notebook, a test session): left running afterwards
     started_here, pythonpath_before = False, None
     try:
         with flower_logging(verbose), warnings.catch_warnings():
@@ -116,10 +118,11 @@ def simulate(server_app: ServerApp, client_app: ClientApp, num_clients: int, sim
             warnings.filterwarnings("ignore", message=".*RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO.*", category=FutureWarning)
             if on_ray_started is not None:
                 if not ray.is_initialized():
-                    pythonpath_before = _start_ray(dict(config["init_args"]))
+                    pythonpath_before = start_ray(dict(config["init_args"]))
                     started_here = True
                 on_ray_started()
-            with patched_engine(node_partitions):  # many clients: no O(nodes x messages) scans
+            keep_ray = ray_left_running() if already_running else contextlib.nullcontext()
+            with patched_engine(node_partitions), keep_ray:  # many clients: no O(nodes x messages) scans
                 run_simulation(
                     server_app=server_app,
                     client_app=client_app,

@@ -46,6 +46,26 @@ def _dispatch_pending(state: Any, queue: Any, nodes_mapping: dict, f_stop: threa
 
 
 @contextmanager
+def ray_left_running() -> Iterator[None]:
+    """Flower's RayBackend shuts Ray down when a simulation ends (`terminate`), even a Ray
+    this process had started before (a notebook's `ray.init()`, a test session's): for
+    the duration of one simulation, `terminate` stops only the backend's actors."""
+    from flwr.server.superlink.fleet.vce.backend.raybackend import RayBackend
+
+    terminate = RayBackend.terminate
+
+    def terminate_actors(self: Any) -> None:
+        if self.pool:
+            self.pool.terminate_all_actors()
+
+    RayBackend.terminate = terminate_actors  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        RayBackend.terminate = terminate  # type: ignore[method-assign]
+
+
+@contextmanager
 def patched_engine(node_partitions: NodePartitions | None = None) -> Iterator[None]:
     """Apply both fixes to `flwr...vce_api` for the duration of one in-process simulation."""
     from flwr.server.superlink.fleet.vce import vce_api
