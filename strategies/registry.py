@@ -21,7 +21,7 @@ from typing import Any
 
 from flwr.serverapp.strategy import Strategy
 
-from fedft.config.plugins import calling_module, import_object, is_import_path
+from fedft.config.plugins import calling_module, lookup
 from fedft.errors import FedftError
 
 Factory = Callable[..., Strategy]
@@ -91,12 +91,7 @@ def strategy_names() -> list[str]:
 
 def _factory(name: str) -> Factory:
     """A registered name, or `package.module:factory` imported in this process."""
-    if name in _FACTORIES:
-        return _FACTORIES[name]
-    if is_import_path(name):
-        return import_object(name, "strategy.name")
-    raise FedftError("strategy.name", f"unknown strategy '{name}'.",
-                     f"use one of: {', '.join(strategy_names())}; or your own factory as package.module:function, or register it in a module listed in [plugins] modules.")
+    return lookup(_FACTORIES, name, "strategy.name", "strategy", strategy_names())
 
 
 def _signature(name: str) -> inspect.Signature:

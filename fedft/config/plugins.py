@@ -66,6 +66,17 @@ def import_object(path: str, field: str) -> Any:
     return obj
 
 
+def lookup(table: dict[str, Any], name: str, field: str, kind: str, names: list[str]) -> Any:
+    """What a registry holds under `name`, or the callable `package.module:function` names
+    (imported in this process); else the one-line error listing `names` and both ways in."""
+    if name in table:
+        return table[name]
+    if is_import_path(name):
+        return import_object(name, field)
+    raise FedftError(field, f"unknown {kind} '{name}'.",
+                     f"use one of: {', '.join(names)}; or your own as package.module:function, or register it in a module listed in [plugins] modules.")
+
+
 def calling_module() -> str:
     """The module that called the function calling this one (`register_*` records who
     registered a name, so a check can tell a worker would not import it)."""

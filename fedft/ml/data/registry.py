@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fedft.config.plugins import calling_module, import_object, is_import_path
+from fedft.config.plugins import calling_module, lookup
 from fedft.errors import FedftError
 from fedft.ml.data.arrays import ArrayDataset
 from fedft.ml.data.huggingface import load_hf_dataset
@@ -38,12 +38,7 @@ def dataset_names() -> list[str]:
 
 def _loader(name: str) -> Loader:
     """A registered name, or `package.module:function` imported in this process."""
-    if name in _LOADERS:
-        return _LOADERS[name]
-    if is_import_path(name):
-        return import_object(name, "data.name")
-    raise FedftError("data.name", f"unknown dataset '{name}'.",
-                     f"use one of: {', '.join(dataset_names())}; or your own loader as package.module:function, or register it in a module listed in [plugins] modules.")
+    return lookup(_LOADERS, name, "data.name", "dataset", dataset_names())
 
 
 def check_dataset_name(name: str) -> None:

@@ -9,8 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from fedft.config.plugins import calling_module, import_object, is_import_path
-from fedft.errors import FedftError
+from fedft.config.plugins import calling_module, lookup
 
 Builder = Callable[..., nn.Module]  # (input_shape=(C, H, W), num_classes=int) -> module
 _ORIGINS: dict[str, str] = {}  # name -> the module that registered it
@@ -39,12 +38,7 @@ def model_names() -> list[str]:
 
 def _builder(name: str) -> Builder:
     """A registered name, or `package.module:function` imported in this process."""
-    if is_import_path(name):
-        return import_object(name, "model.name")
-    if name not in _BUILDERS:
-        raise FedftError("model.name", f"unknown model '{name}'.",
-                         f"use one of: {', '.join(model_names())}; or your own as package.module:function, or register it in a module listed in [plugins] modules.")
-    return _BUILDERS[name]
+    return lookup(_BUILDERS, name, "model.name", "model", model_names())
 
 
 def check_model_name(name: str) -> None:
