@@ -93,13 +93,15 @@ def test_launch_three_of_ten_partitions_finishes_with_three_clients(tmp_path, pr
 def test_server_admits_only_listed_keys_each_for_its_own_partition_and_closes_control(tmp_path, process_guard):
     """`fedft server --clients clients.toml` (2 partitions, keys of A for 0 and B for 1):
     A joins as 0; B, registered, claims A's id 0 and is refused (logged), never fatal by
-    itself; C's key is not listed, so C cannot join at all. From outside, a caller holding
-    ca.crt can neither register its own key nor submit a run: nginx forwards the Fleet API
-    only. With one of two valid clients the run stops after round_timeout with one error."""
+    itself; C's key is not listed, so C cannot join at all. A SuperNode with another CA's
+    certificate, and plain Flower with no CA, fail the TLS handshake and never join. From
+    outside, a caller holding ca.crt can neither register its own key nor submit a run:
+    nginx forwards the Fleet API only. With one of two valid clients the run stops after
+    round_timeout with one error."""
     from fedft.deploy.certs import make_certs, make_key_pair
     from fedft.deploy.processes import free_port
 
-    certs = make_certs(tmp_path / "certs").folder
+    certs, other_ca = make_certs(tmp_path / "certs").folder, make_certs(tmp_path / "other-ca").folder
     keys = {n: make_key_pair(tmp_path / n / "client.key", tmp_path / n / "client.pub") for n in ("a", "b", "c")}
     clients = tmp_path / "clients.toml"
     clients.write_text('[[client]]\npublic_key = "a/client.pub"\npartition_id = 0\n\n[[client]]\npublic_key = "b/client.pub"\npartition_id = 1\n')
@@ -112,6 +114,12 @@ def test_server_admits_only_listed_keys_each_for_its_own_partition_and_closes_co
     nodes = {name: _fedft("client", "--server", f"127.0.0.1:{port}", "--partition-id", pid, "--num-partitions", "2", "--ca", str(certs / "ca.crt"),
                           "--auth-key", str(keys[name][0]), "--state-dir", str(tmp_path / f"state-{name}"), log=tmp_path / f"{name}.log")
              for name, pid in (("a", "0"), ("b", "0"), ("c", "1"))}
+    nodes["wrong-ca"] = _fedft("client", "--server", f"127.0.0.1:{port}", "--partition-id", "1", "--num-partitions", "2", "--ca", str(other_ca / "ca.crt"),
+                               "--auth-key", str(keys["c"][0]), "--state-dir", str(tmp_path / "state-wrong-ca"), log=tmp_path / "wrong-ca.log")
+    # plain Flower, no --root-certificates: only the system's trusted CAs
+    nodes["no-ca"] = subprocess.Popen(["flower-supernode", "--superlink", f"127.0.0.1:{port}", "--node-config", "partition-id=1 num-partitions=2",
+                                       "--port", str(free_port())], stdout=open(tmp_path / "no-ca.log", "wb"), stderr=subprocess.STDOUT,
+                                      env=_env(), start_new_session=True)
     try:
         _wait_for(lambda: "fedft server: listening on" in _read(tmp_path / "server.log"), 300, "the server to start", server)
         attacks = _attack_from_outside(tmp_path, port, certs / "ca.crt")
@@ -126,6 +134,9 @@ def test_server_admits_only_listed_keys_each_for_its_own_partition_and_closes_co
     assert "claimed partition id 0, but its key is listed for 1" in logs, logs[-3000:]
     assert "SuperNode ID" in _read(tmp_path / "a.log") and "SuperNode ID" in _read(tmp_path / "b.log")
     assert "SuperNode ID" not in _read(tmp_path / "c.log")  # an unlisted key is never let in
+    for name in ("wrong-ca", "no-ca"):  # TLS: a node that cannot verify the server's certificate never joins
+        text = _read(tmp_path / f"{name}.log")
+        assert "SuperNode ID" not in text and "CERTIFICATE_VERIFY_FAILED" in text, (name, text[-2000:])
     for name, (code, text) in attacks.items():  # nginx answers 404 for anything but /v1/fleet/
         # (`flwr supernode register --format json` exits 0 even when it fails; its JSON says so)
         assert (code != 0 or '"success": false' in text) and "registered successfully" not in text and "404" in text, (name, text[-2000:])

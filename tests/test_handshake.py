@@ -79,6 +79,16 @@ def test_too_few_valid_claims_is_one_error():
     assert err.value.field == "simulation.min_clients"
 
 
+def test_too_few_connected_nodes_is_one_error():
+    import pytest
+
+    from fedft.errors import FedftError
+
+    with server_identity(), pytest.raises(FedftError) as err:
+        identify_nodes(QueryGrid({1: {"partition-id": 0}}), num_clients=3, timeout=0.5)
+    assert err.value.field == "partition.num_clients" and "only 1 of 3 client nodes connected within" in err.value.problem
+
+
 def test_a_registered_key_cannot_claim_another_clients_id():
     answers = {101: {"partition-id": 0}, 102: {"partition-id": 0}, 103: {"partition-id": 2}}
     refused: dict[int, str] = {}
