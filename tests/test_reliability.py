@@ -92,7 +92,10 @@ class FedftProcess:
     def __init__(self, args: list[str], log: Path) -> None:
         env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.log = open(log, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "fedft", *args], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        # As a terminal starts a foreground command: SIGINT at its default, even where this
+        # test runs in the background of a script (whose children inherit SIGINT ignored).
+        self.proc = subprocess.Popen([sys.executable, "-m", "fedft", *args], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.spawned: dict[int, int] = {}
 
     def watch_until(self, done, timeout: float = 240.0) -> None:
