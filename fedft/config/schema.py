@@ -60,6 +60,7 @@ class ModelConfig(_Section):
     embedding_dim: int = Field(8, ge=1)
     hidden_size: int = Field(256, ge=1)
     num_layers: int = Field(2, ge=1)
+
     reset_head: bool = False  # with init_from: a new seeded head (other classes or class count)
 
 
@@ -211,6 +212,7 @@ class PrivacyConfig(_Section):
     # where the DP noise comes from (a deployment forces "os" whatever the config says), and what local-DP clients send:
     noise_source: Literal["derived", "os"] = "derived"  # "derived": local DP-SGD noise and batches from (seed, round, client), central noise from (seed, round): reproducible; "os": OS entropy, unpredictable to whoever knows the seed
     client_metrics: Literal["withheld", "clear"] = "withheld"  # "clear": clients also send train_*/val_* computed on their private data (outside ε)
+
     clipping: Literal["server_fixed", "client_fixed", "server_adaptive", "client_adaptive"] = "server_fixed"  # central
     clipping_norm: float = Field(1.0, gt=0.0)  # central: L2 bound on a client's update (adaptive: the initial value)
     target_clipped_quantile: float = Field(0.5, ge=0.0, le=1.0)  # central adaptive (Andrew et al. 2021)
