@@ -5,7 +5,7 @@ Layers, lowest first; each imports only from the ones before it (tests/test_laye
 training) -> `privacy` (DP-SGD, central DP, accounting) -> `strategies` (top-level
 package) -> `fl` (ClientApp <-> ServerApp) -> `runtime` (the simulation engine) ->
 `jobs` (run, resume, compare, sweep, report, pretrain, check) -> `deploy` (SuperLink
-and SuperNodes) -> `api` and `cli`. README "Layout" has the table.
+and SuperNodes) -> `api` and `cli`. docs/architecture.md "Layout" has the table.
 """
 
 __version__ = "0.1.0"

@@ -3,7 +3,7 @@
 Parses every module of `fedft/` and `strategies/` with `ast` (imports inside functions
 and under `if TYPE_CHECKING:` included) and fails on an import of a higher layer, on an
 import cycle between modules, and on a fedft import inside a function that is not there
-for an optional dependency. README's "Layout" table lists the same layers in this order.
+for an optional dependency. docs/architecture.md's "Layout" table lists the same layers in this order.
 """
 
 from __future__ import annotations

@@ -5,5 +5,5 @@ fedft adds no transport of its own: `certs` makes TLS certificates, `superlink` 
 `supernode` build Flower command lines, `processes` starts and stops them (by PID,
 with their children), `submit` hands the run to a SuperLink, `clients_file` reads the
 operator's client keys and partition ids, `proxy` puts nginx (Fleet API only) in front
-of a loopback SuperLink, and `launch` puts it all together. See README "Deployment".
+of a loopback SuperLink, and `launch` puts it all together. See docs/deployment.md.
 """

@@ -4,5 +4,5 @@ wrappers (`central`), the server's per-round bookkeeping (`tracker`), config-tim
 checks (`checks`) and an empirical membership-inference audit (`audit`).
 
 May import config, errors, fl.protocol, state and ml; never the round loop (`fedft.fl`)
-or anything above it. See README, "Differential privacy".
+or anything above it. See docs/privacy.md.
 """

@@ -5,7 +5,7 @@ backend): the ServerApp is built around the already-validated config, results
 and progress come straight back to the caller, and Ray is started and stopped
 within the call. flwr 1.42 marks that function deprecated in favour of `flwr run`
 with a managed SuperLink; fedft still works that way too (`flwr run .`, see
-README), and switching `fedft run` over is a change to this file alone.
+docs/deployment.md "Flower App"), and switching `fedft run` over is a change to this file alone.
 """
 
 from __future__ import annotations
