@@ -60,4 +60,4 @@ def test_check_shows_the_privacy_mode_and_sigma(capsys):
 def test_partitions_says_where_it_wrote_the_plot(tmp_path, capsys):
     out = tmp_path / "p.png"
     assert main(["partitions", QUICKSTART, "--out-png", str(out)]) == 0
-    assert out.is_file() and f"wrote {out.resolve()}" in capsys.readouterr().out
+    assert out.is_file() and out.with_suffix(".pdf").is_file() and f"wrote {out.resolve()} and p.pdf" in capsys.readouterr().out
