@@ -25,7 +25,7 @@ from typing import Any
 from fedft.state import atomic
 
 DPI = 200  # PNG resolution: sharp on a slide and in a paper's raster fallback
-STYLE: dict[str, Any] = {
+STYLE: dict[Any, Any] = {  # rcParam name -> value (keys typed Any: matplotlib types them as a Literal of every name)
     "font.family": "DejaVu Sans",  # ships with matplotlib: the same glyphs (ε, δ, α) on every machine
     "font.size": 10,
     "axes.titlesize": 10,
