@@ -98,7 +98,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from fedft.jobs.report import write_report
 
     print(write_report(args.sweep_dir), end="")
-    print(f"\nwrote {args.sweep_dir}/sweep.csv, sweep.md, sweep.png")
+    print(f"\nwrote {args.sweep_dir}/sweep.csv, sweep.md, sweep.png, sweep.pdf")
     return 0
 
 
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="show Flower and Ray logs")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("report", help="re-render sweep.csv, sweep.md and sweep.png from a sweep folder")
+    p = sub.add_parser("report", help="re-render sweep.csv, sweep.md and sweep.png/.pdf from a sweep folder")
     p.add_argument("sweep_dir", help="a folder written by fedft sweep")
     p.set_defaults(func=cmd_report)
 

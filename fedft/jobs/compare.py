@@ -283,5 +283,5 @@ def compare(config: str | Path | dict | FedftConfig, overrides: list[str] | None
     if not quiet:
         print()
         print(table, end="")
-        print(f"\nwrote {out_dir / 'comparison.csv'}, comparison.md, comparison.png")
+        print(f"\nwrote {out_dir / 'comparison.csv'}, comparison.md, comparison.png, comparison.pdf")
     return ComparisonResult(out_dir, results, table)
