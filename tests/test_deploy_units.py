@@ -1,5 +1,6 @@
-"""Deployment pieces that need no processes: certificates, node config, run config,
-node state, private data, and the input checks that must fail before anything starts."""
+"""Deployment pieces that need no Flower processes: certificates, node config, run config,
+node state, private data, the input checks that must fail before anything starts, and how
+fedft finds and stops the processes it started (with plain Python children)."""
 
 from __future__ import annotations
 
