@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from fedft.errors import EXIT_BAD_INPUT, FedftError
 
@@ -62,11 +61,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def cmd_partitions(args: argparse.Namespace) -> int:
     from fedft.api import prepare
     from fedft.ml.data import federated_data_for
-    from fedft.ml.data.plot import plot_label_counts
+    from fedft.ml.data.plot import partition_title, plot_label_counts
 
     cfg = prepare(args.config, args.overrides)
-    path = plot_label_counts(federated_data_for(cfg), args.out_png, title=f"{cfg.data.name}, {cfg.partition.method}")
-    print(f"fedft partitions: wrote {Path(path).resolve()} (label counts per client; --out-png chooses the file)")
+    png, pdf = plot_label_counts(federated_data_for(cfg), args.out_png, title=partition_title(cfg))
+    print(f"fedft partitions: wrote {png.resolve()} and {pdf.name} beside it (label counts per client; --out-png chooses the file)")
     return 0
 
 
@@ -99,7 +98,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from fedft.jobs.report import write_report
 
     print(write_report(args.sweep_dir), end="")
-    print(f"\nwrote {args.sweep_dir}/sweep.csv, sweep.md, sweep.png")
+    print(f"\nwrote {args.sweep_dir}/sweep.csv, sweep.md, sweep.png, sweep.pdf")
     return 0
 
 
@@ -134,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("partitions", help="plot the label distribution per client")
     p.add_argument("config")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--out-png", default="partitions.png")
+    p.add_argument("--out-png", default="partitions.png", help="the PNG to write (a PDF of the same figure goes beside it); default ./partitions.png")
     p.set_defaults(func=cmd_partitions)
 
     p = sub.add_parser("generate", help="sample text from a trained next-character model")
@@ -154,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="show Flower and Ray logs")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("report", help="re-render sweep.csv, sweep.md and sweep.png from a sweep folder")
+    p = sub.add_parser("report", help="re-render sweep.csv, sweep.md and sweep.png/.pdf from a sweep folder")
     p.add_argument("sweep_dir", help="a folder written by fedft sweep")
     p.set_defaults(func=cmd_report)
 

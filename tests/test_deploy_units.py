@@ -1,5 +1,6 @@
-"""Deployment pieces that need no processes: certificates, node config, run config,
-node state, private data, and the input checks that must fail before anything starts."""
+"""Deployment pieces that need no Flower processes: certificates, node config, run config,
+node state, private data, the input checks that must fail before anything starts, and how
+fedft finds and stops the processes it started (with plain Python children)."""
 
 from __future__ import annotations
 
@@ -202,3 +203,51 @@ def test_nginx_accepts_the_front_door_config_and_forwards_fleet_only(tmp_path, t
     assert ("proxy_ssl_verify on" in text) == tls and text == nginx_config("127.0.0.1", 1, 2, certs, tmp_path / "ngx")
     check = subprocess.run([*proxy_command("/usr/sbin/nginx", tmp_path / "ngx", conf), "-t"], capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stderr
+
+
+ORPHANING_PARENT = r"""
+import os, subprocess, sys, time  # a fedft process test: a parent that starts a detached grandchild
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)  # fedft process test grandchild"], start_new_session=True)
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(str(child.pid))
+os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(120)
+"""
+
+
+@pytest.mark.slow
+def test_process_set_finds_and_stops_a_detached_orphaned_grandchild(tmp_path):
+    """What Flower's SuperLink does (a SuperExec in its own session): after its parent dies the
+    grandchild is re-parented, out of any tree walk, and only its FEDFT_LAUNCH_ID finds it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from fedft.deploy.processes import ProcessSet, _alive, descendants, tagged
+
+    procs = ProcessSet()
+    pid_file = tmp_path / "grandchild.pid"
+    parent = procs.start("parent", [sys.executable, "-c", ORPHANING_PARENT, str(pid_file)])
+    grandchild = 0
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() and parent.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # the parent reports its child's PID in the file
+        grandchild = int(pid_file.read_text())
+        assert descendants(parent.pid) == [grandchild]
+        assert tagged(procs.launch_id) == sorted([parent.pid, grandchild]) == procs.pids()
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=10)
+        assert descendants(parent.pid) == [] and _alive(grandchild)  # out of the tree...
+        assert procs.pids() == [grandchild]  # ...but still carries the launch id
+        assert procs.stop_all(grace=5) == [grandchild]
+        assert not _alive(grandchild) and tagged(procs.launch_id) == []
+    finally:
+        for pid in (parent.pid, grandchild):
+            if pid and _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        try:
+            parent.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass

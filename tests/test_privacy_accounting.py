@@ -143,3 +143,17 @@ def test_calibrated_noise_never_overshoots_gdp(target, sample_rate, steps):
 def test_calibrated_noise_never_overshoots_prv(target, sample_rate, steps):
     sigma = calibrate_noise(target, 1e-5, sample_rate, steps, "prv")
     assert epsilon([(sigma, sample_rate, steps)], 1e-5, "prv") <= target
+
+
+def test_prv_at_full_batch_does_not_warn_every_round():
+    """At q = 1 (central DP, fixed cohort) Opacus' PRV takes log(1 - q) on a branch it
+    discards; fedft's accounting runs once a round and used to print that RuntimeWarning
+    every round (its catch_warnings reset Python's once-per-location memory)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        eps = [epsilon([(1.0, 1.0, rounds)], 1e-5, "prv") for rounds in (1, 2, 3)]
+    assert [w for w in caught if issubclass(w.category, RuntimeWarning)] == []
+    assert eps == sorted(eps) and all(math.isfinite(e) and e > 0 for e in eps)
+    assert eps[-1] <= epsilon([(1.0, 1.0, 3)], 1e-5, "rdp")  # PRV's bound is the tighter one here

@@ -19,11 +19,13 @@ def _accuracy_column(run_dir):
 def test_tiny_simulation_writes_results_and_is_reproducible(tiny_config, tmp_path, shared_ray, process_guard):
     first = fedft.run(tiny_config, out=tmp_path / "a", quiet=True)
     # the same run, evaluated centrally only after round 0 and the last: training is untouched
-    second = fedft.run({**tiny_config, "simulation": {**tiny_config["simulation"], "evaluate_every": 2, "rounds": 2}}, out=tmp_path / "b", quiet=True)
+    second = fedft.run({**tiny_config, "simulation": {**tiny_config["simulation"], "evaluate_every": 2, "rounds": 2},
+                        "output": {**tiny_config["output"], "plot_partitions": True}}, out=tmp_path / "b", quiet=True)
 
     run_dir = first.run_dir
-    for name in ("config.toml", "metrics.csv", "metrics.jsonl", "summary.json", "model.pt", "accuracy.png"):
+    for name in ("config.toml", "metrics.csv", "metrics.jsonl", "summary.json", "model.pt", "accuracy.png", "accuracy.pdf"):
         assert (run_dir / name).is_file(), name
+    assert not (run_dir / "partitions.png").exists() and (second.run_dir / "partitions.png").is_file() and (second.run_dir / "partitions.pdf").is_file()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["rounds"] == 2 and summary["seed"] == 7
     assert set(summary["versions"]) >= {"fedft", "flwr", "torch", "opacus"}

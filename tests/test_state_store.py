@@ -112,21 +112,3 @@ def test_checkpoint_sections_are_a_fixed_table(tmp_path):
     assert fresh.data == tracker.data
     with pytest.raises(FedftError, match="cannot restore"):
         restore_state(ServerState(build_strategy("fedavg", {})), {**saved, "scaffold-files": {}})
-
-
-def test_save_figure_writes_a_png_and_closes_the_figure_even_when_it_fails(tmp_path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from fedft.state.run_folder import save_figure
-
-    fig, _ = plt.subplots()
-    save_figure(fig, tmp_path / "accuracy.png")
-    assert (tmp_path / "accuracy.png").read_bytes().startswith(b"\x89PNG") and not plt.fignum_exists(fig.number)
-    fig, ax = plt.subplots()
-    ax.set_title("$\\notacommand$")  # mathtext error at render time
-    with pytest.raises(ValueError):
-        save_figure(fig, tmp_path / "accuracy.png")
-    assert not plt.fignum_exists(fig.number) and os.listdir(tmp_path) == ["accuracy.png"]

@@ -117,7 +117,7 @@ def test_text_federated_data_shape_and_splits(tmp_path, play):
 
     from fedft.ml.data.plot import plot_label_counts
 
-    assert plot_label_counts(data, tmp_path / "roles.png", "roles").is_file()  # `fedft partitions`: text per role
+    assert all(f.is_file() for f in plot_label_counts(data, tmp_path / "roles.png", "roles"))  # `fedft partitions`: text per role
 
 
 # ------------------------------------------------------------------ bigram baseline

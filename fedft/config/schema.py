@@ -250,7 +250,7 @@ _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 
 class OutputConfig(_Section):
     dir: str = "runs"  # results go to <dir>/<name>-<timestamp>/
-    plot_partitions: bool = False  # also write partitions.png (label counts per client)
+    plot_partitions: bool = False  # also write partitions.png/.pdf into the run folder (label counts per client)
 
 
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")

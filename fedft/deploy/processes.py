@@ -7,8 +7,9 @@ SuperLink daemon. A process-group kill misses the detached ones, and a child
 whose parent died is re-parented to init, where a tree walk no longer finds it.
 So every process fedft starts gets a unique `FEDFT_LAUNCH_ID` in its environment,
 which all its descendants inherit; `stop_all` signals every live process that
-carries our id (found in /proc/<pid>/environ, Linux), plus the tree below each
-process we started (elsewhere), first SIGTERM, then SIGKILL after a grace period.
+carries our id (read with psutil, which sees the environment on Linux, macOS and
+Windows), plus the tree below each process we started, first SIGTERM, then SIGKILL
+after a grace period.
 Should fedft itself be killed with SIGKILL (no cleanup possible), the kernel sends
 each process it started a SIGTERM (Linux PR_SET_PDEATHSIG), and Flower's own
 `--parent-pid` watchdogs take the grandchildren along.
@@ -29,6 +30,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+import psutil
+
 LAUNCH_ID = "FEDFT_LAUNCH_ID"
 
 
@@ -40,52 +43,36 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _alive(pid: int) -> bool:
+    """Running, sleeping or stopped: not gone and not a zombie waiting for its parent."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X")
-    except (OSError, IndexError):
-        try:
-            os.kill(pid, 0)
-            return True
-        except (ProcessLookupError, PermissionError):
-            return False
-
-
-def _children_map() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        kids.setdefault(ppid, []).append(int(entry.name))
-    return kids
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:  # another user's process: it exists
+        return True
 
 
 def descendants(pid: int) -> list[int]:
-    """All live descendants of `pid` (Linux /proc; empty elsewhere)."""
-    kids, out, todo = _children_map(), [], [pid]
-    while todo:
-        for child in kids.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
+    """All live descendants of `pid` (children, grandchildren, ...); [] once it is gone."""
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
 
 
 def tagged(launch_id: str) -> list[int]:
-    """PIDs whose environment carries FEDFT_LAUNCH_ID=launch_id (Linux; own user's processes)."""
-    needle = f"{LAUNCH_ID}={launch_id}".encode()
+    """PIDs whose environment carries FEDFT_LAUNCH_ID=launch_id (the own user's processes:
+    the OS does not show other users' environments)."""
     found = []
-    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if needle in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
+    for proc in psutil.process_iter():
+        if proc.pid == os.getpid():
+            continue
+        try:
+            if proc.environ().get(LAUNCH_ID) == launch_id:
+                found.append(proc.pid)
+        except (psutil.Error, OSError):  # gone, a zombie, another user's, or a kernel thread
+            continue
+    return sorted(found)
 
 
 def _die_with_parent() -> None:

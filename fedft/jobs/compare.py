@@ -12,7 +12,7 @@ A config with a `[compare]` table, e.g.
 runs every arm with the same seed, data, partitions and sampled clients (arms
 may not override `seed`, `data.*`, `partition.*` or `simulation.clients_per_round`)
 into `<out>/<arm>/`, then writes `comparison.csv`, `comparison.md` and
-`comparison.png` (test accuracy per round, all arms) into `<out>/`. With
+`comparison.png`/`.pdf` (test accuracy and loss per round, all arms) into `<out>/`. With
 `pretrain = true` it first runs `fedft pretrain` on the same config into
 `<out>/pretrained/`, and `{pretrained}` in an arm stands for that `model.pt`.
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ from fedft.jobs.run import prepare
 from fedft.jobs.runner import run_each
 from fedft.jobs.tables import markdown_table
 from fedft.jobs.validate import PRETRAINED, load_config
-from fedft.state.run_folder import atomic_write, new_run_dir, read_rows, save_figure
+from fedft.state import figures
+from fedft.state.run_folder import atomic_write, new_run_dir, read_rows
 
 
 def _substitute(node: Any, token: str, value: str) -> Any:
@@ -162,33 +164,55 @@ def comparison_table(rows: list[dict[str, Any]], reference: str) -> str:
     return markdown_table(header, cells)
 
 
-def plot_comparison(results: list[ArmResult], path: Path, target: float | None = None, title: str = "") -> None:
-    import matplotlib
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): node}
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in results:
-        pts = [(row["round"], row["test_accuracy"]) for row in r.rows if row.get("test_accuracy") is not None]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, label=r.name)
-    if target is not None:
-        ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:.3f}")
-    from matplotlib.ticker import MaxNLocator
+def differing_fields(configs: list[FedftConfig]) -> list[str]:
+    """The config fields (dotted, as in `--set`) whose values are not the same in every arm,
+    the run's name aside."""
+    flat = [_flat(cfg.model_dump(mode="json")) for cfg in configs]
+    keys = dict.fromkeys(k for f in flat for k in f if k != "name")
+    return [k for k in keys if len({repr(f.get(k)) for f in flat}) > 1]
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("round")
-    ax.set_ylabel("central test accuracy")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="lower right")
-    ax.set_title(title)
-    fig.tight_layout()
-    save_figure(fig, path)
+
+def comparison_title(name: str, results: list[ArmResult]) -> str:
+    """"finetune_vs_scratch — 3 arms differing in model.init_from, model.reset_head"."""
+    fields = differing_fields([r.cfg for r in results])
+    what = f"differing in {', '.join(fields[:4])}{' …' if len(fields) > 4 else ''}" if fields else "with the same config"
+    return f"{name} — {len(results)} arms {what}"
+
+
+def comparison_figure(results: list[ArmResult], target: float | None = None, title: str = "") -> Any:
+    """Central test accuracy (left, the target dashed) and loss (right) per round, one line
+    and marker per arm."""
+    with figures.styled() as plt:
+        fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(9, 3.6))
+        for marker, r in zip(figures.MARKERS * 4, results):
+            for ax, key in ((acc_ax, "test_accuracy"), (loss_ax, "test_loss")):
+                pts = [(row["round"], row[key]) for row in r.rows if isinstance(row.get(key), (int, float)) and math.isfinite(row[key])]
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, label=r.name)
+        if target is not None:
+            acc_ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:.3f}")
+        for ax, label in ((acc_ax, "central test accuracy"), (loss_ax, "central test loss")):
+            figures.integer_rounds(ax)
+            ax.set_ylabel(label)
+        acc_ax.set_ylim(0, 1)
+        acc_ax.legend(loc="lower right")
+        fig.suptitle(title)
+        return fig
+
+
+def plot_comparison(results: list[ArmResult], path: Path, target: float | None = None, title: str = "") -> tuple[Path, Path]:
+    """comparison.png and comparison.pdf (`path` without its suffix)."""
+    return figures.save(comparison_figure(results, target, title), path)
 
 
 def write_comparison(out_dir: Path, results: list[ArmResult], reference: str = "", title: str = "", targets: list[float] | None = None) -> str:
-    """comparison.csv, comparison.md and comparison.png in `out_dir`; returns the Markdown table."""
+    """comparison.csv, comparison.md and comparison.png/.pdf in `out_dir`; returns the Markdown table.
+    `title` (the config's name) is followed by what differs between the arms."""
     reference = reference or results[0].name
     rows = comparison_rows(results, reference, targets)
     buf = io.StringIO()
@@ -198,7 +222,7 @@ def write_comparison(out_dir: Path, results: list[ArmResult], reference: str = "
     atomic_write(out_dir / "comparison.csv", buf.getvalue())
     table = comparison_table(rows, reference)
     atomic_write(out_dir / "comparison.md", table)
-    plot_comparison(results, out_dir / "comparison.png", rows[0]["target_accuracy"], title)
+    plot_comparison(results, out_dir / "comparison", rows[0]["target_accuracy"], comparison_title(title or out_dir.name, results))
     return table
 
 
@@ -259,5 +283,5 @@ def compare(config: str | Path | dict | FedftConfig, overrides: list[str] | None
     if not quiet:
         print()
         print(table, end="")
-        print(f"\nwrote {out_dir / 'comparison.csv'}, comparison.md, comparison.png")
+        print(f"\nwrote {out_dir / 'comparison.csv'}, comparison.md, comparison.png, comparison.pdf")
     return ComparisonResult(out_dir, results, table)

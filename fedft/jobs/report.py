@@ -1,4 +1,4 @@
-"""`fedft report SWEEP_DIR`: sweep.csv, sweep.md and sweep.png from the point folders alone.
+"""`fedft report SWEEP_DIR`: sweep.csv, sweep.md and sweep.png/.pdf from the point folders alone.
 
 Each point folder holds a normal run (config.toml, summary.json, metrics); the sweep
 folder's points.json names the points and their varied fields (without it, every
@@ -16,7 +16,8 @@ from typing import Any
 
 from fedft.errors import FedftError
 from fedft.jobs.tables import markdown_table
-from fedft.state.run_folder import atomic_write, read_summary, save_figure
+from fedft.state import figures
+from fedft.state.run_folder import atomic_write, read_summary
 
 METRICS = ("final_accuracy", "best_accuracy", "epsilon", "mia_auc", "mia_tpr_at_1pct_fpr", "wall_seconds")
 SEED = "seed"
@@ -122,58 +123,96 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
-def plot_sweep(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
-    """Left: final accuracy vs ε (log axis) per privacy mode, non-private accuracy dashed,
-    Pareto frontier circled. Right: MIA AUC vs ε, 0.5 = no measurable leakage."""
-    import matplotlib
+def sweep_title(rows: list[dict[str, Any]], name: str) -> str:
+    """What the sweep figure shows and what varied, e.g. "final accuracy and MIA AUC vs ε —
+    privacy_tradeoff_quick, local and central DP, δ=1e-5"; "by train.lr" when ε is not swept."""
+    modes = [m for m in dict.fromkeys(str(r["privacy_mode"]) for r in rows if r.get("privacy_mode")) if m != "none"]
+    others = [k for k in _varied(rows) if k not in (SEED, MODE, EPS)]
+    deltas = sorted({float(r["delta"]) for r in rows if r.get("delta") is not None})
+    if not modes:
+        return f"final accuracy and MIA AUC by {', '.join(others) or 'point'} — {name}, no DP"
+    parts = [name, " and ".join(modes) + " DP"]
+    if deltas:
+        parts.append(", ".join(f"δ={figures.number(d)}" for d in deltas))
+    by = f", by {', '.join(others)}" if others else ""
+    return f"final accuracy and MIA AUC vs ε{by} — {', '.join(parts)}"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def epsilon_axis(ax: Any, eps: list[float], deltas: list[float]) -> None:
+    """Log ε axis with a tick at each ε the sweep reached (plain numbers, no minor ticks at
+    2 and 5; ε that print alike share one tick) and the δ those ε are at in the label."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    ticks = list({figures.number(e): e for e in sorted(eps)}.values())  # 3.995 and 3.996 share one "4"
+    ax.set_xscale("log")
+    ax.set_xlim(ticks[0] / 1.6, ticks[-1] * 1.6)
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: figures.number(v)))
+    ax.xaxis.set_minor_locator(NullLocator())
+    delta = " / ".join(f"{d:g}" for d in sorted(set(deltas))) or "?"
+    ax.set_xlabel(f"ε (δ = {delta})")
+
+
+def sweep_figure(rows: list[dict[str, Any]], title: str = "") -> Any:
+    """Left: final accuracy vs ε (log axis, a tick at each swept ε) per privacy mode, one
+    marker per series, non-private accuracy dashed, Pareto frontier circled. Right: MIA AUC
+    vs ε, 0.5 = no measurable leakage."""
     groups = group_rows(rows)
     others = [k for k in _varied(rows) if k not in (SEED, MODE, EPS)]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    for ax, metric, label in ((axes[0], "final_accuracy", "final test accuracy"), (axes[1], "mia_auc", "MIA AUC (loss threshold)")):
-        series: dict[str, list[dict[str, Any]]] = {}
-        for g in groups:
-            if g["privacy_mode"] != "none" and g["epsilon"] is not None and g[metric] is not None:
-                name = " ".join([str(g["privacy_mode"])] + [f"{k.rsplit('.', 1)[-1]}={g[k]}" for k in others])
-                series.setdefault(name, []).append(g)
-        for name, gs in series.items():
-            gs.sort(key=lambda g: g["epsilon"])
-            ax.errorbar([g["epsilon"] for g in gs], [g[metric] for g in gs], yerr=[g[metric + "_std"] or 0 for g in gs], marker="o", markersize=4, capsize=3, label=name)
-        private = [g for g in groups if g["privacy_mode"] == "none" and g[metric] is not None]
-        for i, g in enumerate(private):
-            extra = " ".join(f"{k.rsplit('.', 1)[-1]}={g[k]}" for k in others)
-            ax.axhline(g[metric], color="grey", linestyle="--", linewidth=1, label=f"non-private {extra}".strip() if i < 4 else None)
-        if metric == "final_accuracy":
-            front = pareto_front([(g["epsilon"], g[metric]) for gs in series.values() for g in gs])
-            if front:
-                ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="black", linewidth=0.8, alpha=0.6)
-                ax.scatter([p[0] for p in front], [p[1] for p in front], s=120, facecolors="none", edgecolors="black", label="Pareto frontier")
-        else:
-            ax.axhline(0.5, color="red", linestyle=":", linewidth=1, label="chance (0.5)")
-        if series:
-            from matplotlib.ticker import FuncFormatter, LogLocator
+    deltas = [float(r["delta"]) for r in rows if r.get("delta") is not None]
+    with figures.styled() as plt:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for ax, metric, label in ((axes[0], "final_accuracy", "final test accuracy"), (axes[1], "mia_auc", "MIA AUC (loss threshold)")):
+            series: dict[str, list[dict[str, Any]]] = {}
+            for g in groups:
+                if g["privacy_mode"] != "none" and g["epsilon"] is not None and g[metric] is not None:
+                    name = " ".join([f"{g['privacy_mode']} DP"] + [f"{k.rsplit('.', 1)[-1]}={g[k]}" for k in others])
+                    series.setdefault(name, []).append(g)
+            for marker, (name, gs) in zip(figures.MARKERS * 4, series.items()):
+                gs.sort(key=lambda g: g["epsilon"])
+                ax.errorbar([g["epsilon"] for g in gs], [g[metric] for g in gs], yerr=[g[metric + "_std"] or 0 for g in gs],
+                            marker=marker, markersize=5, capsize=3, label=name)
+            private = [g for g in groups if g["privacy_mode"] == "none" and g[metric] is not None]
+            for i, g in enumerate(private):
+                extra = " ".join(f"{k.rsplit('.', 1)[-1]}={g[k]}" for k in others)
+                ax.axhline(g[metric], color="grey", linestyle="--", linewidth=1, label=f"no DP {extra}".strip() if i < 4 else None)
+            if metric == "final_accuracy":
+                front = pareto_front([(g["epsilon"], g[metric]) for gs in series.values() for g in gs])
+                if len(front) > 1:
+                    ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="black", linewidth=0.8, alpha=0.6)
+                if front:
+                    ax.scatter([p[0] for p in front], [p[1] for p in front], s=120, facecolors="none", edgecolors="black", label="Pareto frontier")
+            else:
+                ax.axhline(0.5, color="red", linestyle=":", linewidth=1, label="chance (0.5)")
+            if series:
+                epsilon_axis(ax, [g["epsilon"] for gs in series.values() for g in gs], deltas)
+            else:
+                ax.set_xlabel("(no private points)")
+            ax.set_ylim(*((0, 1) if metric == "final_accuracy" else (0.4, 1.0)))
+            ax.set_ylabel(label)
+            ax.legend()
+        fig.suptitle(title)
+        return fig
 
-            eps = [g["epsilon"] for gs in series.values() for g in gs]
-            ax.set_xscale("log")
-            ax.set_xlim(min(eps) / 2, max(eps) * 2)  # at least a decade, so log ticks read cleanly
-            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
-        ax.set_ylim(*((0, 1) if metric == "final_accuracy" else (0.4, 1.0)))
-        ax.set_xlabel("ε (δ from the run; log scale)")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize="small")
-    fig.suptitle(title)
-    fig.tight_layout()
-    save_figure(fig, path)
+
+def plot_sweep(rows: list[dict[str, Any]], path: Path, title: str = "") -> tuple[Path, Path]:
+    """sweep.png and sweep.pdf (`path` without its suffix)."""
+    return figures.save(sweep_figure(rows, title), path)
+
+
+def _sweep_name(sweep_dir: Path) -> str:
+    """The config's name from the sweep's own sweep.toml; the folder's name without one."""
+    import tomllib
+
+    try:
+        name = tomllib.loads((sweep_dir / "sweep.toml").read_text(encoding="utf-8")).get("name")
+    except (OSError, ValueError):
+        name = None
+    return name if isinstance(name, str) and name else sweep_dir.name
 
 
 def write_report(sweep_dir: str | Path) -> str:
-    """sweep.csv, sweep.md and sweep.png in `sweep_dir`; returns the Markdown table."""
+    """sweep.csv, sweep.md, sweep.png and sweep.pdf in `sweep_dir`; returns the Markdown table."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FedftError("SWEEP_DIR", f"'{sweep_dir}' is not a folder.", "give the folder `fedft sweep` wrote, e.g. runs/privacy_tradeoff-<stamp>/.")
@@ -188,5 +227,5 @@ def write_report(sweep_dir: str | Path) -> str:
     atomic_write(sweep_dir / "sweep.csv", buf.getvalue())
     table = sweep_table(rows)
     atomic_write(sweep_dir / "sweep.md", table)
-    plot_sweep(rows, sweep_dir / "sweep.png", title=sweep_dir.name)
+    plot_sweep(rows, sweep_dir / "sweep", title=sweep_title(rows, _sweep_name(sweep_dir)))
     return table

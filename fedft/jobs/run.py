@@ -27,6 +27,7 @@ from fedft.fl.server.nodes import NodePartitions
 from fedft.jobs.resume import is_complete, prepare_resume, resume_command
 from fedft.jobs.validate import load_config
 from fedft.ml.data import federated_data_for
+from fedft.ml.data.plot import partition_title, plot_label_counts
 from fedft.privacy.checks import check_privacy_data, privacy_description
 from fedft.runtime import engine
 from fedft.runtime.interrupt import stop_on_signals
@@ -90,6 +91,8 @@ def run(
             raise FedftError("compare.arms", f"this config compares {len(cfg.compare.arms)} arms; fedft.run runs one simulation.", "use `fedft run CONFIG` on the command line or fedft.jobs.compare.compare(CONFIG) in Python.")
         run_dir = new_run_dir(cfg, out)
         writer = RunWriter(run_dir, cfg)
+        if cfg.output.plot_partitions:
+            plot_label_counts(federated_data_for(cfg), run_dir / "partitions", title=partition_title(cfg))
     printer = RoundPrinter(cfg.simulation.rounds, quiet=quiet)
     if point is None:
         printer.say(f"fedft: {cfg.name}: {cfg.partition.num_clients} clients, {cfg.simulation.clients_per_round} per round, {cfg.simulation.rounds} rounds, "

@@ -222,7 +222,7 @@ def sweep(config: str | Path | dict, overrides: list[str] | None = None, out: st
     if not quiet:
         print()
         print(table, end="")
-        print(f"\nwrote {sweep_dir / 'sweep.csv'}, sweep.md, sweep.png")
+        print(f"\nwrote {sweep_dir / 'sweep.csv'}, sweep.md, sweep.png, sweep.pdf")
     return SweepResult(sweep_dir, points, ran, table, interrupted)
 
 

@@ -26,6 +26,7 @@ at q = 1 the RDP is closed form at every order and Opacus' fractional orders are
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Iterable, Sequence
@@ -113,7 +114,13 @@ def _epsilon(history: tuple[tuple[float, float, int], ...], delta: float, accoun
         if rdp_bound > PRV_MAX_EPSILON:
             return rdp_bound
 
-    with warnings.catch_warnings():
+    # Entering catch_warnings resets Python's "print once per location" memory, so a warning
+    # raised in here would print again on every call (every round): "once" keeps one per process.
+    # At q = 1 Opacus' PRV takes log(1 - q) = log 0 on the branch its np.where discards: the
+    # "divide by zero encountered in log" it prints says nothing about ε, so it is not raised.
+    full_batch = any(q >= 1 for _, q, _ in history)
+    with warnings.catch_warnings(), np.errstate(divide="ignore") if full_batch else contextlib.nullcontext():
+        warnings.filterwarnings("once")
         warnings.filterwarnings("ignore", message="Optimal order is the (largest|smallest) alpha")
         warnings.filterwarnings("ignore", message="GDP accounting is experimental")
         acc = create_accountant(mechanism=accountant)

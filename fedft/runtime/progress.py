@@ -26,12 +26,32 @@ def human_bytes(count: float) -> str:
     return f"{value:.1f} TiB"
 
 
+def clock(seconds: float) -> str:
+    """Seconds as a clock: 75 -> "1:15", 3725 -> "1:02:05"."""
+    whole = max(0, int(round(seconds)))
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def eta_seconds(round_seconds: list[float], rounds_left: int) -> float | None:
+    """Time the remaining rounds will take: the median round so far times the rounds left
+    (the median, so one slow first round, Ray warming up or a compile, does not skew it).
+    None before any round has been timed."""
+    if not round_seconds or rounds_left <= 0:
+        return None if not round_seconds else 0.0
+    ordered = sorted(round_seconds)
+    mid = len(ordered) // 2
+    median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    return median * rounds_left
+
+
 class RoundPrinter:
     def __init__(self, rounds: int, quiet: bool = False, console: Console | None = None) -> None:
         self.rounds = rounds
         self.quiet = quiet
         self.console = console or Console(highlight=False)
         self.t0 = time.perf_counter()
+        self.round_seconds: list[float] = []  # wall time of each trained round printed so far
 
     def say(self, text: str) -> None:
         if not self.quiet:
@@ -44,9 +64,13 @@ class RoundPrinter:
             clients += " (skipped: below simulation.min_replies)"
         if row.get("epsilon") is not None:
             clients += f"  ε {_fmt(row['epsilon'], '.3g')}"
+        if r >= 1 and row.get("wall_seconds") is not None:
+            self.round_seconds.append(float(row["wall_seconds"]))
+        eta = eta_seconds(self.round_seconds, self.rounds - r) if r >= 1 else None
         self.say(
             f"round {r:>3}/{self.rounds}  acc {_fmt(row.get('test_accuracy'))}  loss {_fmt(row.get('test_loss'))}"
             f"{clients}  {row.get('wall_seconds', 0.0):.1f} s  elapsed {time.perf_counter() - self.t0:.1f} s"
+            + (f"  ETA {clock(eta)}" if eta else "")
         )
 
     def on_done(self, summary: dict[str, Any]) -> None:

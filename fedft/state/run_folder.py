@@ -1,4 +1,4 @@
-"""The results folder: config.toml, metrics.csv/.jsonl, summary.json, model.pt, accuracy.png.
+"""The results folder: config.toml, metrics.csv/.jsonl, summary.json, model.pt, accuracy.png/.pdf.
 
 Every file is written with `fedft.state.atomic`, so a reader (or a crash) never
 sees half a file.
@@ -16,7 +16,7 @@ from typing import Any
 
 from fedft.config import FedftConfig, to_toml
 from fedft.errors import FedftError
-from fedft.state import atomic
+from fedft.state import atomic, figures
 from fedft.state.provenance import command_line, git_commit
 
 
@@ -137,37 +137,29 @@ class RunWriter:
         summary = self.summary(status, wall_seconds, extra)
         atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         if self.rows:
-            plot_accuracy(self.rows, self.run_dir / "accuracy.png", title=self.cfg.name)
+            title = figures.run_title(self.cfg.name, self.cfg.strategy.name, summary.get("privacy_mode"), summary.get("epsilon"), summary.get("delta"))
+            plot_accuracy(self.rows, self.run_dir / "accuracy", title=title)
         return summary
 
 
-def plot_accuracy(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    xs = [r["round"] for r in rows if r.get("test_accuracy") is not None]
-    ys = [r["test_accuracy"] for r in rows if r.get("test_accuracy") is not None]
-    ax.plot(xs, ys, marker="o")
-    ax.set_xlabel("round")
-    ax.set_ylabel("central test accuracy")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.set_title(title)
-    fig.tight_layout()
-    save_figure(fig, path)
+def accuracy_figure(rows: list[dict[str, Any]], title: str = "") -> Any:
+    """Central test accuracy (left) and loss (right) per round, round 0 being the model
+    before training; `title` says what the run is (`figures.run_title`)."""
+    with figures.styled() as plt:
+        fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(8, 3.2))
+        for ax, key, label in ((acc_ax, "test_accuracy", "central test accuracy"), (loss_ax, "test_loss", "central test loss")):
+            pts = [(r["round"], r[key]) for r in rows if _clean(r.get(key)) is not None]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o")
+            ax.set_ylabel(label)
+            figures.integer_rounds(ax)
+        acc_ax.set_ylim(0, 1)
+        fig.suptitle(title)
+        return fig
 
 
-def save_figure(fig, path: Path) -> None:
-    """Write a matplotlib figure as PNG atomically (see `fedft.state.atomic`) and close it."""
-    import matplotlib.pyplot as plt
-
-    try:
-        atomic.write_with(path, lambda f: fig.savefig(f, format="png", dpi=100))
-    finally:
-        plt.close(fig)
+def plot_accuracy(rows: list[dict[str, Any]], path: Path, title: str = "") -> tuple[Path, Path]:
+    """accuracy.png and accuracy.pdf (`path` without its suffix)."""
+    return figures.save(accuracy_figure(rows, title), path)
 
 
 # ------------------------------------------------------------ reading a results folder back
