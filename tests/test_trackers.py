@@ -176,8 +176,8 @@ def test_a_run_logs_every_round_to_tensorboard_mlflow_and_wandb(tiny_config, tmp
     offline = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(offline) == 1 and offline[0].name.endswith(ids["wandb"]["id"])
     logged = _wandb_records(offline[0] / f"run-{ids['wandb']['id']}.wandb")
-    history = [{i.key: json.loads(i.value_json) for i in r.history.item} for r in logged if r.WhichOneof("record_type") == "history"]
-    assert [h["_step"] for h in history] == [0, 1, 2]
+    history = [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item} for r in logged if r.WhichOneof("record_type") == "history"]
+    assert [h.get("_step") for h in history] == [0, 1, 2], history
     for h, row in zip(history, rows):
         assert h["test_accuracy"] == row["test_accuracy"] and h.get("epsilon") == row.get("epsilon")
         assert {k: h.get(k) for k in numeric_metrics(row)} == numeric_metrics(row)  # every number of the row, nothing dropped
