@@ -15,7 +15,7 @@ import importlib.util
 import json
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ IDS_FILE = "trackers.json"  # {tracker name: what its start() returned}, read ba
 __all__ = ["IDS_FILE", "TRACKERS", "RunTrackers", "Tracker", "check_loggers", "numeric_metrics"]
 
 
-def check_loggers(loggers: list[str], output: dict[str, Any]) -> None:
+def check_loggers(loggers: Sequence[str], output: dict[str, Any]) -> None:
     """Raise FedftError naming `output.loggers` and the pip extra when a tracker's package is missing."""
     for name in loggers:
         for module in TRACKERS[name].required_modules(output):
@@ -50,7 +50,7 @@ class RunTrackers:
     """The trackers of one run. `start` before the first round, `log_round` for every
     metrics row as it is written (from the server's thread), `finish` after summary.json."""
 
-    def __init__(self, loggers: list[str], warn: Callable[[str], None] = _warn) -> None:
+    def __init__(self, loggers: Sequence[str], warn: Callable[[str], None] = _warn) -> None:
         self._live: list[Tracker] = [TRACKERS[name]() for name in loggers]
         self._warn = warn
         self._lock = threading.Lock()  # rounds come from the server's thread, start/finish from the caller's
