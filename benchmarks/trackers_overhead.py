@@ -1,7 +1,7 @@
 """Trackers: what each of `output.loggers` adds to a run, outside the run itself.
 
-Each tracker is timed in a fresh child process (nothing imported or created before),
-through the same `RunTrackers` that `fedft run` uses, on a fresh results folder:
+Each tracker is timed in a fresh child process (only torch and fedft imported before,
+as in a run), through the same `RunTrackers` that `fedft run` uses, on a fresh folder:
   start      - import the package, open the tracker run, log the config
   per round  - one metrics row of ROW_KEYS numbers (mean over --rounds rounds)
   finish     - model.pt (a --model-mib file) and summary.json as artifacts, close
@@ -30,8 +30,9 @@ name, rounds, mib = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 run_dir = Path(tempfile.mkdtemp(prefix="fedft-trackers-"))
 (run_dir / "model.pt").write_bytes(os.urandom(int(mib * 2**20)))
 (run_dir / "summary.json").write_text(json.dumps({"status": "completed"}))
-t0 = time.perf_counter()
+import torch  # loaded in every run before its trackers start: not their cost
 from fedft.jobs.trackers import RunTrackers
+t0 = time.perf_counter()
 warnings = []
 trackers = RunTrackers([name], warn=warnings.append)
 config = {"name": "bench", "seed": 0, "train": {"lr": 0.05}, "output": {"mlflow_tracking_uri": "", "wandb_mode": "offline"}}
