@@ -42,10 +42,12 @@ class MlflowTracker:
         return ("mlflow", "sqlalchemy", "alembic") if uri == "" or uri.startswith("sqlite:") else ("mlflow",)
 
     def start(self, config: dict[str, Any], run_dir: Path, previous: dict[str, Any] | None) -> dict[str, Any]:
+        from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
         uri = tracking_uri(config.get("output", {}), run_dir)
-        if uri.startswith("sqlite:"):
+        own_store = uri == default_tracking_uri(run_dir)  # the run folder's: artifacts go beside it
+        if own_store:
             (run_dir / "mlruns").mkdir(exist_ok=True)
         self._client = client = MlflowClient(uri)
         if previous and previous.get("run_id") and previous.get("tracking_uri") == uri:
@@ -56,12 +58,10 @@ class MlflowTracker:
         if experiment is not None:
             experiment_id = experiment.experiment_id
         else:
-            artifacts = (run_dir / "mlruns" / "artifacts").resolve().as_uri() if uri.startswith("sqlite:") and not config.get("output", {}).get("mlflow_tracking_uri") else None
+            artifacts = (run_dir / "mlruns" / "artifacts").resolve().as_uri() if own_store else None  # else the server's / MLflow's default
             experiment_id = client.create_experiment(config["name"], artifact_location=artifacts)
         run = client.create_run(experiment_id, run_name=run_dir.name, tags={"fedft.run_dir": str(run_dir.resolve())})
         self._run_id = run.info.run_id
-        from mlflow.entities import Param
-
         params = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in flat_config(config).items()]
         for i in range(0, len(params), MAX_PARAMS_PER_CALL):
             client.log_batch(self._run_id, params=params[i:i + MAX_PARAMS_PER_CALL])
