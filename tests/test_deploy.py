@@ -111,8 +111,10 @@ def _assert_nothing_left(run_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_launch_tls_three_supernodes_two_rounds(tmp_path, process_guard):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     out = tmp_path / "run"
-    launch = _fedft("launch", str(_config(tmp_path)), "--clients", "3", "--out", str(out), log=tmp_path / "launch.log")
+    launch = _fedft("launch", str(_config(tmp_path)), "--clients", "3", "--out", str(out), "--set", "output.loggers=['tensorboard']", log=tmp_path / "launch.log")
     try:
         assert launch.wait(timeout=600) == 0, _read(tmp_path / "launch.log")
     finally:
@@ -128,6 +130,9 @@ def test_launch_tls_three_supernodes_two_rounds(tmp_path, process_guard):
     rows = _rows(out)
     assert [r["round"] for r in rows] == ["0", "1", "2"]
     assert all(r["clients_sampled"] == "3" and r["clients_replied"] == "3" for r in rows[1:])
+    events = EventAccumulator(str(out / "tensorboard"))  # output.loggers work in the deployed ServerApp too
+    events.Reload()
+    assert [(s.step, s.value) for s in events.Scalars("test_accuracy")] == [(int(r["round"]), pytest.approx(float(r["test_accuracy"]), rel=1e-6)) for r in rows]
     assert rows[1]["bytes_up"] == rows[1]["bytes_down"]  # clients send back model arrays only, same size as sent
 
     # the same ServerApp and ClientApp as a simulation: the same numbers, to the last bit

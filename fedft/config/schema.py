@@ -251,6 +251,17 @@ _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 class OutputConfig(_Section):
     dir: str = "runs"  # results go to <dir>/<name>-<timestamp>/
     plot_partitions: bool = False  # also write partitions.png/.pdf into the run folder (label counts per client)
+    # experiment trackers fed every round's metrics row (docs/trackers.md); each needs its extra: pip install 'fedft[tensorboard]'
+    loggers: list[Literal["tensorboard", "mlflow", "wandb"]] = []
+    mlflow_tracking_uri: str = ""  # "" = sqlite:///<run dir>/mlruns/mlflow.db; or a server, e.g. http://127.0.0.1:5000
+    wandb_mode: Literal["offline", "online"] = "offline"  # "offline": nothing leaves the machine (`wandb sync` uploads later)
+
+    @field_validator("loggers")
+    @classmethod
+    def _each_logger_once(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("lists a logger twice; name each of tensorboard, mlflow, wandb at most once")
+        return value
 
 
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")

@@ -19,6 +19,7 @@ from fedft.errors import FedftError
 from fedft.fl.client.app import app as client_app
 from fedft.fl.context import check_start
 from fedft.fl.server.app import serve, training_failure
+from fedft.jobs.trackers import RunTrackers
 from fedft.runtime.progress import RoundPrinter
 from fedft.state.run_folder import RunWriter
 
@@ -34,11 +35,18 @@ def flwr_main(grid: Grid, context: Context) -> None:
     writer = RunWriter(results_dir(cfg, out), cfg)
     check_start(cfg)  # model.init_from: absolute, readable, fits the model
     printer = RoundPrinter(cfg.simulation.rounds)
+    trackers = RunTrackers(cfg.output.loggers)  # output.loggers: here, in the ServerApp's process, as in `fedft run`'s driver
+    trackers.start(cfg.model_dump(mode="json"), writer.run_dir)
+
+    def record(row: dict) -> None:
+        printer.on_round(row)
+        trackers.log_round(row)
+
     t0 = time.perf_counter()
     status, extra = "failed", {}
     try:
         client_errors: list[str] = []
-        serve(grid, cfg, writer, printer.on_round, binding=parse_binding(str(context.run_config.get(CLIENTS_JSON, ""))), on_client_error=client_errors.append)
+        serve(grid, cfg, writer, record, binding=parse_binding(str(context.run_config.get(CLIENTS_JSON, ""))), on_client_error=client_errors.append)
         failure = training_failure(writer.rows, client_errors[0] if client_errors else None)
         if failure is None:
             status = "completed"
@@ -51,3 +59,4 @@ def flwr_main(grid: Grid, context: Context) -> None:
         raise
     finally:
         printer.on_done(writer.finish(status, time.perf_counter() - t0, extra))
+        trackers.finish(writer.run_dir, status)

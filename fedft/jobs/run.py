@@ -25,6 +25,7 @@ from fedft.fl.server.app import ServerOutcome, make_server_app, training_failure
 from fedft.fl.server.exchange import RunInterrupted
 from fedft.fl.server.nodes import NodePartitions
 from fedft.jobs.resume import is_complete, prepare_resume, resume_command
+from fedft.jobs.trackers import RunTrackers
 from fedft.jobs.validate import load_config
 from fedft.ml.data import federated_data_for
 from fedft.ml.data.plot import partition_title, plot_label_counts
@@ -45,6 +46,14 @@ class RunResult:
     @property
     def accuracy(self) -> float | None:
         return self.summary.get("final_accuracy")
+
+    def metrics_frame(self) -> Any:
+        """`metrics` as a pandas DataFrame, one row per round (pandas is optional: `pip install pandas`)."""
+        try:
+            import pandas
+        except ImportError:
+            raise FedftError("RunResult.metrics_frame", "needs pandas, which is not installed.", "pip install pandas, or use RunResult.metrics (a list of dicts).") from None
+        return pandas.DataFrame(self.metrics)
 
 
 def prepare(config: str | Path | dict | FedftConfig, overrides: list[str] | None = None) -> FedftConfig:
@@ -102,8 +111,12 @@ def run(
     outcome = ServerOutcome()
     stop = threading.Event()
     nodes = NodePartitions()  # the engine's node -> partition mapping, instead of a handshake
+    trackers = RunTrackers(cfg.output.loggers)  # output.loggers, in this (the driver) process only
+    trackers.start(cfg.model_dump(mode="json"), run_dir)
+
     def record(row: dict[str, Any]) -> None:
         printer.on_round(row)
+        trackers.log_round(row)
         if on_round is not None:
             on_round(dict(row))
 
@@ -139,6 +152,7 @@ def run(
         if status == "failed" and error is not None:
             extra["error"] = error
         summary = writer.finish(status, (point.elapsed_seconds if point else 0.0) + time.perf_counter() - t0, extra)
+        trackers.finish(run_dir, status)  # after summary.json and model.pt exist: they go up as artifacts
         printer.on_done(summary)
         if status == "failed" and error is not None and not quiet:
             print(f"fedft: run failed: {error}", file=sys.stderr)

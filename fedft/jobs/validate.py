@@ -3,7 +3,7 @@
 `fedft.config` checks single fields and the rules that need nothing but the config;
 the rules here need the layers below the jobs: dataset, model and strategy names
 (their registries), privacy calibration, fine-tuning modes against the model,
-pretraining and comparison settings, text data against its partition method, and
+pretraining and comparison settings, the trackers' packages (`output.loggers`), text data against its partition method, and
 strategy parameters against the run. Every job loads its config through
 `load_config`, so a bad config fails with one line before any folder or process exists.
 """
@@ -16,6 +16,7 @@ from typing import Any
 
 from fedft.config import FedftConfig, check_sections, import_plugins, parse_override, raw_config, validate, workers_import
 from fedft.errors import FedftError
+from fedft.jobs.trackers import check_loggers
 from fedft.ml.data import check_dataset_name, dataset_origin
 from fedft.ml.data.text import check_text_partition
 from fedft.ml.finetune import check_finetune
@@ -44,6 +45,7 @@ def check_run_config(cfg: FedftConfig) -> None:
     check_finetune(cfg)
     check_pretrain(cfg)
     check_compare(cfg)
+    check_loggers(cfg.output.loggers, cfg.output.model_dump())  # a tracker's missing package fails now, not after round 1
     check_text_partition(cfg.data.name, cfg.partition.method)
     check_strategy(cfg.strategy.name, cfg.strategy.params(), RunFacts.from_config(cfg))  # Krum's n > 2f + 2 with n = clients_per_round, ...
 
