@@ -27,6 +27,7 @@ from fedft.ml.data import FederatedData
 from fedft.ml.data.text import TextFederatedData
 from fedft.privacy.audit import run_mia
 from fedft.privacy.central import wrap_strategy
+from fedft.privacy.one_run_audit import audit_canaries
 from fedft.privacy.tracker import privacy_tracker
 from fedft.state.model_file import save_checkpoint
 from fedft.state.run_checkpoint import CheckpointKeeper, RunCheckpoint, ServerState, restore_state
@@ -116,6 +117,10 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
     )
     if cfg.audit.mia:  # empirical leakage of the final model next to the theoretical ε
         writer.extra.update(run_mia(ctx.build_model(), final, data, cfg.audit.mia_samples, cfg.seed))
+    if cfg.audit.canaries and data.canaries is not None:  # one-run ε lower bound beside ε (docs/audit.md)
+        c, a = data.canaries, cfg.audit
+        writer.extra.update(audit_canaries(ctx.build_model(), final, data.full.x[c.index], data.full.y[c.index], c.included,
+                                           a.guess_count(), a.delta or cfg.privacy.target_delta, a.confidence))
     return final
 
 
