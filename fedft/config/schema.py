@@ -228,7 +228,7 @@ class AuditConfig(_Section):
     mia_samples: int = Field(500, ge=10)  # members (clients' training records) and as many non-members (server test set); fewer if the data has fewer
     # one-run ε lower bound (Steinke, Nasr & Jagielski 2023; docs/audit.md): writes epsilon_lower_bound, audit_* to summary.json
     canaries: int = Field(0, ge=0)  # mislabeled records taken from the clients' pool, each in its client's shard with probability 1/2; 0 = off
-    canary_kind: Literal["mislabeled"] = "mislabeled"  # record-level canaries: a random wrong label, scored by the final model's loss
+    canary_kind: Literal["mislabeled", "noise"] = "mislabeled"  # a real record with a random wrong label; "noise": a uniform-noise image with a random label (easier to detect)
     guesses: int = Field(0, ge=0)  # r guesses: "in" for the lowest losses, "out" for the highest, half each; 0 = half the canaries
     confidence: float = Field(0.95, gt=0.0, lt=1.0)  # the bound holds with this probability (beta = 1 - confidence)
     delta: float | None = Field(None, gt=0.0, lt=1.0)  # the audit's δ; None = privacy.target_delta (1e-5 by default)

@@ -12,7 +12,7 @@ import numpy as np
 
 from fedft.ml.data import images as _images  # noqa: F401  (registers the offline datasets)
 from fedft.ml.data.arrays import ArrayDataset
-from fedft.ml.data.canaries import Canaries, draw_canaries
+from fedft.ml.data.canaries import Canaries, draw_canaries, noise_images
 from fedft.ml.data.federated import FederatedData
 from fedft.ml.data.partition import label_counts, partition_pool, split_pool_test, split_train_val
 from fedft.ml.data.registry import check_dataset_name, dataset_names, dataset_origin, load_dataset, register_dataset
@@ -41,6 +41,7 @@ def federated_data(
     small_roles: str = "drop",
     max_client_sequences: int = 0,
     canaries: int = 0,
+    canary_kind: str = "mislabeled",
 ) -> FederatedData:
     """`canaries` > 0: that many mislabeled canary records leave the pool before it is
     partitioned and join their client's training shard with probability ½
@@ -54,7 +55,8 @@ def federated_data(
         pool, planted = draw_canaries(pool, full.y, full.num_classes, num_clients, canaries, seed)
         labels = full.y.copy()
         labels[planted.index] = planted.label  # these records are nobody else's: out of the pool, never in the test set
-        full = ArrayDataset(full.name, full.x, labels, full.num_classes)
+        images = noise_images(full.x, planted.index, seed) if canary_kind == "noise" else full.x
+        full = ArrayDataset(full.name, images, labels, full.num_classes)
     shards = partition_pool(full.y[pool], method, num_clients, seed, alpha, classes_per_client, shards_per_client)
     clients = []
     for cid, positions in enumerate(shards):
@@ -68,4 +70,4 @@ def federated_data(
 def federated_data_for(cfg) -> FederatedData:  # cfg: FedftConfig
     d, p = cfg.data, cfg.partition
     return federated_data(d.name, d.path, d.test_fraction, d.val_fraction, p.method, p.num_clients, cfg.seed, p.alpha, p.classes_per_client, p.shards_per_client,
-                          d.seq_len, d.min_chars, d.small_roles, d.max_client_sequences, cfg.audit.canaries)
+                          d.seq_len, d.min_chars, d.small_roles, d.max_client_sequences, cfg.audit.canaries, cfg.audit.canary_kind)

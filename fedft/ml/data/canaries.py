@@ -5,6 +5,11 @@ is never touched), relabelled with a random wrong class, assigned to a random
 client and included in its training shard with probability ½, all from the run's
 seed. A mislabeled record is what a model memorises, not what it generalises to,
 so the final model's loss on it says whether it was trained on.
+
+`kind = "noise"` also replaces the canaries' images by uniform noise over the data's
+value range (out of distribution: nearly orthogonal to every real image and to each
+other, so one record's gradient moves its own loss and little else). They are the
+easier canaries to detect: the stronger audit, at the cost of a copy of the images.
 """
 
 from __future__ import annotations
@@ -29,6 +34,14 @@ class Canaries:
     def for_client(self, client_id: int) -> np.ndarray:
         """The dataset indices of the canaries in `client_id`'s training shard."""
         return self.index[(self.client == client_id) & self.included]
+
+
+def noise_images(x: np.ndarray, index: np.ndarray, seed: int) -> np.ndarray:
+    """A copy of `x` whose rows `index` are uniform noise between x's min and max (seeded)."""
+    rng = np.random.default_rng([seed, 0xC0DE])
+    out = x.copy()
+    out[index] = rng.uniform(float(x.min()), float(x.max()), size=(len(index), *x.shape[1:])).astype(x.dtype)
+    return out
 
 
 def draw_canaries(pool: np.ndarray, labels: np.ndarray, num_classes: int, num_clients: int, k: int, seed: int) -> tuple[np.ndarray, Canaries]:
