@@ -61,6 +61,9 @@ class ModelConfig(_Section):
     hidden_size: int = Field(256, ge=1)
     num_layers: int = Field(2, ge=1)
     reset_head: bool = False  # with init_from: a new seeded head (other classes or class count)
+    # seed_cnn / fedavg_cnn options for DP-SGD (docs/audit.md): the defaults are the published models
+    activation: Literal["relu", "tanh"] = "relu"  # tanh = tempered sigmoid (Papernot et al. 2021): bounded activations suit clipped, noisy gradients
+    norm: Literal["none", "group"] = "none"  # "group": GroupNorm(8) after each conv, per-example so Opacus accepts it (BatchNorm is not)
 
 
 class TrainConfig(_Section):
