@@ -7,7 +7,6 @@ from torch import nn
 
 from fedft.ml.models.registry import register_model
 
-
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}  # tanh: the tempered sigmoid of Papernot et al. 2021, which suits DP-SGD's clipped, noisy gradients
 
 
