@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, cfg in configs(args.seed, args.canaries, out).items():
             start = time.perf_counter()
             s = fedft.run(cfg, quiet=True).summary
-            eps = f"{s['epsilon']:.3g}" if "epsilon" in s else "∞ (no DP)"
+            eps = "∞ (no DP)" if s.get("epsilon") is None else f"{s['epsilon']:.3g}"
             print(f"| {name} | {eps} | {s['epsilon_lower_bound']:.3g} | {s['audit_correct']} / {s['audit_guesses']} | {s['final_accuracy']:.3f} | {time.perf_counter() - start:.0f} |", flush=True)
     return 0
 

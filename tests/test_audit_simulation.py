@@ -8,6 +8,7 @@ import pytest
 
 import fedft
 from fedft.errors import FedftError
+from fedft.jobs.report import write_report
 from fedft.jobs.validate import load_config
 from fedft.ml.data import federated_data_for
 
@@ -43,6 +44,25 @@ def test_bad_audit_settings_are_one_line_errors(tiny_config):
         load_config(_config(tiny_config, audit={"canaries": 10, "guesses": 11}))
     with pytest.raises(FedftError, match="audit.canaries"):
         federated_data_for(load_config(_config(tiny_config, audit={"canaries": 5000})))
+
+
+def test_sweep_report_carries_the_lower_bound(tmp_path):
+    """sweep.csv and sweep.md get the audit's columns; the plot draws with them."""
+    points = []
+    for i, (eps, bound) in enumerate(((1.0, 0.2), (4.0, 0.0), (8.0, 1.1))):
+        name = f"p{i}"
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps({
+            "status": "completed", "privacy_mode": "local", "final_accuracy": 0.5 + i / 10, "epsilon": eps, "delta": 1e-5,
+            "epsilon_lower_bound": bound, "audit_canaries": 100, "audit_guesses": 50, "audit_correct": 30 + i}))
+        points.append({"name": name, "values": {"privacy.target_epsilon": eps}})
+    (tmp_path / "points.json").write_text(json.dumps(points))
+    table = write_report(tmp_path)
+    header = (tmp_path / "sweep.csv").read_text().splitlines()[0].split(",")
+    assert header[:2] == ["point", "privacy.target_epsilon"]
+    assert {"epsilon_lower_bound", "audit_canaries", "audit_guesses", "audit_correct"} <= set(header)
+    assert "ε lower bound (audit)" in table and "| 1.1 |" in table
+    assert (tmp_path / "sweep.png").stat().st_size > 0
 
 
 @pytest.mark.slow
