@@ -74,6 +74,7 @@ def test_non_private_run_with_canaries_has_a_positive_lower_bound(tiny_config, t
     assert s["status"] == "completed"
     assert s["audit_canaries"] == 100 and s["audit_guesses"] == 50 and s["audit_delta"] == 1e-5
     assert s["audit_correct"] >= 45 and s["epsilon_lower_bound"] > 1.0
+    assert s["audit_contradicts_epsilon"] is None  # no DP: no ε to refute
     assert json.loads((result.run_dir / "summary.json").read_text())["epsilon_lower_bound"] == s["epsilon_lower_bound"]
 
 
@@ -85,3 +86,4 @@ def test_local_dp_run_lower_bound_stays_below_epsilon(tiny_config, tmp_path, sha
     s = fedft.run(cfg, out=tmp_path / "local", quiet=True).summary
     assert s["status"] == "completed" and s["privacy_mode"] == "local"
     assert s["audit_canaries"] == 100 and 0 <= s["epsilon_lower_bound"] < s["epsilon"]
+    assert s["audit_contradicts_epsilon"] is False

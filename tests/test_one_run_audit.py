@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from fedft.privacy.one_run_audit import correct_guesses, epsilon_lower_bound, guess_split, p_value
+from fedft.privacy.one_run_audit import contradicts, correct_guesses, epsilon_lower_bound, guess_split, p_value
 
 
 def _tail(r: int, v: int, q: float) -> float:
@@ -80,3 +80,11 @@ def test_guesses_take_the_best_and_worst_scores():
     assert correct_guesses(scores, included, 1) == 1
     assert correct_guesses(scores, ~included, 4) == 1
     assert correct_guesses(scores, included, 0) == 0
+
+
+def test_a_bound_above_epsilon_refutes_it_at_the_same_delta():
+    audit = {"epsilon_lower_bound": 2.5, "audit_delta": 1e-5}
+    assert contradicts(2.0, 1e-5, audit) is True
+    assert contradicts(3.0, 1e-5, audit) is False
+    assert contradicts(2.0, 1e-6, audit) is None  # another δ: not comparable
+    assert contradicts(None, None, audit) is None  # no DP: nothing to refute

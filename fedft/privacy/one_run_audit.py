@@ -87,6 +87,14 @@ def correct_guesses(scores: np.ndarray, included: np.ndarray, guesses: int) -> i
     return int(included[order[:k_in]].sum() + (~included[order[len(order) - k_out:]]).sum())
 
 
+def contradicts(epsilon: float | None, delta: float | None, audit: dict[str, Any]) -> bool | None:
+    """Whether the audit refutes the reported (ε, δ): its lower bound, at the same δ, is above ε.
+    None when there is nothing to compare (no DP, or the audit used another δ)."""
+    if epsilon is None or delta is None or audit.get("audit_delta") != delta:
+        return None
+    return bool(audit["epsilon_lower_bound"] > epsilon)
+
+
 def audit_canaries(model: nn.Module, state: dict[str, torch.Tensor], x: np.ndarray, y: np.ndarray, included: np.ndarray,
                    guesses: int, delta: float, confidence: float) -> dict[str, Any]:
     """Score each canary (x, y) by minus the final model's loss on it (a memorised
