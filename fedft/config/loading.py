@@ -125,6 +125,10 @@ def check_sections(cfg: FedftConfig) -> None:
         raise FedftError("attack.scale", "is 1, so the 'scale' attack would send honest updates.", "set attack.scale to the factor lambda, e.g. 10.")
     if cfg.audit.mia and cfg.partition.method == "roles":
         raise FedftError("audit.mia", "supports labelled (image) data only, not next-character text.", "set audit.mia = false for text runs.")
+    if cfg.audit.canaries and cfg.partition.method == "roles":
+        raise FedftError("audit.canaries", "supports labelled (image) data only, not next-character text.", "set audit.canaries = 0 for text runs.")
+    if cfg.audit.guesses > cfg.audit.canaries:
+        raise FedftError("audit.guesses", f"= {cfg.audit.guesses} is more than audit.canaries = {cfg.audit.canaries}.", "make at most one guess per canary (0 = half the canaries).")
 
 
 def raw_config(source: str | Path | dict[str, Any] | FedftConfig, overrides: list[str] | None = None) -> dict[str, Any]:

@@ -62,6 +62,9 @@ class ModelConfig(_Section):
     num_layers: int = Field(2, ge=1)
 
     reset_head: bool = False  # with init_from: a new seeded head (other classes or class count)
+    # seed_cnn / fedavg_cnn options for DP-SGD (docs/audit.md): the defaults are the published models
+    activation: Literal["relu", "tanh"] = "relu"  # tanh = tempered sigmoid (Papernot et al. 2021): bounded activations suit clipped, noisy gradients
+    norm: Literal["none", "group"] = "none"  # "group": GroupNorm(8) after each conv, per-example so Opacus accepts it (BatchNorm is not)
 
 
 class TrainConfig(_Section):
@@ -228,6 +231,16 @@ class AuditConfig(_Section):
 
     mia: bool = False  # loss-threshold membership inference (Yeom et al. 2018); writes mia_auc, mia_tpr_at_1pct_fpr to summary.json
     mia_samples: int = Field(500, ge=10)  # members (clients' training records) and as many non-members (server test set); fewer if the data has fewer
+    # one-run ε lower bound (Steinke, Nasr & Jagielski 2023; docs/audit.md): writes epsilon_lower_bound, audit_* to summary.json
+    canaries: int = Field(0, ge=0)  # mislabeled records taken from the clients' pool, each in its client's shard with probability 1/2; 0 = off
+    canary_kind: Literal["mislabeled", "noise"] = "mislabeled"  # a real record with a random wrong label; "noise": a uniform-noise image with a random label (easier to detect)
+    guesses: int = Field(0, ge=0)  # r guesses: "in" for the lowest losses, "out" for the highest, half each; 0 = half the canaries
+    confidence: float = Field(0.95, gt=0.0, lt=1.0)  # the bound holds with this probability (beta = 1 - confidence)
+    delta: float | None = Field(None, gt=0.0, lt=1.0)  # the audit's δ; None = privacy.target_delta (1e-5 by default)
+
+    def guess_count(self) -> int:
+        """r: the configured guesses, or half the canaries."""
+        return self.guesses or self.canaries // 2
 
 
 class PluginsConfig(_Section):

@@ -19,7 +19,7 @@ from fedft.jobs.tables import markdown_table
 from fedft.state import figures
 from fedft.state.run_folder import atomic_write, read_summary
 
-METRICS = ("final_accuracy", "best_accuracy", "epsilon", "mia_auc", "mia_tpr_at_1pct_fpr", "wall_seconds")
+METRICS = ("final_accuracy", "best_accuracy", "epsilon", "mia_auc", "mia_tpr_at_1pct_fpr", "wall_seconds", "epsilon_lower_bound")
 SEED = "seed"
 MODE = "privacy.mode"
 EPS = "privacy.target_epsilon"
@@ -54,12 +54,16 @@ def sweep_rows(sweep_dir: Path) -> list[dict[str, Any]]:
             "wall_seconds": s.get("wall_seconds"),
             "mia_auc": s.get("mia_auc"),
             "mia_tpr_at_1pct_fpr": s.get("mia_tpr_at_1pct_fpr"),
+            "epsilon_lower_bound": s.get("epsilon_lower_bound"),  # the one-run audit (audit.canaries; docs/audit.md)
+            "audit_canaries": s.get("audit_canaries"),
+            "audit_guesses": s.get("audit_guesses"),
+            "audit_correct": s.get("audit_correct"),
         })
     return rows
 
 
 def _varied(rows: list[dict[str, Any]]) -> list[str]:
-    fixed = {"point", "status", "privacy_mode", "delta", "noise_multiplier", "rounds", "bytes_total", *METRICS}
+    fixed = {"point", "status", "privacy_mode", "delta", "noise_multiplier", "rounds", "bytes_total", "audit_canaries", "audit_guesses", "audit_correct", *METRICS}
     return [k for k in dict.fromkeys(k for r in rows for k in r) if k not in fixed]
 
 
@@ -99,10 +103,10 @@ def _fmt(mean: float | None, std: float | None, spec: str) -> str:
 def sweep_table(rows: list[dict[str, Any]]) -> str:
     """sweep.md: one line per group of seeds (mean ± std), then the points not completed."""
     keys = [k for k in _varied(rows) if k != SEED]
-    header = [*keys, "seeds", "final acc", "best acc", "ε", "MIA AUC", "MIA TPR@1%FPR", "wall s"]
+    header = [*keys, "seeds", "final acc", "best acc", "ε", "MIA AUC", "MIA TPR@1%FPR", "wall s", "ε lower bound (audit)"]
     cells = [
         ["-" if g[k] is None else str(g[k]) for k in keys] + [str(g["n"])]
-        + [_fmt(g[m], g[m + "_std"], spec) for m, spec in zip(METRICS, (".4f", ".4f", ".3g", ".3f", ".3f", ".0f"))]
+        + [_fmt(g[m], g[m + "_std"], spec) for m, spec in zip(METRICS, (".4f", ".4f", ".3g", ".3f", ".3f", ".0f", ".3g"))]
         for g in group_rows(rows)
     ]
     table = markdown_table(header, cells)
@@ -176,6 +180,9 @@ def sweep_figure(rows: list[dict[str, Any]], title: str = "") -> Any:
             for i, g in enumerate(private):
                 extra = " ".join(f"{k.rsplit('.', 1)[-1]}={g[k]}" for k in others)
                 ax.axhline(g[metric], color="grey", linestyle="--", linewidth=1, label=f"no DP {extra}".strip() if i < 4 else None)
+            audited = [g for g in groups if metric == "final_accuracy" and (g.get("epsilon_lower_bound") or 0) > 0 and g[metric] is not None]
+            if audited:  # the one-run audit: where the run's empirical ε lower bound sits beside its ε
+                ax.scatter([g["epsilon_lower_bound"] for g in audited], [g[metric] for g in audited], marker="x", color="black", label="ε lower bound (audit)")
             if metric == "final_accuracy":
                 front = pareto_front([(g["epsilon"], g[metric]) for gs in series.values() for g in gs])
                 if len(front) > 1:
@@ -186,6 +193,10 @@ def sweep_figure(rows: list[dict[str, Any]], title: str = "") -> Any:
                 ax.axhline(0.5, color="red", linestyle=":", linewidth=1, label="chance (0.5)")
             if series:
                 epsilon_axis(ax, [g["epsilon"] for gs in series.values() for g in gs], deltas)
+                if audited:  # keep the audit's markers in view; the ticks stay at the swept ε
+                    low, high = ax.get_xlim()
+                    bounds = [g["epsilon_lower_bound"] for g in audited]
+                    ax.set_xlim(min(low, min(bounds) / 1.6), max(high, max(bounds) * 1.6))
             else:
                 ax.set_xlabel("(no private points)")
             ax.set_ylim(*((0, 1) if metric == "final_accuracy" else (0.4, 1.0)))

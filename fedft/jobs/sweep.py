@@ -156,7 +156,7 @@ def point_done(folder: Path) -> bool:
 
 def _describe(summary: dict[str, Any]) -> str:
     return (f"{summary.get('status', 'failed')}, accuracy {_g(summary.get('final_accuracy'))}, ε {_g(summary.get('epsilon'))}, "
-            f"MIA AUC {_g(summary.get('mia_auc'))}")
+            f"MIA AUC {_g(summary.get('mia_auc'))}, ε lower bound {_g(summary.get('epsilon_lower_bound'))}")
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,8 @@ def loss_threshold_attack(member_losses: np.ndarray, nonmember_losses: np.ndarra
 def sample_members(data: Any, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(member, non-member) indices into `data.full`: equal counts, at most `samples` each."""
     train = np.unique(np.concatenate([t for t, _ in data.clients]))
+    if getattr(data, "canaries", None) is not None:  # the one-run audit's mislabeled canaries are not typical members
+        train = np.setdiff1d(train, data.canaries.index)
     test = np.asarray(data.test)
     n = min(samples, len(train), len(test))
     rng = np.random.default_rng([seed, 5150])  # independent of training's streams

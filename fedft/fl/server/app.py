@@ -7,6 +7,7 @@ that `flwr run .` and deployments use is `fedft.deploy.flwr_app`.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,11 +28,14 @@ from fedft.ml.data import FederatedData
 from fedft.ml.data.text import TextFederatedData
 from fedft.privacy.audit import run_mia
 from fedft.privacy.central import wrap_strategy
+from fedft.privacy.one_run_audit import audit_canaries, contradicts
 from fedft.privacy.tracker import privacy_tracker
 from fedft.state.model_file import save_checkpoint
 from fedft.state.run_checkpoint import CheckpointKeeper, RunCheckpoint, ServerState, restore_state
 from fedft.state.run_folder import RunWriter
 from strategies import RunFacts, build_strategy
+
+log = logging.getLogger("fedft")
 
 
 @dataclass
@@ -116,6 +120,15 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
     )
     if cfg.audit.mia:  # empirical leakage of the final model next to the theoretical ε
         writer.extra.update(run_mia(ctx.build_model(), final, data, cfg.audit.mia_samples, cfg.seed))
+    if cfg.audit.canaries and data.canaries is not None:  # one-run ε lower bound beside ε (docs/audit.md)
+        c, a = data.canaries, cfg.audit
+        audit = audit_canaries(ctx.build_model(), final, data.full.x[c.index], data.full.y[c.index], c.included,
+                               a.guess_count(), a.delta or cfg.privacy.target_delta, a.confidence)
+        audit["audit_contradicts_epsilon"] = refuted = contradicts(writer.extra.get("epsilon"), writer.extra.get("delta"), audit)
+        if refuted:  # the accounting, or the mechanism it describes, is wrong: say so where the user looks
+            log.warning("privacy audit: ε lower bound %.3g is above the reported ε %.3g: the reported ε is wrong for this run",
+                        audit["epsilon_lower_bound"], writer.extra["epsilon"])
+        writer.extra.update(audit)
     return final
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedft.ml.data.arrays import ArrayDataset
+from fedft.ml.data.canaries import Canaries
 
 
 @dataclass(frozen=True)
@@ -14,6 +15,7 @@ class FederatedData:
     full: ArrayDataset
     test: np.ndarray  # indices into `full`
     clients: tuple[tuple[np.ndarray, np.ndarray], ...]  # per client: (train, val) indices into `full`
+    canaries: Canaries | None = None  # the audit's planted records (`audit.canaries`), included ones already in `clients`
 
     @property
     def test_set(self) -> ArrayDataset:

@@ -7,6 +7,14 @@ from torch import nn
 
 from fedft.ml.models.registry import register_model
 
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}  # tanh: the tempered sigmoid of Papernot et al. 2021, which suits DP-SGD's clipped, noisy gradients
+
+
+def _conv_block(conv: nn.Conv2d, activation: str, norm: str) -> list[nn.Module]:
+    """conv [GroupNorm(8 groups)] activation: GroupNorm normalises within one example, so
+    Opacus' per-sample gradients stay per-sample (BatchNorm mixes the batch and is refused)."""
+    return [conv, *([nn.GroupNorm(8, conv.out_channels)] if norm == "group" else []), ACTIVATIONS[activation]()]
+
 
 def _flat_size(features: nn.Module, input_shape: tuple[int, ...]) -> int:
     with torch.no_grad():
@@ -14,18 +22,19 @@ def _flat_size(features: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 
 class SeedCNN(nn.Module):
-    """The Keras MNIST example: conv32-pool-conv64-pool-conv64-dense64-dense10 (93,322 params on 28x28)."""
+    """The Keras MNIST example: conv32-pool-conv64-pool-conv64-dense64-dense10 (93,322 params on 28x28).
+    `activation`, `norm`: see `_conv_block` (the defaults are the Keras model)."""
 
-    def __init__(self, input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10) -> None:
+    def __init__(self, input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, activation: str = "relu", norm: str = "none") -> None:
         super().__init__()
         channels = input_shape[0]
         self.features = nn.Sequential(
-            nn.Conv2d(channels, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(64, 64, 3), nn.ReLU(),
+            *_conv_block(nn.Conv2d(channels, 32, 3), activation, norm), nn.MaxPool2d(2),
+            *_conv_block(nn.Conv2d(32, 64, 3), activation, norm), nn.MaxPool2d(2),
+            *_conv_block(nn.Conv2d(64, 64, 3), activation, norm),
             nn.Flatten(),
         )
-        self.hidden = nn.Sequential(nn.Linear(_flat_size(self.features, input_shape), 64), nn.ReLU())
+        self.hidden = nn.Sequential(nn.Linear(_flat_size(self.features, input_shape), 64), ACTIVATIONS[activation]())
         self.head = nn.Linear(64, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -35,16 +44,16 @@ class SeedCNN(nn.Module):
 class FedAvgCNN(nn.Module):
     """McMahan et al. 2017, "Communication-Efficient Learning of Deep Networks from
     Decentralized Data": two 5x5 convs (32, 64) each with 2x2 max pooling, 512 dense,
-    softmax output (1,663,370 params on 28x28; the softmax lives in the loss)."""
+    softmax output (1,663,370 params on 28x28; the softmax lives in the loss). `activation`, `norm`: see `_conv_block`."""
 
-    def __init__(self, input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10) -> None:
+    def __init__(self, input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, activation: str = "relu", norm: str = "none") -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(input_shape[0], 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            *_conv_block(nn.Conv2d(input_shape[0], 32, 5, padding=2), activation, norm), nn.MaxPool2d(2),
+            *_conv_block(nn.Conv2d(32, 64, 5, padding=2), activation, norm), nn.MaxPool2d(2),
             nn.Flatten(),
         )
-        self.hidden = nn.Sequential(nn.Linear(_flat_size(self.features, input_shape), 512), nn.ReLU())
+        self.hidden = nn.Sequential(nn.Linear(_flat_size(self.features, input_shape), 512), ACTIVATIONS[activation]())
         self.head = nn.Linear(512, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -52,10 +61,10 @@ class FedAvgCNN(nn.Module):
 
 
 @register_model("seed_cnn")
-def seed_cnn(input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10) -> nn.Module:
-    return SeedCNN(input_shape, num_classes)
+def seed_cnn(input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, activation: str = "relu", norm: str = "none") -> nn.Module:
+    return SeedCNN(input_shape, num_classes, activation, norm)
 
 
 @register_model("fedavg_cnn")
-def fedavg_cnn(input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10) -> nn.Module:
-    return FedAvgCNN(input_shape, num_classes)
+def fedavg_cnn(input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, activation: str = "relu", norm: str = "none") -> nn.Module:
+    return FedAvgCNN(input_shape, num_classes, activation, norm)

@@ -53,8 +53,8 @@ def build_model(name: str, input_shape: tuple[int, ...] = (1, 28, 28), num_class
 
 
 def model_options(model_cfg: Any) -> dict[str, Any]:
-    """The architecture sizes in a ModelConfig, as keyword arguments for `build_model`."""
-    return {k: getattr(model_cfg, k) for k in ("embedding_dim", "hidden_size", "num_layers")}
+    """The architecture options in a ModelConfig (sizes, CNN activation and norm), as keyword arguments for `build_model`."""
+    return {k: getattr(model_cfg, k) for k in ("embedding_dim", "hidden_size", "num_layers", "activation", "norm")}
 
 
 def model_key(model_cfg: Any) -> tuple[str, tuple[tuple[str, Any], ...]]:
