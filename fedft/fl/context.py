@@ -21,7 +21,7 @@ from torch import nn
 from fedft.config import FedftConfig, import_plugins
 from fedft.ml.data import FederatedData, federated_data_for
 from fedft.ml.finetune import FinetunePlan, frozen_digest, head_names, make_plan
-from fedft.ml.models import build_model, model_key
+from fedft.ml.models import ADAPTER_PATTERNS, build_model, lora_active, model_key
 from fedft.state.model_file import check_compatible, load_checkpoint
 
 ClientTensors = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]  # x_train, y_train, x_val, y_val, num_classes
@@ -47,7 +47,7 @@ class RunContext:
 
     def build_model(self, input_shape: tuple[int, ...] | None = None, num_classes: int | None = None) -> nn.Module:
         """A fresh model for this run (by default shaped for the run's dataset)."""
-        name, options = model_key(self.cfg.model)
+        name, options = model_key(self.cfg.model, self.cfg.lora)
         shape = self.input_shape if input_shape is None else input_shape
         return build_model(name, shape, self.num_classes if num_classes is None else num_classes, **dict(options))
 
@@ -55,13 +55,14 @@ class RunContext:
         """This worker's model object, built once and reused: every use loads a full
         state into it (all parameters and buffers) and makes a fresh optimizer, so reuse
         changes no result; building seed_cnn costs about a third of a small client's round."""
-        name, options = model_key(self.cfg.model)
+        name, options = model_key(self.cfg.model, self.cfg.lora)
         return _worker_model(name, tuple(input_shape), num_classes, options)
 
     @cached_property
     def plan(self) -> FinetunePlan:
-        """What trains and what travels (`finetune.mode`)."""
-        return make_plan(self.build_model(), self.cfg.finetune.mode)
+        """What trains and what travels (`finetune.mode`; with LoRA adapters, the adapters' trainable tensors)."""
+        cfg = self.cfg
+        return make_plan(self.build_model(), ADAPTER_PATTERNS[cfg.lora.mode] if lora_active(cfg.model, cfg.lora) else cfg.finetune.mode)
 
     @cached_property
     def initial_state(self) -> dict[str, torch.Tensor]:
