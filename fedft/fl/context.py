@@ -139,10 +139,12 @@ def _worker_model(name: str, input_shape: tuple, num_classes: int, options: tupl
 
 
 def resolve_init_from(cfg: FedftConfig) -> FedftConfig:
-    """The same config with `model.init_from` as an absolute path, so every process
+    """The same config with `model.init_from` (and a local `model.path`) absolute, so every process
     (Ray workers start elsewhere) reads the same file."""
     if cfg.model.init_from:
         cfg.model.init_from = str(Path(cfg.model.init_from).expanduser().resolve())
+    if cfg.model.name == "hf" and cfg.model.path and Path(cfg.model.path).expanduser().is_dir():  # a local folder, not a hub id
+        cfg.model.path = str(Path(cfg.model.path).expanduser().resolve())
     return cfg
 
 

@@ -1,0 +1,195 @@
+"""Federated LoRA on a Hugging Face causal LM (model.name = "hf", [lora]): config rules,
+what travels, FlexLoRA's mixed-rank math, and 2-round runs through the Ray engine.
+
+The model is a tiny randomly initialised GPT-2 written by `save_pretrained` into a
+temporary folder; the text is the generated play (tests/plays.py)."""
+
+import csv
+import sys
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import ArrayRecord
+
+import fedft
+from fedft.cli import main
+from fedft.errors import FedftError
+from fedft.fl.context import RunContext
+from fedft.jobs.validate import load_config
+from fedft.state.model_file import load_checkpoint
+from strategies.flexlora import average_delta, delta_weight, flexlora, split_delta
+
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2(tmp_path_factory):
+    """GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=256, n_positions=64), seeded, saved."""
+    folder = tmp_path_factory.mktemp("tiny-gpt2")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        config = transformers.GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=256, n_positions=64,
+                                         bos_token_id=0, eos_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+        transformers.GPT2LMHeadModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def lora_config(tiny_gpt2, play, tmp_path) -> dict:
+    return {
+        "name": "lora", "seed": 3,
+        "data": {"name": "text", "path": str(play.path), "seq_len": 32, "min_chars": 200, "max_client_sequences": 24},
+        "partition": {"method": "roles", "num_clients": 3},
+        "model": {"name": "hf", "path": str(tiny_gpt2)},
+        "lora": {"rank": 4, "alpha": 8.0},
+        "train": {"optimizer": "adam", "lr": 0.01, "batch_size": 8},
+        "simulation": {"rounds": 2, "clients_per_round": 3, "device": "cpu"},
+        "output": {"dir": str(tmp_path / "runs")},
+    }
+
+
+def _with(cfg: dict, section: str, **values) -> dict:
+    return {**cfg, section: {**cfg.get(section, {}), **values}}
+
+
+# ------------------------------------------------------------------ config rules
+
+@pytest.mark.parametrize("section,values,field", [
+    ("model", {"path": ""}, "model.path"),
+    ("model", {"path": "/nonexistent/tiny-gpt2"}, "model.path"),
+    ("lora", {"target_modules": ["q_proj"]}, "lora.target_modules"),
+    ("lora", {"mode": "ffa", "ranks": [2, 4]}, "lora.ranks"),
+    ("finetune", {"mode": "head"}, "finetune.mode"),
+    ("data", {"seq_len": 65}, "data.seq_len"),
+    ("privacy", {"mode": "local", "noise_multiplier": 1.0}, "privacy.mode"),
+])
+def test_bad_lora_configs_name_the_field(lora_config, section, values, field):
+    with pytest.raises(FedftError) as err:
+        load_config(_with(lora_config, section, **values))
+    assert err.value.field == field
+
+
+def test_ranks_below_one_are_refused_by_the_schema(lora_config):
+    with pytest.raises(FedftError, match="lora.ranks"):
+        load_config(_with(lora_config, "lora", ranks=[4, 0]))
+
+
+def test_hf_needs_text_data(lora_config):
+    with pytest.raises(FedftError) as err:
+        load_config({**lora_config, "data": {"name": "mnist-5k"}, "partition": {"method": "iid", "num_clients": 3}})
+    assert err.value.field == "model.name"
+
+
+def test_without_the_llm_extra_the_cli_says_how_to_install_it(lora_config, tmp_path, monkeypatch, capsys):
+    import tomli_w
+
+    path = tmp_path / "lora.toml"
+    path.write_text(tomli_w.dumps(lora_config))
+    monkeypatch.setitem(sys.modules, "peft", None)  # `import peft` raises ImportError, as when it is not installed
+
+    code = main(["run", str(path)])
+
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, lines
+    assert "model.name" in lines[0] and "pip install 'fedft[llm]'" in lines[0]
+    assert not (tmp_path / "runs").exists()
+
+
+# ------------------------------------------------------------------ what trains and travels
+
+@pytest.mark.parametrize("mode,sent", [("lora", {"lora_A", "lora_B"}), ("ffa", {"lora_B"})])
+def test_only_adapter_tensors_travel_and_the_seeded_init_is_shared(lora_config, mode, sent):
+    cfg = load_config(_with(lora_config, "lora", mode=mode))
+    ctx, again = RunContext(cfg), RunContext(load_config(_with(lora_config, "lora", mode=mode)))
+
+    plan = ctx.plan
+
+    assert {k.split(".")[-3] for k in plan.sent} == sent and len(plan.sent) == 4 * len(sent)  # 4 projections in the 1 block
+    assert plan.trainable == plan.sent
+    assert all("lora_" not in k or (mode == "ffa" and "lora_A" in k) for k in plan.frozen)
+    for key, value in ctx.start_state.items():  # every process rebuilds the same A (and base) from the seed
+        assert torch.equal(value, again.start_state[key]), key
+    assert ctx.frozen_digest == again.frozen_digest != ""
+    shapes = {k.split(".")[-3]: tuple(ctx.start_state[k].shape) for k in plan.sent if ".c_attn." in k}
+    assert shapes["lora_B"] == (48, 4) and shapes.get("lora_A", (4, 16)) == (4, 16)  # c_attn: 16 -> 48, rank 4
+
+
+# ------------------------------------------------------------------ FlexLoRA math
+
+def test_flexlora_splits_the_weighted_mean_update_by_truncated_svd():
+    # Prepare: two clients on one 4x3 layer, ranks 1 and 2, weights 1 and 3, alpha 2
+    rng = np.random.default_rng(0)
+    b1, a1 = rng.normal(size=(4, 1)), rng.normal(size=(1, 3))
+    b2, a2 = rng.normal(size=(4, 2)), rng.normal(size=(2, 3))
+    alpha = 2.0
+    by_hand = (1 * (alpha / 1) * b1 @ a1 + 3 * (alpha / 2) * b2 @ a2) / 4
+    u, s, vt = np.linalg.svd(by_hand)
+
+    # Execute
+    (b_r1, a_r1), (b_r2, a_r2), (b_r5, a_r5) = flexlora([(b1, a1), (b2, a2)], [1, 3], alpha, [1, 2, 5])
+
+    # Assert: the mean of the products, then (alpha/r) B A = U_r S_r V_r^T with A A^T = S_r, B^T B = (r/alpha)^2 S_r
+    np.testing.assert_allclose(average_delta([(b1, a1), (b2, a2)], [1, 3], alpha), by_hand, rtol=1e-12)
+    for r, b, a in ((1, b_r1, a_r1), (2, b_r2, a_r2)):
+        assert b.shape == (4, r) and a.shape == (r, 3)
+        np.testing.assert_allclose(delta_weight(b, a, alpha), (u[:, :r] * s[:r]) @ vt[:r], atol=1e-12)
+        np.testing.assert_allclose(a @ a.T, np.diag(s[:r]), atol=1e-12)
+        np.testing.assert_allclose(b.T @ b, (r / alpha) ** 2 * np.diag(s[:r]), atol=1e-12)
+    assert b_r5.shape == (4, 5) and a_r5.shape == (5, 3)  # rank above min(4, 3): zero padding, exact
+    assert not b_r5[:, 3:].any() and not a_r5[3:].any()
+    np.testing.assert_allclose((alpha / 5) * b_r5 @ a_r5, by_hand, atol=1e-12)
+
+
+def test_flexlora_on_a_diagonal_update_keeps_the_largest_singular_values():
+    # Prepare: one client whose update is diag(3, 2, 1) on a 4x3 layer (alpha = r = 3, scale 1)
+    b, a = np.vstack([np.diag([3.0, 2.0, 1.0]), np.zeros((1, 3))]), np.eye(3)
+
+    # Execute
+    b2, a2 = split_delta(average_delta([(b, a)], [5], 3.0), 2, 3.0)
+
+    # Assert: rank 2 keeps 3 and 2; B = (2/3) [sqrt3 e1, sqrt2 e2], A = [sqrt3 e1; sqrt2 e2] (up to sign)
+    expected = np.zeros((4, 3))
+    expected[0, 0], expected[1, 1] = 3.0, 2.0
+    np.testing.assert_allclose((3.0 / 2) * b2 @ a2, expected, atol=1e-12)
+    np.testing.assert_allclose(np.abs(a2), [[3 ** 0.5, 0, 0], [0, 2 ** 0.5, 0]], atol=1e-12)
+    np.testing.assert_allclose(np.abs(b2[:2]), (2 / 3) * np.array([[3 ** 0.5, 0], [0, 2 ** 0.5]]), atol=1e-12)
+
+
+def test_flexlora_refuses_mismatched_pairs_and_weights():
+    with pytest.raises(ValueError):
+        delta_weight(np.ones((4, 2)), np.ones((3, 3)), 1.0)
+    with pytest.raises(ValueError):
+        average_delta([(np.ones((4, 1)), np.ones((1, 3)))], [0.0], 1.0)
+    with pytest.raises(ValueError):
+        average_delta([(np.ones((4, 1)), np.ones((1, 3))), (np.ones((2, 1)), np.ones((1, 3)))], [1, 1], 1.0)
+
+
+# ------------------------------------------------------------------ 2 rounds through the Ray engine
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["lora", "ffa"])
+def test_two_rounds_send_only_adapters_and_leave_the_base_bit_identical(lora_config, tiny_gpt2, mode, tmp_path, shared_ray, process_guard):
+    cfg = _with(lora_config, "lora", mode=mode)
+    ctx = RunContext(load_config(cfg))
+    adapters = {k: v for k, v in ctx.start_state.items() if k in ctx.plan.sent}
+    base = transformers.GPT2LMHeadModel.from_pretrained(tiny_gpt2).state_dict()
+
+    result = fedft.run(cfg, out=tmp_path / "run", quiet=True)
+
+    assert result.summary["status"] == "completed"
+    final = load_checkpoint(result.run_dir / "model.pt")["state_dict"]
+    prefix = "lm.base_model.model."
+    for key, value in base.items():  # the frozen base, as saved by save_pretrained, bit for bit
+        stored = key.rsplit(".", 1)
+        name = f"{prefix}{key}" if f"{prefix}{key}" in final else f"{prefix}{stored[0]}.base_layer.{stored[1]}"
+        assert torch.equal(final[name], value), key
+    for key, value in ctx.start_state.items():  # adapters that travel changed; nothing else did
+        assert torch.equal(final[key], value) != (key in adapters), key
+    rows = list(csv.DictReader(open(result.run_dir / "metrics.csv")))
+    adapter_bytes = ArrayRecord({k: v for k, v in adapters.items()}).count_bytes()
+    for row in rows[1:]:  # exactly the adapters, both directions, 3 clients
+        assert int(row["bytes_down"]) == int(row["bytes_up"]) == 3 * adapter_bytes
+    assert all(np.isfinite(float(r["test_perplexity"])) and float(r["test_accuracy"]) >= 0 for r in rows)
+    assert float(rows[-1]["test_loss"]) < float(rows[0]["test_loss"])
