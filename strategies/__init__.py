@@ -6,6 +6,7 @@ May import `fedft.errors`, `fedft.config` and `fedft.fl.protocol` only: the roun
 (`fedft.fl.server`) uses strategies, never the reverse.
 """
 
+from strategies import flexlora_strategy as _flexlora  # noqa: F401  (registers FlexLoRA)
 from strategies import flower as _flower  # noqa: F401  (registers Flower's strategies)
 from strategies import scaffold as _scaffold  # noqa: F401  (registers fedft's SCAFFOLD)
 from strategies.registry import (

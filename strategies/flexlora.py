@@ -65,9 +65,41 @@ def split_delta(delta: np.ndarray, rank: int, alpha: float) -> Adapter:
     return b, a
 
 
+def to_rank(b: np.ndarray, a: np.ndarray, rank: int) -> Adapter:
+    r"""The same update at another rank: :math:`\frac{\alpha}{r'} B' A' = \frac{\alpha}{r} B A` when `rank` >= r
+    (zero columns of B and rows of A, B scaled by r'/r); the first `rank` components, B scaled
+    the same way, when `rank` < r, which is the truncated SVD when (B, A) came from `split_delta`."""
+    b, a = np.asarray(b), np.asarray(a)
+    r = b.shape[1]
+    if b.ndim != 2 or a.ndim != 2 or a.shape[0] != r or rank < 1:
+        raise ValueError(f"B {b.shape} and A {a.shape} are not an adapter pair, or rank {rank} < 1")
+    keep = min(rank, r)
+    b_out = np.zeros((b.shape[0], rank), dtype=b.dtype)
+    a_out = np.zeros((rank, a.shape[1]), dtype=a.dtype)
+    b_out[:, :keep] = (rank / r) * b[:, :keep]
+    a_out[:keep] = a[:keep]
+    return b_out, a_out
+
+
+def lora_pairs(keys: Sequence[str]) -> list[tuple[str, str]]:
+    """(B key, A key) of every adapter among peft's array names (`...lora_A...` with its `...lora_B...`)."""
+    names = set(keys)
+    return [(k.replace(".lora_A.", ".lora_B."), k) for k in keys if ".lora_A." in k and k.replace(".lora_A.", ".lora_B.") in names]
+
+
 def flexlora(adapters: Sequence[Adapter], weights: Sequence[float], alpha: float, ranks: Sequence[int]) -> list[Adapter]:
     """One layer's FlexLoRA round: the example-weighted average update, split at each of `ranks`
     (the adapters go back in the dtype of the first client's B)."""
     dtype = np.result_type(np.asarray(adapters[0][0]).dtype, np.float32) if adapters else np.float32
     mean = average_delta(adapters, weights, alpha)
     return [(b.astype(dtype), a.astype(dtype)) for b, a in (split_delta(mean, r, alpha) for r in ranks)]
+
+
+def flexlora_states(states: Sequence[dict[str, np.ndarray]], weights: Sequence[float], alpha: float) -> dict[str, np.ndarray]:
+    """Every adapter pair of the clients' states (all at one rank, e.g. padded by `to_rank`)
+    replaced by FlexLoRA's aggregate at that rank; other arrays are not returned."""
+    out: dict[str, np.ndarray] = {}
+    for key_b, key_a in lora_pairs(list(states[0])):
+        (b, a), = flexlora([(s[key_b], s[key_a]) for s in states], weights, alpha, [np.asarray(states[0][key_b]).shape[1]])
+        out[key_b], out[key_a] = b, a
+    return out

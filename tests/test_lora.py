@@ -18,7 +18,7 @@ from fedft.errors import FedftError
 from fedft.fl.context import RunContext
 from fedft.jobs.validate import load_config
 from fedft.state.model_file import load_checkpoint
-from strategies.flexlora import average_delta, delta_weight, flexlora, split_delta
+from strategies.flexlora import average_delta, delta_weight, flexlora, split_delta, to_rank
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")
@@ -61,6 +61,7 @@ def _with(cfg: dict, section: str, **values) -> dict:
     ("model", {"path": "/nonexistent/tiny-gpt2"}, "model.path"),
     ("lora", {"target_modules": ["q_proj"]}, "lora.target_modules"),
     ("lora", {"mode": "ffa", "ranks": [2, 4]}, "lora.ranks"),
+    ("lora", {"ranks": [2, 4]}, "lora.ranks"),  # needs strategy.name = "flexlora"
     ("finetune", {"mode": "head"}, "finetune.mode"),
     ("data", {"seq_len": 65}, "data.seq_len"),
     ("privacy", {"mode": "local", "noise_multiplier": 1.0}, "privacy.mode"),
@@ -157,6 +158,23 @@ def test_flexlora_on_a_diagonal_update_keeps_the_largest_singular_values():
     np.testing.assert_allclose(np.abs(b2[:2]), (2 / 3) * np.array([[3 ** 0.5, 0], [0, 2 ** 0.5]]), atol=1e-12)
 
 
+def test_to_rank_pads_and_truncates_without_changing_the_update():
+    # Prepare: a rank-3 split of a 4x3 update (alpha 2), and a rank-2 client adapter
+    rng = np.random.default_rng(1)
+    delta = rng.normal(size=(4, 3))
+    b3, a3 = split_delta(delta, 3, 2.0)
+    b2, a2 = rng.normal(size=(4, 2)), rng.normal(size=(2, 3))
+
+    # Execute
+    (b_down, a_down), (b_up, a_up) = to_rank(b3, a3, 1), to_rank(b2, a2, 5)
+
+    # Assert: cutting to rank 1 = the rank-1 split; padding keeps (alpha/r) B A exactly
+    b1, a1 = split_delta(delta, 1, 2.0)
+    np.testing.assert_allclose(delta_weight(b_down, a_down, 2.0), delta_weight(b1, a1, 2.0), atol=1e-12)
+    np.testing.assert_allclose(delta_weight(b_up, a_up, 2.0), delta_weight(b2, a2, 2.0), atol=1e-12)
+    assert b_up.shape == (4, 5) and a_up.shape == (5, 3) and not a_up[2:].any()
+
+
 def test_flexlora_refuses_mismatched_pairs_and_weights():
     with pytest.raises(ValueError):
         delta_weight(np.ones((4, 2)), np.ones((3, 3)), 1.0)
@@ -193,3 +211,32 @@ def test_two_rounds_send_only_adapters_and_leave_the_base_bit_identical(lora_con
         assert int(row["bytes_down"]) == int(row["bytes_up"]) == 3 * adapter_bytes
     assert all(np.isfinite(float(r["test_perplexity"])) and float(r["test_accuracy"]) >= 0 for r in rows)
     assert float(rows[-1]["test_loss"]) < float(rows[0]["test_loss"])
+
+
+@pytest.mark.slow
+def test_mixed_ranks_train_each_client_at_its_rank_and_aggregate_by_flexlora(lora_config, tmp_path, shared_ray, process_guard):
+    cfg = _with(_with(lora_config, "lora", ranks=[1, 2, 4]), "strategy", name="flexlora")
+    ctx = RunContext(load_config(cfg))
+    adapters = {k: v for k, v in ctx.start_state.items() if k in ctx.plan.sent}
+    per_rank = {r: ArrayRecord({k: torch.from_numpy(np.ascontiguousarray(x)) for k, x in _at(adapters, r).items()}).count_bytes() for r in (1, 2, 4)}
+
+    result = fedft.run(cfg, out=tmp_path / "run", quiet=True)
+
+    assert result.summary["status"] == "completed"
+    rows = list(csv.DictReader(open(result.run_dir / "metrics.csv")))
+    for row in rows[1:]:  # each client got and sent its own rank's adapters
+        assert int(row["clients_replied"]) == 3 and int(row["clients_rejected"]) == 0
+        assert int(row["bytes_down"]) == int(row["bytes_up"]) == sum(per_rank.values())
+    final = load_checkpoint(result.run_dir / "model.pt")["state_dict"]
+    for key in adapters:  # the server keeps the largest rank
+        assert tuple(final[key].shape) == tuple(adapters[key].shape) and not torch.equal(final[key], adapters[key]), key
+    assert float(rows[-1]["test_loss"]) < float(rows[0]["test_loss"])
+
+
+def _at(adapters: dict, rank: int) -> dict:
+    """`adapters` (B and A tensors by peft name) moved to `rank`."""
+    out = {}
+    for key_b in [k for k in adapters if ".lora_B." in k]:
+        key_a = key_b.replace(".lora_B.", ".lora_A.")
+        out[key_b], out[key_a] = to_rank(adapters[key_b].numpy(), adapters[key_a].numpy(), rank)
+    return out

@@ -51,11 +51,16 @@ class RunContext:
         shape = self.input_shape if input_shape is None else input_shape
         return build_model(name, shape, self.num_classes if num_classes is None else num_classes, **dict(options))
 
-    def worker_model(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    def client_rank(self, client_id: int) -> int | None:
+        """This client's LoRA rank under `lora.ranks` (cycled over client ids); None: the run's model as it is."""
+        ranks = self.cfg.lora.ranks
+        return ranks[client_id % len(ranks)] if ranks and lora_active(self.cfg.model, self.cfg.lora) else None
+
+    def worker_model(self, input_shape: tuple[int, ...], num_classes: int, rank: int | None = None) -> nn.Module:
         """This worker's model object, built once and reused: every use loads a full
         state into it (all parameters and buffers) and makes a fresh optimizer, so reuse
         changes no result; building seed_cnn costs about a third of a small client's round."""
-        name, options = model_key(self.cfg.model, self.cfg.lora)
+        name, options = model_key(self.cfg.model, self.cfg.lora, rank)
         return _worker_model(name, tuple(input_shape), num_classes, options)
 
     @cached_property

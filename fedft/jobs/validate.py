@@ -93,8 +93,8 @@ def check_lora(cfg: FedftConfig) -> None:
         raise FedftError("finetune.mode", f"'{cfg.finetune.mode}' and lora.rank = {lora.rank} both choose what trains.", "keep finetune.mode = \"full\" with LoRA, or set lora.rank = 0.")
     if lora.ranks and lora.mode == "ffa":
         raise FedftError("lora.ranks", "per-client ranks need FlexLoRA's SVD redistribution, which changes A; FFA-LoRA keeps A frozen.", "use lora.mode = \"lora\" with ranks, or leave lora.ranks = [].")
-    if lora.ranks:
-        raise FedftError("lora.ranks", "per-client ranks are not wired into the round loop yet (strategies/flexlora.py has the aggregation).", "leave lora.ranks = [] for now.")
+    if lora.ranks and cfg.strategy.name != "flexlora":
+        raise FedftError("lora.ranks", f"clients of different ranks cannot be averaged by '{cfg.strategy.name}' (the shapes differ).", "set strategy.name = \"flexlora\" (FlexLoRA: average B A, split by SVD).")
     if cfg.privacy.mode != "none":
         raise FedftError("privacy.mode", f"'{cfg.privacy.mode}' is not built for hf models yet.", "use privacy.mode = \"none\" with model.name = \"hf\".")
     build_model("hf", (cfg.data.seq_len,), Vocabulary.default().size, **model_options(cfg.model, lora))  # loads: a bad path or target fails here

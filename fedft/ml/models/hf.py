@@ -31,8 +31,8 @@ ADAPTER_PATTERNS = {"lora": ["*.lora_A.*", "*.lora_B.*"], "ffa": ["*.lora_B.*"]}
 
 
 def lora_active(model_cfg: Any, lora_cfg: Any) -> bool:
-    """Whether a run trains LoRA adapters (an `hf` model and `lora.rank` > 0)."""
-    return model_cfg.name == "hf" and lora_cfg.rank > 0
+    """Whether a run trains LoRA adapters (an `hf` model and `lora.rank` > 0 or `lora.ranks`)."""
+    return model_cfg.name == "hf" and (lora_cfg.rank > 0 or bool(lora_cfg.ranks))
 
 
 def require_llm() -> tuple[Any, Any]:
@@ -78,7 +78,7 @@ def load_causal_lm(path: str) -> nn.Module:
     hf_logging.disable_progress_bar()
     try:
         return transformers.AutoModelForCausalLM.from_pretrained(where, local_files_only=local.is_dir())
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FedftError("model.path", f"cannot load '{path}' as a causal LM ({first[:200]}).",
                          "give a folder written by save_pretrained, or a hub id while online.") from None

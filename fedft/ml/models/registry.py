@@ -59,7 +59,8 @@ def model_options(model_cfg: Any, lora_cfg: Any = None, rank: int | None = None)
     if model_cfg.name == "hf":
         options["path"] = model_cfg.path
         if lora_cfg is not None:
-            options.update(lora_rank=lora_cfg.rank if rank is None else rank, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
+            server_rank = max(lora_cfg.ranks) if lora_cfg.ranks else lora_cfg.rank  # mixed ranks: the server keeps the largest
+            options.update(lora_rank=server_rank if rank is None else rank, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
                            lora_target_modules=tuple(lora_cfg.target_modules), lora_mode=lora_cfg.mode)
     return options
 
