@@ -7,6 +7,7 @@ FFA-LoRA only B travels and this is FedAvg, which is then exact."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, Message, MetricRecord
@@ -29,7 +30,7 @@ class FlexLoRA(fs.FedAvg):
         valid, _ = self._check_and_log_replies(replies, is_train=True)
         if arrays is None or not valid:
             return arrays, metrics
-        weights = [float(next(iter(m.content.metric_records.values()))[self.weighted_by_key]) for m in valid]
+        weights = [float(cast(float, next(iter(m.content.metric_records.values()))[self.weighted_by_key])) for m in valid]  # checked by FedAvg
         states = [{k: v.numpy() for k, v in next(iter(m.content.array_records.values())).items()} for m in valid]
         for key, value in flexlora_states(states, weights, self.lora_alpha).items():
             arrays[key] = Array(np.ascontiguousarray(value))

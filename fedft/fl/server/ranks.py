@@ -31,14 +31,20 @@ class ClientRanks:
         return self.ranks[client_id % len(self.ranks)]
 
 
-def at_rank(arrays: ArrayRecord, rank: int, expected: int | None = None) -> ArrayRecord | None:
-    """`arrays` with every adapter pair moved to `rank` (None when a pair's rank is not `expected`)."""
+def adapter_ranks(arrays: ArrayRecord) -> set[int]:
+    """The ranks of the adapter pairs in `arrays` (B's columns and A's rows)."""
+    found: set[int] = set()
+    for key_b, key_a in lora_pairs(list(arrays.keys())):
+        b, a = arrays[key_b].shape, arrays[key_a].shape
+        found |= {b[-1] if len(b) == 2 else -1, a[0] if len(a) == 2 else -1}
+    return found
+
+
+def at_rank(arrays: ArrayRecord, rank: int) -> ArrayRecord:
+    """`arrays` with every adapter pair moved to `rank`; other arrays as they are."""
     out = dict(arrays.items())
     for key_b, key_a in lora_pairs(list(arrays.keys())):
-        b, a = arrays[key_b].numpy(), arrays[key_a].numpy()
-        if expected is not None and (b.ndim != 2 or b.shape[1] != expected or a.ndim != 2 or a.shape[0] != expected):
-            return None
-        b, a = to_rank(b, a, rank)
+        b, a = to_rank(arrays[key_b].numpy(), arrays[key_a].numpy(), rank)
         out[key_b], out[key_a] = Array(b), Array(a)
     return ArrayRecord(out)
 
@@ -60,7 +66,6 @@ def pad_replies(replies: list[Message], client_of: dict[int, int], ranks: Client
     """Bring each reply's adapters back to the server's rank (in place)."""
     for msg in replies:
         rank = ranks.rank_of(client_of.get(msg.metadata.src_node_id, 0))
-        if rank != ranks.server_rank and p.ARRAYS in msg.content.array_records:
-            padded = at_rank(msg.content.array_records[p.ARRAYS], ranks.server_rank, expected=rank)
-            if padded is not None:
-                msg.content = _with_arrays(msg.content, padded)
+        arrays = msg.content.array_records.get(p.ARRAYS)
+        if rank != ranks.server_rank and arrays is not None and adapter_ranks(arrays) == {rank}:
+            msg.content = _with_arrays(msg.content, at_rank(arrays, ranks.server_rank))

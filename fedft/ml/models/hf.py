@@ -65,7 +65,7 @@ class CausalLM(nn.Module):
         return self.lm(input_ids=x).logits
 
 
-def load_causal_lm(path: str) -> nn.Module:
+def load_causal_lm(path: str) -> Any:  # a transformers PreTrainedModel
     """The pretrained model at `path`; any failure is one line naming `model.path`."""
     transformers, _ = require_llm()
     if not path:
