@@ -240,3 +240,66 @@ def _at(adapters: dict, rank: int) -> dict:
         key_a = key_b.replace(".lora_B.", ".lora_A.")
         out[key_b], out[key_a] = to_rank(adapters[key_b].numpy(), adapters[key_a].numpy(), rank)
     return out
+
+
+# ------------------------------------------------------------------ export and generate
+
+def _trained_run_dir(lora_config, tmp_path):
+    """A run folder whose model.pt holds the start state with nonzero (seeded) adapters, as a run writes it."""
+    from fedft.fl.server.text_metrics import checkpoint_extra
+    from fedft.state.model_file import save_checkpoint
+
+    cfg = load_config(lora_config)
+    ctx = RunContext(cfg)
+    gen = torch.Generator().manual_seed(5)
+    state = {k: (torch.randn(v.shape, generator=gen) * 0.5 if k in ctx.plan.sent else v) for k, v in ctx.start_state.items()}
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    save_checkpoint(run_dir / "model.pt", state, architecture="hf", num_classes=ctx.num_classes, input_shape=ctx.input_shape,
+                    dataset=cfg.data.name, config_json=cfg.to_json(), extra=checkpoint_extra(cfg, ctx.data))
+    model = ctx.build_model()
+    model.load_state_dict(state)
+    return run_dir, model.eval()
+
+
+def test_export_merged_reloads_with_transformers_alone_and_gives_the_same_logits(lora_config, tmp_path, capsys):
+    # Prepare: a run folder with a nonzero adapter, and base + adapter's logits
+    run_dir, with_adapter = _trained_run_dir(lora_config, tmp_path)
+    tokens = torch.randint(1, 97, (2, 32), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = with_adapter(tokens)
+
+    # Execute
+    code = main(["export", str(run_dir), "--merged", str(tmp_path / "merged")])
+
+    # Assert: transformers alone, no peft wrapper, the same logits; the vocabulary beside it
+    assert code == 0 and "fedft export: wrote" in capsys.readouterr().out
+    merged = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
+    assert not any("lora" in k for k in merged.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(merged(input_ids=tokens).logits, expected, atol=1e-5, rtol=1e-5)
+    assert (tmp_path / "merged" / "fedft_vocabulary.json").is_file()
+
+
+def test_export_refuses_a_non_empty_folder_and_leaves_it_as_it_was(lora_config, tmp_path, capsys):
+    run_dir, _ = _trained_run_dir(lora_config, tmp_path)
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("mine")
+
+    code = main(["export", str(run_dir), "--merged", str(tmp_path / "taken")])
+
+    assert code == 2 and "--merged" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "taken").iterdir()] == ["keep.txt"]
+
+
+@pytest.mark.slow  # about 20 s of sampling on 2 cores
+def test_generate_samples_an_hf_run_beyond_its_context_within_the_vocabulary(lora_config, tmp_path):
+    from fedft.ml.generate import generate, load_text_model
+
+    run_dir, _ = _trained_run_dir(lora_config, tmp_path)
+    model, vocab = load_text_model(run_dir / "model.pt")
+
+    text = generate(model, vocab, "ROMEO:", 80, temperature=1.0, seed=1)  # 86 characters > the model's 64 positions
+
+    assert text.startswith("ROMEO:") and len(text) == 86 and "\ufffd" not in text
+    assert text == generate(model, vocab, "ROMEO:", 80, temperature=1.0, seed=1)

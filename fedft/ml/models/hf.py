@@ -57,12 +57,20 @@ class LoraSpec:
 class CausalLM(nn.Module):
     """Token ids B x T -> next-token logits B x T x V, as fedft's other text models."""
 
-    def __init__(self, lm: nn.Module) -> None:
+    def __init__(self, lm: nn.Module, positions: int = 0) -> None:
         super().__init__()
         self.lm = lm
+        self.positions = positions  # the model's context length (0 = unbounded)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.lm(input_ids=x).logits
+
+    def step(self, x: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """For `fedft generate`: logits after `x`, given the tokens before it (`state`); the model
+        sees the last `positions` tokens, so text longer than its context still generates."""
+        history = x if state is None else torch.cat([state, x], dim=1)
+        window = history[:, -self.positions:] if self.positions else history
+        return self.lm(input_ids=window).logits, history
 
 
 def load_causal_lm(path: str) -> Any:  # a transformers PreTrainedModel
@@ -120,4 +128,4 @@ def hf(input_shape: tuple[int, ...] = (80,), num_classes: int = 97, path: str = 
         raise FedftError("data.seq_len", f"{input_shape[0]} is longer than the model's {positions} positions.", f"set data.seq_len <= {positions}.")
     if lora_rank > 0:
         lm = add_adapters(lm, LoraSpec(lora_rank, lora_alpha, lora_dropout, tuple(lora_target_modules), lora_mode))
-    return CausalLM(lm)
+    return CausalLM(lm, int(positions or 0))
