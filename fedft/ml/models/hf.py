@@ -16,6 +16,7 @@ frozen at that seeded draw and only B trains.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,8 +83,11 @@ def load_causal_lm(path: str) -> Any:  # a transformers PreTrainedModel
     where = str(local) if local.is_dir() else path
     hf_logging = transformers.utils.logging  # quiet while loading (progress bars, sharding notes), as before afterwards
     level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hub_log = logging.getLogger("huggingface_hub")  # offline: it warns about every failed request before the error
+    hub_level = hub_log.level
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    hub_log.setLevel(logging.ERROR)
     try:
         return transformers.AutoModelForCausalLM.from_pretrained(where, local_files_only=local.is_dir())
     except (OSError, ValueError) as exc:
@@ -92,6 +96,7 @@ def load_causal_lm(path: str) -> Any:  # a transformers PreTrainedModel
                          "give a folder written by save_pretrained, or a hub id while online.") from None
     finally:
         hf_logging.set_verbosity(level)
+        hub_log.setLevel(hub_level)
         if bars:
             hf_logging.enable_progress_bar()
 
