@@ -60,7 +60,7 @@ class CausalLM(nn.Module):
 
     def __init__(self, lm: nn.Module, positions: int = 0) -> None:
         super().__init__()
-        self.lm = lm
+        self.lm: Any = lm  # a transformers model, or peft's wrapper of one
         self.positions = positions  # the model's context length (0 = unbounded)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
