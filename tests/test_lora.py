@@ -64,7 +64,7 @@ def _with(cfg: dict, section: str, **values) -> dict:
     ("lora", {"ranks": [2, 4]}, "lora.ranks"),  # needs strategy.name = "flexlora"
     ("finetune", {"mode": "head"}, "finetune.mode"),
     ("data", {"seq_len": 65}, "data.seq_len"),
-    ("privacy", {"mode": "local", "noise_multiplier": 1.0}, "privacy.mode"),
+    ("privacy", {"mode": "central", "noise_multiplier": 1.0}, "privacy.mode"),
 ])
 def test_bad_lora_configs_name_the_field(lora_config, section, values, field):
     with pytest.raises(FedftError) as err:
@@ -303,3 +303,42 @@ def test_generate_samples_an_hf_run_beyond_its_context_within_the_vocabulary(lor
 
     assert text.startswith("ROMEO:") and len(text) == 86 and "\ufffd" not in text
     assert text == generate(model, vocab, "ROMEO:", 80, temperature=1.0, seed=1)
+
+
+# ------------------------------------------------------------------ DP-SGD on the adapters
+
+@pytest.mark.parametrize("mode", ["lora", "ffa"])
+def test_opacus_samples_per_example_gradients_of_the_trainable_adapters_only(lora_config, mode):
+    from opacus import GradSampleModule
+
+    from fedft.ml.finetune import freeze
+    from fedft.privacy.dp_sgd import make_dp_compatible
+
+    ctx = RunContext(load_config(_with(lora_config, "lora", mode=mode)))
+    model = make_dp_compatible(ctx.build_model())
+    model.load_state_dict(ctx.start_state)
+    freeze(model, ctx.plan)
+    sampled = GradSampleModule(model)
+    x, y = ctx.client_tensors(0)[:2]
+
+    logits = sampled(x[:3])
+    torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[:3].reshape(-1), reduction="sum").backward()
+
+    with_samples = {n.removeprefix("_module.") for n, p in sampled.named_parameters() if getattr(p, "grad_sample", None) is not None}
+    assert with_samples == set(ctx.plan.trainable)  # the base (and FFA's A) is neither sampled nor clipped nor noised
+    assert all(p.grad_sample.shape[0] == 3 for p in sampled.parameters() if getattr(p, "grad_sample", None) is not None)
+    sampled._close()
+
+
+def test_a_local_dp_round_trains_the_adapters_and_accounts_epsilon(lora_config):
+    from fedft.fl.client.pipeline import local_update
+
+    cfg = load_config(_with(_with(lora_config, "lora", mode="ffa"), "privacy", mode="local", noise_multiplier=1.0, max_grad_norm=1.0))
+    ctx = RunContext(cfg)
+    sent = {k: ctx.start_state[k] for k in ctx.plan.sent}
+
+    state, metrics = local_update(cfg.to_json(), 0, 1, sent, frozen_digest=ctx.frozen_digest)
+
+    assert state is not None and set(state) == set(sent)
+    assert any(not torch.equal(state[k], sent[k]) for k in sent)
+    assert 0 < metrics["epsilon"] < float("inf") and metrics["dp_steps"] >= 1

@@ -150,7 +150,7 @@ class DPTrainer:
         cfg, plan = self.ctx.cfg, self.ctx.plan
         pc, t = cfg.privacy, cfg.train
         b = self._budget(job.client_id, len(y))
-        dp_model = worker_dp_model(model_key(cfg.model), tuple(x.shape[1:]), job.num_classes)
+        dp_model = worker_dp_model(model_key(cfg.model, cfg.lora, self.ctx.client_rank(job.client_id)), tuple(x.shape[1:]), job.num_classes)
         dp_model.load_state_dict(model.state_dict())
         freeze(dp_model, plan)  # frozen parameters get no per-sample gradients and no noise
         # Opacus noises the parameters in the optimizer's order: keep the model's order in one group unless the body's lr differs
