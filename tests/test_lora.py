@@ -64,12 +64,18 @@ def _with(cfg: dict, section: str, **values) -> dict:
     ("lora", {"ranks": [2, 4]}, "lora.ranks"),  # needs strategy.name = "flexlora"
     ("finetune", {"mode": "head"}, "finetune.mode"),
     ("data", {"seq_len": 65}, "data.seq_len"),
-    ("privacy", {"mode": "central", "noise_multiplier": 1.0}, "privacy.mode"),
 ])
 def test_bad_lora_configs_name_the_field(lora_config, section, values, field):
     with pytest.raises(FedftError) as err:
         load_config(_with(lora_config, section, **values))
     assert err.value.field == field
+
+
+def test_central_dp_refuses_flexlora_whose_aggregate_is_not_a_mean(lora_config):
+    cfg = _with(_with(_with(lora_config, "lora", ranks=[2, 4]), "strategy", name="flexlora"), "privacy", mode="central", noise_multiplier=1.0)
+    with pytest.raises(FedftError) as err:
+        load_config(cfg)
+    assert err.value.field == "strategy.name"
 
 
 def test_ranks_below_one_are_refused_by_the_schema(lora_config):
@@ -342,3 +348,19 @@ def test_a_local_dp_round_trains_the_adapters_and_accounts_epsilon(lora_config):
     assert state is not None and set(state) == set(sent)
     assert any(not torch.equal(state[k], sent[k]) for k in sent)
     assert 0 < metrics["epsilon"] < float("inf") and metrics["dp_steps"] >= 1
+
+
+@pytest.mark.slow
+def test_central_dp_releases_a_noised_adapter_update_and_accounts_it(lora_config, tmp_path, shared_ray, process_guard):
+    cfg = _with(_with(lora_config, "lora", mode="ffa"), "privacy", mode="central", noise_multiplier=1.0, clipping_norm=0.5, client_sampling="fixed")
+    ctx = RunContext(load_config(cfg))
+
+    result = fedft.run(cfg, out=tmp_path / "run", quiet=True)
+
+    assert result.summary["status"] == "completed"
+    rows = list(csv.DictReader(open(result.run_dir / "metrics.csv")))
+    epsilons = [float(r["epsilon"]) for r in rows[1:]]
+    assert 0 < epsilons[0] < epsilons[1] < float("inf")
+    final = load_checkpoint(result.run_dir / "model.pt")["state_dict"]
+    for key, value in ctx.start_state.items():  # only B moved (by the noised mean update); base and A as they started
+        assert torch.equal(final[key], value) != (key in ctx.plan.sent), key

@@ -95,8 +95,6 @@ def check_lora(cfg: FedftConfig) -> None:
         raise FedftError("lora.ranks", "per-client ranks need FlexLoRA's SVD redistribution, which changes A; FFA-LoRA keeps A frozen.", "use lora.mode = \"lora\" with ranks, or leave lora.ranks = [].")
     if lora.ranks and cfg.strategy.name != "flexlora":
         raise FedftError("lora.ranks", f"clients of different ranks cannot be averaged by '{cfg.strategy.name}' (the shapes differ).", "set strategy.name = \"flexlora\" (FlexLoRA: average B A, split by SVD).")
-    if cfg.privacy.mode == "central":
-        raise FedftError("privacy.mode", "'central' is not built for hf models yet.", "use privacy.mode = \"local\" (DP-SGD on the adapters) or \"none\".")
     build_model("hf", (cfg.data.seq_len,), Vocabulary.default().size, **model_options(cfg.model, lora))  # loads: a bad path or target fails here
 
 
