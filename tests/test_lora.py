@@ -181,6 +181,52 @@ def test_to_rank_pads_and_truncates_without_changing_the_update():
     assert b_up.shape == (4, 5) and a_up.shape == (5, 3) and not a_up[2:].any()
 
 
+def test_rank_glue_cuts_messages_per_client_pads_fitting_replies_and_leaves_misfits():
+    from fedft.fl.server.ranks import ClientRanks, pad_replies, send_at_client_ranks
+    from flower_messages import RecordDict, array_record, train_instruction, train_reply
+
+    # Prepare: a server adapter of rank 4 (one layer, 5x3), clients 0 and 1 at ranks 2 and 4
+    rng = np.random.default_rng(2)
+    b, a = split_delta(rng.normal(size=(5, 3)), 4, 8.0)
+    layer = {"x.lora_B.w": b.astype(np.float32), "x.lora_A.w": a.astype(np.float32), "x.bias": np.ones(5, np.float32)}
+    shared = RecordDict({"arrays": array_record(layer)})  # strategies hand every message the same content
+    messages = [train_instruction(shared, node_id=10), train_instruction(shared, node_id=11)]
+    ranks, client_of = ClientRanks((2, 4)), {10: 0, 11: 1}
+    b2, a2 = to_rank(b, a, 2)
+    fits = train_reply({"x.lora_B.w": b2, "x.lora_A.w": a2, "x.bias": np.ones(5)}, node_id=10)
+    misfit = train_reply({"x.lora_B.w": b, "x.lora_A.w": a, "x.bias": np.ones(5)}, node_id=10)  # rank 4 from a rank-2 client
+
+    # Execute
+    send_at_client_ranks(messages, client_of, ranks)
+    pad_replies([fits, misfit], client_of, ranks)
+
+    # Assert: client 0 got rank 2 (= the rank-2 SVD split), client 1 the server's arrays untouched
+    got0, got1 = (m.content.array_records["arrays"] for m in messages)
+    assert tuple(got0["x.lora_B.w"].shape) == (5, 2)
+    np.testing.assert_allclose(delta_weight(got0["x.lora_B.w"].numpy(), got0["x.lora_A.w"].numpy(), 8.0), delta_weight(b2, a2, 8.0), atol=1e-5)
+    assert tuple(got1["x.lora_B.w"].shape) == (5, 4)
+    padded = fits.content.array_records["arrays"]
+    assert tuple(padded["x.lora_B.w"].shape) == (5, 4)
+    np.testing.assert_allclose(delta_weight(padded["x.lora_B.w"].numpy(), padded["x.lora_A.w"].numpy(), 8.0), delta_weight(b2, a2, 8.0), atol=1e-12)
+    assert tuple(misfit.content.array_records["arrays"]["x.lora_A.w"].shape) == (4, 3)  # left as it came: the schema check rejects it
+
+
+def test_flexlora_strategy_averages_products_and_fedavgs_the_rest():
+    from flower_messages import train_reply
+    from strategies import build_strategy
+
+    rng = np.random.default_rng(3)
+    pairs = [(rng.normal(size=(4, 3)), rng.normal(size=(3, 3))) for _ in range(2)]  # rank 3 = min(4, 3): the split is exact
+    replies = [train_reply({"m.lora_B.w": b, "m.lora_A.w": a, "m.bias": np.full(4, float(i))}, num_examples=n, node_id=i + 1)
+               for i, ((b, a), n) in enumerate(zip(pairs, (1.0, 3.0)))]
+
+    arrays, _ = build_strategy("flexlora", {}).aggregate_train(1, replies)  # lora_alpha 16 by default
+
+    np.testing.assert_allclose(delta_weight(arrays["m.lora_B.w"].numpy(), arrays["m.lora_A.w"].numpy(), 16.0),
+                               average_delta(pairs, [1, 3], 16.0), atol=1e-12)
+    np.testing.assert_allclose(arrays["m.bias"].numpy(), np.full(4, 0.75))
+
+
 def test_flexlora_refuses_mismatched_pairs_and_weights():
     with pytest.raises(ValueError):
         delta_weight(np.ones((4, 2)), np.ones((3, 3)), 1.0)
