@@ -123,6 +123,24 @@ def test_only_adapter_tensors_travel_and_the_seeded_init_is_shared(lora_config, 
     assert shapes["lora_B"] == (48, 4) and shapes.get("lora_A", (4, 16)) == (4, 16)  # c_attn: 16 -> 48, rank 4
 
 
+def test_a_client_round_with_dropout_is_reproducible_and_leaves_the_global_generator_alone(lora_config):
+    from fedft.fl.client.pipeline import local_update
+
+    cfg = load_config(_with(lora_config, "lora", dropout=0.5))
+    ctx = RunContext(cfg)
+    sent = {k: ctx.start_state[k] for k in ctx.plan.sent}
+    first, _ = local_update(cfg.to_json(), 1, 2, sent, frozen_digest=ctx.frozen_digest)  # also builds the worker's model (peft's init draws globally)
+    before = torch.random.get_rng_state()
+
+    second, _ = local_update(cfg.to_json(), 1, 2, sent, frozen_digest=ctx.frozen_digest)
+    other_round, _ = local_update(cfg.to_json(), 1, 3, sent, frozen_digest=ctx.frozen_digest)
+
+    assert first is not None and second is not None and other_round is not None
+    assert all(torch.equal(first[k], second[k]) for k in sent)  # dropout masks from (seed, round, client)
+    assert any(not torch.equal(first[k], other_round[k]) for k in sent)
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
 # ------------------------------------------------------------------ FlexLoRA math
 
 def test_flexlora_splits_the_weighted_mean_update_by_truncated_svd():
