@@ -11,7 +11,8 @@ With `lora.rank` > 0 the base model is wrapped by peft's `get_peft_model`: every
 named in `lora.target_modules` gets W x + (alpha / r) B A x, with A (r x in) drawn by
 peft from torch's global generator (a caller seeds it: `RunContext.initial_state`) and
 B (out x r) zero. Under FFA-LoRA (`lora.mode = "ffa"`, Sun et al. ICLR 2024) A stays
-frozen at that seeded draw and only B trains.
+frozen at that seeded draw and only B trains. With `lora.ranks` a client's model has
+its own rank and the server's the largest (`fedft.fl.server.ranks`).
 """
 
 from __future__ import annotations
