@@ -141,6 +141,14 @@ def test_a_client_round_with_dropout_is_reproducible_and_leaves_the_global_gener
     assert torch.equal(torch.random.get_rng_state(), before)
 
 
+def test_rank_zero_fine_tunes_the_hf_model_as_finetune_mode_says(lora_config):
+    full = RunContext(load_config(_with(lora_config, "lora", rank=0)))
+    head = RunContext(load_config(_with(_with(lora_config, "lora", rank=0), "finetune", mode=["*.ln_f.*"])))
+
+    assert full.plan.sends_everything and not any("lora" in k for k in full.plan.sent)
+    assert head.plan.sent == ("lm.transformer.ln_f.weight", "lm.transformer.ln_f.bias")
+
+
 # ------------------------------------------------------------------ FlexLoRA math
 
 def test_flexlora_splits_the_weighted_mean_update_by_truncated_svd():
