@@ -77,6 +77,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from fedft.ml.hf_export import export_merged
+
+    out = export_merged(args.run_dir, args.merged)
+    print(f"fedft export: wrote {Path(out).resolve()} (base + federated LoRA adapter merged; load it with transformers alone)")
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from fedft.jobs.report import sweep_rows
     from fedft.jobs.sweep import sweep
@@ -143,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0, help="below 1: safer, above 1: wilder, 0: greedy (default 1)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("export", help="write an hf run's model with its LoRA adapter merged, loadable by transformers alone")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder with model.pt (model.name = \"hf\")")
+    p.add_argument("--merged", required=True, metavar="OUT", help="new folder for the merged model (save_pretrained layout)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("sweep", help="run a [sweep] grid of runs (resumable: give the sweep folder to continue) and report it")
     p.add_argument("config", help="TOML config with a [sweep] table, e.g. simulations/privacy_tradeoff.toml, or a sweep folder to resume")

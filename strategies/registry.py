@@ -37,10 +37,11 @@ class RunFacts:
     clients_per_round: int  # simulation.clients_per_round (n in Krum's and Bulyan's bounds)
     client_learning_rate: float  # train.lr (QFedAvg's default estimate of 1/L)
     optimizer: str = "sgd"  # train.optimizer
+    lora_alpha: float = 16.0  # lora.alpha (FlexLoRA's scaling)
 
     @classmethod
     def from_config(cls, cfg: Any) -> RunFacts:  # cfg: fedft.config.FedftConfig
-        return cls(cfg.partition.num_clients, cfg.simulation.clients_per_round, cfg.train.lr, cfg.train.optimizer)
+        return cls(cfg.partition.num_clients, cfg.simulation.clients_per_round, cfg.train.lr, cfg.train.optimizer, cfg.lora.alpha)
 
 
 RunCheck = Callable[[dict[str, Any], RunFacts], None]
@@ -56,7 +57,7 @@ FIXED_BY_FEDFT = {
     "min_available_nodes": 0,
 }
 # Filled from RunFacts when a factory takes them (never user settings).
-_FROM_RUN = {"num_clients": "num_clients"}
+_FROM_RUN = {"num_clients": "num_clients", "lora_alpha": "lora_alpha"}
 # Filled from RunFacts when a factory takes them and the user did not set them.
 _DEFAULT_FROM_RUN = {"client_learning_rate": "client_learning_rate", "eta_l": "client_learning_rate"}
 _NOT_USER_SETTINGS = set(FIXED_BY_FEDFT) | set(_FROM_RUN) | {

@@ -11,7 +11,7 @@ from fedft.jobs.validate import load_config
 from strategies import RunFacts, build_strategy, check_strategy, strategy_names
 
 QUICKSTART = "simulations/quickstart.toml"
-ALL = {"fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedmedian", "fedtrimmedavg", "krum", "multikrum", "bulyan", "qfedavg", "scaffold"}
+ALL = {"fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedmedian", "fedtrimmedavg", "krum", "multikrum", "bulyan", "qfedavg", "scaffold", "flexlora"}
 
 
 def test_every_strategy_is_registered_and_builds():

@@ -27,6 +27,7 @@ from fedft.config.schema import (
     FedftConfig,
     FinetuneConfig,
     FinetuneMode,
+    LoraConfig,
     ModelConfig,
     OutputConfig,
     PartitionConfig,
@@ -41,7 +42,7 @@ from fedft.config.schema import (
 
 __all__ = [
     "AttackConfig", "AuditConfig", "CheckpointConfig", "ClientResources", "CompareConfig", "DataConfig", "FaultsConfig",
-    "FedftConfig", "FinetuneConfig", "FinetuneMode", "ModelConfig", "OutputConfig", "PartitionConfig", "PluginsConfig", "PretrainConfig",
+    "FedftConfig", "FinetuneConfig", "FinetuneMode", "LoraConfig", "ModelConfig", "OutputConfig", "PartitionConfig", "PluginsConfig", "PretrainConfig",
     "PrivacyConfig", "SimulationConfig", "StrategyConfig", "TrainConfig", "apply_overrides", "check_mode_syntax",
     "check_sections", "import_object", "import_plugins", "is_import_path", "parse_override", "raw_config", "read_config", "read_toml", "to_toml", "validate", "workers_import",
 ]

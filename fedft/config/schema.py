@@ -62,6 +62,7 @@ class ModelConfig(_Section):
     num_layers: int = Field(2, ge=1)
 
     reset_head: bool = False  # with init_from: a new seeded head (other classes or class count)
+    path: str = ""  # name = "hf": a save_pretrained folder (or a hub id, online only); needs fedft[llm]
     # seed_cnn / fedavg_cnn options for DP-SGD (docs/audit.md): the defaults are the published models
     activation: Literal["relu", "tanh"] = "relu"  # tanh = tempered sigmoid (Papernot et al. 2021): bounded activations suit clipped, noisy gradients
     norm: Literal["none", "group"] = "none"  # "group": GroupNorm(8) after each conv, per-example so Opacus accepts it (BatchNorm is not)
@@ -107,6 +108,24 @@ class FinetuneConfig(_Section):
             check_mode_syntax(value)
         except FedftError as exc:
             raise ValueError(f"{exc.problem.rstrip('.')}; {exc.fix.rstrip('.')}") from None
+        return value
+
+
+class LoraConfig(_Section):
+    """LoRA adapters on a `model.name = "hf"` model (docs/lora.md): only adapter tensors travel."""
+
+    rank: int = Field(8, ge=0)  # r of every adapter; 0 = no adapters (the hf model trains as finetune.mode says)
+    alpha: float = Field(16.0, gt=0.0)  # the update is (alpha / r) * B A
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)  # on the adapter's input
+    target_modules: list[str] = ["c_attn", "c_proj", "c_fc"]  # module names that get adapters (GPT-2's attention and MLP projections)
+    mode: Literal["lora", "ffa"] = "lora"  # ffa: FFA-LoRA (Sun et al. 2024), A frozen at its seeded init, only B trains and travels
+    ranks: list[int] = []  # per-client ranks cycled over client ids, aggregated by FlexLoRA ([] = every client `rank`)
+
+    @field_validator("ranks")
+    @classmethod
+    def _positive_ranks(cls, value: list[int]) -> list[int]:
+        if any(r < 1 for r in value):
+            raise ValueError(f"{value} has a rank below 1 (every client needs an adapter)")
         return value
 
 
@@ -295,6 +314,7 @@ class FedftConfig(_Section):
     privacy: PrivacyConfig = PrivacyConfig()
     attack: AttackConfig = AttackConfig()
     finetune: FinetuneConfig = FinetuneConfig()
+    lora: LoraConfig = LoraConfig()
     pretrain: PretrainConfig = PretrainConfig()
     compare: CompareConfig = CompareConfig()
     audit: AuditConfig = AuditConfig()

@@ -21,7 +21,7 @@ from torch import nn
 from fedft.config import FedftConfig, import_plugins
 from fedft.ml.data import FederatedData, federated_data_for
 from fedft.ml.finetune import FinetunePlan, frozen_digest, head_names, make_plan
-from fedft.ml.models import build_model, model_key
+from fedft.ml.models import ADAPTER_PATTERNS, build_model, lora_active, model_key
 from fedft.state.model_file import check_compatible, load_checkpoint
 
 ClientTensors = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]  # x_train, y_train, x_val, y_val, num_classes
@@ -47,21 +47,27 @@ class RunContext:
 
     def build_model(self, input_shape: tuple[int, ...] | None = None, num_classes: int | None = None) -> nn.Module:
         """A fresh model for this run (by default shaped for the run's dataset)."""
-        name, options = model_key(self.cfg.model)
+        name, options = model_key(self.cfg.model, self.cfg.lora)
         shape = self.input_shape if input_shape is None else input_shape
         return build_model(name, shape, self.num_classes if num_classes is None else num_classes, **dict(options))
 
-    def worker_model(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    def client_rank(self, client_id: int) -> int | None:
+        """This client's LoRA rank under `lora.ranks` (cycled over client ids); None: the run's model as it is."""
+        ranks = self.cfg.lora.ranks
+        return ranks[client_id % len(ranks)] if ranks and lora_active(self.cfg.model, self.cfg.lora) else None
+
+    def worker_model(self, input_shape: tuple[int, ...], num_classes: int, rank: int | None = None) -> nn.Module:
         """This worker's model object, built once and reused: every use loads a full
         state into it (all parameters and buffers) and makes a fresh optimizer, so reuse
         changes no result; building seed_cnn costs about a third of a small client's round."""
-        name, options = model_key(self.cfg.model)
+        name, options = model_key(self.cfg.model, self.cfg.lora, rank)
         return _worker_model(name, tuple(input_shape), num_classes, options)
 
     @cached_property
     def plan(self) -> FinetunePlan:
-        """What trains and what travels (`finetune.mode`)."""
-        return make_plan(self.build_model(), self.cfg.finetune.mode)
+        """What trains and what travels (`finetune.mode`; with LoRA adapters, the adapters' trainable tensors)."""
+        cfg = self.cfg
+        return make_plan(self.build_model(), ADAPTER_PATTERNS[cfg.lora.mode] if lora_active(cfg.model, cfg.lora) else cfg.finetune.mode)
 
     @cached_property
     def initial_state(self) -> dict[str, torch.Tensor]:
@@ -138,10 +144,12 @@ def _worker_model(name: str, input_shape: tuple, num_classes: int, options: tupl
 
 
 def resolve_init_from(cfg: FedftConfig) -> FedftConfig:
-    """The same config with `model.init_from` as an absolute path, so every process
+    """The same config with `model.init_from` (and a local `model.path`) absolute, so every process
     (Ray workers start elsewhere) reads the same file."""
     if cfg.model.init_from:
         cfg.model.init_from = str(Path(cfg.model.init_from).expanduser().resolve())
+    if cfg.model.name == "hf" and cfg.model.path and Path(cfg.model.path).expanduser().is_dir():  # a local folder, not a hub id
+        cfg.model.path = str(Path(cfg.model.path).expanduser().resolve())
     return cfg
 
 

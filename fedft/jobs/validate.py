@@ -18,9 +18,9 @@ from fedft.config import FedftConfig, check_sections, import_plugins, parse_over
 from fedft.errors import FedftError
 from fedft.jobs.trackers import check_loggers
 from fedft.ml.data import check_dataset_name, dataset_origin
-from fedft.ml.data.text import check_text_partition
+from fedft.ml.data.text import Vocabulary, check_text_partition, is_text_dataset
 from fedft.ml.finetune import check_finetune
-from fedft.ml.models import check_model_name, model_origin
+from fedft.ml.models import build_model, check_model_name, lora_active, model_options, model_origin
 from fedft.privacy.checks import check_privacy_config
 from strategies import RunFacts, check_strategy, strategy_origin
 
@@ -41,6 +41,7 @@ def check_run_config(cfg: FedftConfig) -> None:
     check_strategy(cfg.strategy.name, cfg.strategy.params())
     check_workers_know_names(cfg)
     check_sections(cfg)
+    check_lora(cfg)
     check_privacy_config(cfg)
     check_finetune(cfg)
     check_pretrain(cfg)
@@ -80,6 +81,23 @@ def check_pretrain(cfg: FedftConfig) -> None:
         )
     if len(set(pre.classes)) != len(pre.classes) or any(c < 0 for c in pre.classes):
         raise FedftError("pretrain.classes", f"{pre.classes} has duplicates or negative labels.", "list distinct class labels, e.g. [0, 1, 2, 3, 4].")
+
+
+def check_lora(cfg: FedftConfig) -> None:
+    """`model.name = "hf"` with `[lora]`: text data, one way to pick what trains, a model that
+    loads (which needs the fedft[llm] extra), and only what is built so far."""
+    if cfg.model.name != "hf":
+        return
+    if not is_text_dataset(cfg.data.name):
+        raise FedftError("model.name", f"'hf' is a causal language model for text data, not '{cfg.data.name}'.", 'use data.name = "text" with data.path (a play).')
+    lora = cfg.lora
+    if lora_active(cfg.model, lora) and cfg.finetune.mode != "full":
+        raise FedftError("finetune.mode", f"'{cfg.finetune.mode}' and lora.rank = {lora.rank} both choose what trains.", "keep finetune.mode = \"full\" with LoRA, or set lora.rank = 0.")
+    if lora.ranks and lora.mode == "ffa":
+        raise FedftError("lora.ranks", "per-client ranks need FlexLoRA's SVD redistribution, which changes A; FFA-LoRA keeps A frozen.", "use lora.mode = \"lora\" with ranks, or leave lora.ranks = [].")
+    if lora.ranks and cfg.strategy.name != "flexlora":
+        raise FedftError("lora.ranks", f"clients of different ranks cannot be averaged by '{cfg.strategy.name}' (the shapes differ).", "set strategy.name = \"flexlora\" (FlexLoRA: average B A, split by SVD).")
+    build_model("hf", (cfg.data.seq_len,), Vocabulary.default().size, **model_options(cfg.model, lora))  # loads: a bad path or target fails here
 
 
 # ------------------------------------------------------------ the jobs' own sections

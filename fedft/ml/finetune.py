@@ -138,4 +138,4 @@ def check_finetune(cfg) -> None:
     """Config-time check that `finetune.mode` names parameters this model has
     (parameter names do not depend on the input shape or class count)."""
     if cfg.finetune.mode != "full":
-        trainable_names(build_model(cfg.model.name, **model_options(cfg.model)), cfg.finetune.mode)
+        trainable_names(build_model(cfg.model.name, **model_options(cfg.model, cfg.lora)), cfg.finetune.mode)

@@ -53,6 +53,7 @@ def generate(model: TextModel, vocab: Vocabulary, prompt: str, length: int, temp
     for _ in range(length):
         last = logits[0, -1].clone()
         last[0] = float("-inf")  # the unknown token
+        last[vocab.size:] = float("-inf")  # ids past the vocabulary (an hf model's larger vocab_size)
         if temperature == 0:
             token = int(last.argmax())
         else:

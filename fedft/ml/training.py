@@ -7,6 +7,7 @@ indexing one tensor with a seeded permutation is both faster and reproducible.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,16 @@ def seed_generator(*parts: int) -> torch.Generator:
     gen = torch.Generator()
     gen.manual_seed(int(np.random.SeedSequence(list(parts)).generate_state(1)[0]))
     return gen
+
+
+@contextmanager
+def seeded_global_rng(device: torch.device, *parts: int) -> Iterator[None]:
+    """Inside: torch's global generator (and the device's) seeded from `parts`; outside: as before.
+    Dropout (an hf model's, `lora.dropout`) draws from it, so a client's round is reproducible."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(np.random.SeedSequence(list(parts)).generate_state(1)[0]))
+        yield
 
 
 BatchLoss = Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, float]]  # (logits, targets, examples) -> (loss, summed loss)

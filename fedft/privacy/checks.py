@@ -11,7 +11,7 @@ import warnings
 
 from fedft.config import FedftConfig
 from fedft.errors import FedftError
-from fedft.ml.models import build_model
+from fedft.ml.models import build_model, model_options
 from fedft.privacy.accounting import AccountingError, UnreachableBudget, central_epsilon, compose, dp_sgd_sample_rate, dp_sgd_steps_per_epoch, epsilon
 from fedft.privacy.central import CENTRAL_DP_STRATEGIES, central_accounting_rate, central_noise_multiplier, clipped_count_stddev, update_noise_multiplier
 from fedft.privacy.dp_sgd import DPIncompatibleModel, client_noise_multiplier, make_dp_compatible
@@ -74,7 +74,7 @@ def check_privacy_data(cfg: FedftConfig, data) -> None:
     if pc.mode != "local":
         return
     try:
-        make_dp_compatible(build_model(cfg.model.name, tuple(data.full.x.shape[1:]), data.full.num_classes))
+        make_dp_compatible(build_model(cfg.model.name, tuple(data.full.x.shape[1:]), data.full.num_classes, **model_options(cfg.model, cfg.lora)))
     except DPIncompatibleModel as exc:
         raise FedftError("model.name", f"'{cfg.model.name}' cannot be trained with DP-SGD: Opacus cannot fix it ({exc}).",
                          "use a model without such layers (e.g. seed_cnn), or privacy.mode = \"central\".") from None

@@ -65,7 +65,7 @@ def local_update(
     refused = trainer.refusal(job, len(y_tr))
     if refused is not None:
         return None, refused
-    model = ctx.worker_model(tuple(x_tr.shape[1:]), num_classes)
+    model = ctx.worker_model(tuple(x_tr.shape[1:]), num_classes, ctx.client_rank(client_id))  # lora.ranks: this client's rank
     model.load_state_dict(ctx.merge_received(global_state, frozen_digest))
     val_loss, val_acc = evaluate(model, x_val, y_val, job.device)
     attacker = is_attacker(cfg.attack, client_id, cfg.partition.num_clients)

@@ -13,6 +13,7 @@ corrections) means the same in both. The run's config picks the trainer once
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,7 +25,7 @@ from fedft.fl.client.corrections import attach_gradient_corrections
 from fedft.fl.context import RunContext
 from fedft.ml.finetune import freeze, param_groups
 from fedft.ml.models import model_key
-from fedft.ml.training import TrainResult, make_optimizer, seed_generator, train
+from fedft.ml.training import TrainResult, make_optimizer, seed_generator, seeded_global_rng, train
 from fedft.privacy.accounting import History, compose, dp_sgd_sample_rate, dp_sgd_steps_per_epoch, epsilon, total_steps
 from fedft.privacy.client_policy import ClientPolicy, round_refusal
 from fedft.privacy.dp_sgd import (
@@ -41,6 +42,7 @@ from fedft.privacy.dp_sgd import (
 )
 from fedft.privacy.history import load_history, save_history
 
+DROPOUT_STREAM = 0xD0  # the global generator's seed part (dropout), apart from batches and DP noise
 log = logging.getLogger("fedft")
 
 
@@ -87,8 +89,9 @@ class PlainTrainer:
         freeze(model, plan)
         optimizer = make_optimizer(t.optimizer, param_groups(model, plan, t.lr, cfg.finetune.body_lr_scale), t.lr, t.momentum, t.weight_decay)
         corrections = attach_gradient_corrections(optimizer, model, proximal_mu=job.proximal_mu, gradient_offset=job.gradient_offset)
-        result = train(model, x, y, epochs=t.local_epochs, batch_size=t.batch_size, optimizer=optimizer,
-                       generator=seed_generator(cfg.seed, job.server_round, job.client_id), device=job.device)
+        with seeded_global_rng(job.device, cfg.seed, job.server_round, job.client_id, DROPOUT_STREAM):
+            result = train(model, x, y, epochs=t.local_epochs, batch_size=t.batch_size, optimizer=optimizer,
+                           generator=seed_generator(cfg.seed, job.server_round, job.client_id), device=job.device)
         if corrections is not None:
             corrections.remove()
         state = model.state_dict()
@@ -150,7 +153,7 @@ class DPTrainer:
         cfg, plan = self.ctx.cfg, self.ctx.plan
         pc, t = cfg.privacy, cfg.train
         b = self._budget(job.client_id, len(y))
-        dp_model = worker_dp_model(model_key(cfg.model), tuple(x.shape[1:]), job.num_classes)
+        dp_model = worker_dp_model(model_key(cfg.model, cfg.lora, self.ctx.client_rank(job.client_id)), tuple(x.shape[1:]), job.num_classes)
         dp_model.load_state_dict(model.state_dict())
         freeze(dp_model, plan)  # frozen parameters get no per-sample gradients and no noise
         # Opacus noises the parameters in the optimizer's order: keep the model's order in one group unless the body's lr differs
@@ -160,9 +163,11 @@ class DPTrainer:
         # FedProx / SCAFFOLD corrections hook the inner optimizer's step, which Opacus'
         # DPOptimizer calls after clipping and noising: they are never clipped away.
         corrections = attach_gradient_corrections(optimizer, dp_model, proximal_mu=job.proximal_mu, gradient_offset=job.gradient_offset)
-        out = dp_train(dp_model, x, y, epochs=t.local_epochs, batch_size=t.batch_size, optimizer=optimizer,
-                       noise_multiplier=b.noise_multiplier, max_grad_norm=pc.max_grad_norm, history=b.history, accountant=pc.accountant,
-                       seed_parts=None if self.os_noise else (cfg.seed, job.server_round, job.client_id), device=job.device)
+        dropout_rng = nullcontext() if self.os_noise else seeded_global_rng(job.device, cfg.seed, job.server_round, job.client_id, DROPOUT_STREAM)
+        with dropout_rng:
+            out = dp_train(dp_model, x, y, epochs=t.local_epochs, batch_size=t.batch_size, optimizer=optimizer,
+                           noise_multiplier=b.noise_multiplier, max_grad_norm=pc.max_grad_norm, history=b.history, accountant=pc.accountant,
+                           seed_parts=None if self.os_noise else (cfg.seed, job.server_round, job.client_id), device=job.device)
         if corrections is not None:
             corrections.remove()
         save_history(self.node_state, self.state_dir, job.client_id, out.history)

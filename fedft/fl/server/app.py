@@ -24,8 +24,10 @@ from fedft.fl.server import text_metrics
 from fedft.fl.server.evaluation import central_evaluator
 from fedft.fl.server.loop import RoundCallback, RoundParts, RoundSettings, run_rounds
 from fedft.fl.server.nodes import KnownNodesGrid, NodePartitions
+from fedft.fl.server.ranks import ClientRanks
 from fedft.ml.data import FederatedData
 from fedft.ml.data.text import TextFederatedData
+from fedft.ml.models import lora_active
 from fedft.privacy.audit import run_mia
 from fedft.privacy.central import wrap_strategy
 from fedft.privacy.one_run_audit import audit_canaries, contradicts
@@ -107,7 +109,8 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
 
     try:
         parts = RoundParts(strategy, evaluator, privacy, ctx.plan, on_round=record, after_round=keeper.after_round,
-                           client_states=server_state.clients if cfg.checkpoint.client_state else None, on_client_error=on_client_error)
+                           client_states=server_state.clients if cfg.checkpoint.client_state else None, on_client_error=on_client_error,
+                           client_ranks=ClientRanks(tuple(cfg.lora.ranks)) if lora_active(cfg.model, cfg.lora) and cfg.lora.ranks else None)
         final = run_rounds(grid, arrays, RoundSettings.from_config(cfg, example_caps(data, binding[1] if binding else None)), parts,
                            start_round=start, stop=stop, bound_nodes=binding[0] if binding else None).to_torch_state_dict()
     except Exception:  # RunInterrupted (SIGINT/SIGTERM) or a failure: keep what is complete

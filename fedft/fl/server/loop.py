@@ -24,6 +24,7 @@ from fedft.fl.server.evaluation import Evaluator
 from fedft.fl.server.exchange import check_stop, is_dropout, send_and_receive
 from fedft.fl.server.node_log import first_error, log_round_failures
 from fedft.fl.server.nodes import identify_nodes
+from fedft.fl.server.ranks import ClientRanks, pad_replies, send_at_client_ranks
 from fedft.fl.server.sampling import poisson_sample_clients, sample_clients
 from fedft.fl.server.validation import UpdateBounds, bound_replies, conform, schema_of, screen_replies
 from fedft.ml.finetune import FinetunePlan, frozen_digest
@@ -84,6 +85,7 @@ class RoundParts:
     after_round: AfterRound | None = None  # (round, global state) once its row is recorded: checkpoints
     client_states: ClientStateStore | None = None  # None: client-state records in replies are dropped
     on_client_error: Callable[[str], None] | None = None  # one line per round in which a client failed: its first error
+    client_ranks: ClientRanks | None = None  # lora.ranks: adapters cut to each client's rank and padded back
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,8 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
     clients = settings.sample(server_round, unavailable)
     view = cast(Grid, SampledGrid(grid, [wire.node_of[c] for c in clients]))  # a Grid in all but name
     messages = list(strategy.configure_train(server_round, select_arrays(arrays, plan.sent), wire.train_config, view))
+    if parts.client_ranks is not None:
+        send_at_client_ranks(messages, client_of, parts.client_ranks)
     privacy.begin_round(strategy)
     bytes_down = sum(p.payload_bytes(m.content) for m in messages)
     if client_states is not None:
@@ -186,6 +190,8 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
     replies.sort(key=lambda m: client_of.get(m.metadata.src_node_id, -1))  # deterministic aggregation order
     ok = [m for m in replies if not m.has_error()]
     bytes_up = sum(p.payload_bytes(m.content) + (0 if client_states is None else state_bytes(m)) for m in ok)  # state: payload too
+    if parts.client_ranks is not None:
+        pad_replies(ok, client_of, parts.client_ranks)
     if client_states is not None:
         client_states.collect(ok, client_of, max_bytes=wire.client_state_bytes)
     else:

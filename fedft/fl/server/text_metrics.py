@@ -31,4 +31,4 @@ def text_summary(data: TextFederatedData) -> dict[str, Any]:
 
 
 def checkpoint_extra(cfg, data: TextFederatedData) -> dict[str, Any]:  # cfg: FedftConfig
-    return {"vocabulary": data.vocabulary, "model_options": model_options(cfg.model), "seq_len": cfg.data.seq_len}
+    return {"vocabulary": data.vocabulary, "model_options": model_options(cfg.model, cfg.lora), "seq_len": cfg.data.seq_len}

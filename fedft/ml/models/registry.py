@@ -52,11 +52,19 @@ def build_model(name: str, input_shape: tuple[int, ...] = (1, 28, 28), num_class
     return builder(input_shape=tuple(input_shape), num_classes=num_classes, **{k: v for k, v in options.items() if k in accepted})
 
 
-def model_options(model_cfg: Any) -> dict[str, Any]:
-    """The architecture options in a ModelConfig (sizes, CNN activation and norm), as keyword arguments for `build_model`."""
-    return {k: getattr(model_cfg, k) for k in ("embedding_dim", "hidden_size", "num_layers", "activation", "norm")}
+def model_options(model_cfg: Any, lora_cfg: Any = None, rank: int | None = None) -> dict[str, Any]:
+    """The architecture options in a ModelConfig (sizes, CNN activation and norm; and `model.path`, and a LoraConfig's adapter
+    settings for `hf`, at `rank` when given), as keyword arguments for `build_model`."""
+    options = {k: getattr(model_cfg, k) for k in ("embedding_dim", "hidden_size", "num_layers", "activation", "norm")}
+    if model_cfg.name == "hf":
+        options["path"] = model_cfg.path
+        if lora_cfg is not None:
+            server_rank = max(lora_cfg.ranks) if lora_cfg.ranks else lora_cfg.rank  # mixed ranks: the server keeps the largest
+            options.update(lora_rank=server_rank if rank is None else rank, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
+                           lora_target_modules=tuple(lora_cfg.target_modules), lora_mode=lora_cfg.mode)
+    return options
 
 
-def model_key(model_cfg: Any) -> tuple[str, tuple[tuple[str, Any], ...]]:
-    """(model name, sorted size options): what a worker's cached model objects are keyed by."""
-    return model_cfg.name, tuple(sorted(model_options(model_cfg).items()))
+def model_key(model_cfg: Any, lora_cfg: Any = None, rank: int | None = None) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """(model name, sorted options): what a worker's cached model objects are keyed by."""
+    return model_cfg.name, tuple(sorted(model_options(model_cfg, lora_cfg, rank).items()))

@@ -1,0 +1,137 @@
+"""Hugging Face causal LMs (`model.name = "hf"`), optionally with LoRA adapters (peft).
+
+`model.path` is a `save_pretrained` folder (or a hub id, which works only online).
+Tokens are fedft's character vocabulary (`fedft.ml.data.text.Vocabulary`, 97 ids) fed
+as `input_ids`: no tokenizer files are needed, and the model's `vocab_size` must be at
+least the data's vocabulary (ids above it are never targets). transformers and peft are
+imported only here and only when such a model is built, so the rest of fedft runs
+without the `fedft[llm]` extra.
+
+With `lora.rank` > 0 the base model is wrapped by peft's `get_peft_model`: every module
+named in `lora.target_modules` gets W x + (alpha / r) B A x, with A (r x in) drawn by
+peft from torch's global generator (a caller seeds it: `RunContext.initial_state`) and
+B (out x r) zero. Under FFA-LoRA (`lora.mode = "ffa"`, Sun et al. ICLR 2024) A stays
+frozen at that seeded draw and only B trains. With `lora.ranks` a client's model has
+its own rank and the server's the largest (`fedft.fl.server.ranks`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fedft.errors import FedftError
+from fedft.ml.models.registry import register_model
+
+LLM_FIX = "install the extra: pip install 'fedft[llm]' (transformers, peft, safetensors)."
+ADAPTER_PATTERNS = {"lora": ["*.lora_A.*", "*.lora_B.*"], "ffa": ["*.lora_B.*"]}  # finetune patterns of what trains
+
+
+def lora_active(model_cfg: Any, lora_cfg: Any) -> bool:
+    """Whether a run trains LoRA adapters (an `hf` model and `lora.rank` > 0 or `lora.ranks`)."""
+    return model_cfg.name == "hf" and (lora_cfg.rank > 0 or bool(lora_cfg.ranks))
+
+
+def require_llm() -> tuple[Any, Any]:
+    """(transformers, peft), or the one-line error saying how to install them."""
+    try:
+        import peft
+        import transformers
+    except ImportError as exc:
+        raise FedftError("model.name", f"'hf' needs transformers and peft, which are not installed ({exc.name} is missing).", LLM_FIX) from None
+    return transformers, peft
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    rank: int
+    alpha: float
+    dropout: float
+    target_modules: tuple[str, ...]
+    mode: str = "lora"
+
+
+class CausalLM(nn.Module):
+    """Token ids B x T -> next-token logits B x T x V, as fedft's other text models."""
+
+    def __init__(self, lm: nn.Module, positions: int = 0) -> None:
+        super().__init__()
+        self.lm: Any = lm  # a transformers model, or peft's wrapper of one
+        self.positions = positions  # the model's context length (0 = unbounded)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lm(input_ids=x).logits
+
+    def step(self, x: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """For `fedft generate`: logits after `x`, given the tokens before it (`state`); the model
+        sees the last `positions` tokens, so text longer than its context still generates."""
+        history = x if state is None else torch.cat([state, x], dim=1)
+        window = history[:, -self.positions:] if self.positions else history
+        return self.lm(input_ids=window).logits, history
+
+
+def load_causal_lm(path: str) -> Any:  # a transformers PreTrainedModel
+    """The pretrained model at `path`; any failure is one line naming `model.path`."""
+    transformers, _ = require_llm()
+    if not path:
+        raise FedftError("model.path", "is empty; model.name = \"hf\" loads a pretrained model.", "set model.path to a save_pretrained folder (or a hub id, online).")
+    local = Path(path).expanduser()
+    where = str(local) if local.is_dir() else path
+    hf_logging = transformers.utils.logging  # quiet while loading (progress bars, sharding notes), as before afterwards
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hub_log = logging.getLogger("huggingface_hub")  # offline: it warns about every failed request before the error
+    hub_level = hub_log.level
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    hub_log.setLevel(logging.ERROR)
+    try:
+        return transformers.AutoModelForCausalLM.from_pretrained(where, local_files_only=local.is_dir())
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FedftError("model.path", f"cannot load '{path}' as a causal LM ({first[:200]}).",
+                         "give a folder written by save_pretrained, or a hub id while online.") from None
+    finally:
+        hf_logging.set_verbosity(level)
+        hub_log.setLevel(hub_level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def add_adapters(lm: nn.Module, spec: LoraSpec) -> nn.Module:
+    """`lm` with peft LoRA adapters on `spec.target_modules` (under FFA, A frozen)."""
+    _, peft = require_llm()
+    from transformers.pytorch_utils import Conv1D as conv1d  # GPT-2's projections store W transposed
+    fan_in_fan_out = any(isinstance(m, conv1d) for n, m in lm.named_modules() if n.rsplit(".", 1)[-1] in spec.target_modules)
+    config = peft.LoraConfig(r=spec.rank, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=list(spec.target_modules),
+                             fan_in_fan_out=fan_in_fan_out, bias="none")
+    try:
+        model = peft.get_peft_model(lm, config)
+    except ValueError as exc:
+        raise FedftError("lora.target_modules", f"{list(spec.target_modules)} do not fit this model ({str(exc).splitlines()[0][:200]}).",
+                         "name the model's linear projections, e.g. [\"c_attn\", \"c_proj\", \"c_fc\"] for GPT-2 or [\"q_proj\", \"v_proj\"] for Llama.") from None
+    if spec.mode == "ffa":
+        for name, param in model.named_parameters():
+            if ".lora_A." in name:
+                param.requires_grad_(False)
+    return model
+
+
+@register_model("hf")
+def hf(input_shape: tuple[int, ...] = (80,), num_classes: int = 97, path: str = "", lora_rank: int = 0, lora_alpha: float = 16.0,
+       lora_dropout: float = 0.0, lora_target_modules: tuple[str, ...] = (), lora_mode: str = "lora") -> nn.Module:
+    """The causal LM at `path` (checked against the data's sequence length and vocabulary), with adapters when `lora_rank` > 0."""
+    lm = load_causal_lm(path)
+    vocab = int(lm.get_input_embeddings().num_embeddings)
+    if vocab < num_classes:
+        raise FedftError("model.path", f"the model's vocabulary has {vocab} tokens, fewer than the data's {num_classes}.", "use a model with vocab_size >= the data's vocabulary (97 for text).")
+    positions = getattr(lm.config, "n_positions", None) or getattr(lm.config, "max_position_embeddings", None)
+    if positions and input_shape and input_shape[0] > positions:
+        raise FedftError("data.seq_len", f"{input_shape[0]} is longer than the model's {positions} positions.", f"set data.seq_len <= {positions}.")
+    if lora_rank > 0:
+        lm = add_adapters(lm, LoraSpec(lora_rank, lora_alpha, lora_dropout, tuple(lora_target_modules), lora_mode))
+    return CausalLM(lm, int(positions or 0))
