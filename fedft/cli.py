@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from fedft.errors import EXIT_BAD_INPUT, FedftError
 

@@ -67,7 +67,7 @@ def _varied(rows: list[dict[str, Any]]) -> list[str]:
     return [k for k in dict.fromkeys(k for r in rows for k in r) if k not in fixed]
 
 
-def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
     vals = [float(v) for v in values if v is not None]
     if not vals:
         return None, None
@@ -89,7 +89,7 @@ def group_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         g["privacy_mode"] = members[0]["privacy_mode"]
         g["n"] = len(members)
         for m in METRICS:
-            g[m], g[m + "_std"] = _mean_std([r[m] for r in members])
+            g[m], g[m + "_std"] = _mean_std([r.get(m) for r in members])
         out.append(g)
     return out
 
