@@ -118,8 +118,10 @@ class FedftProcess:
             time.sleep(0.1)
         return self.proc.wait(timeout=1)
 
-    def leftovers(self, grace: float = 20.0) -> list[int]:
-        """Spawned processes still running after `grace` seconds (Ray stops asynchronously)."""
+    def leftovers(self, grace: float = 120.0) -> list[int]:
+        """Spawned processes still running once they have all exited, or after `grace`
+        seconds (Ray stops asynchronously, slowly on a loaded machine): the wait ends at
+        the event; `grace` only bounds a real leak."""
         deadline = time.monotonic() + grace
         while (left := alive(self.spawned)) and time.monotonic() < deadline:
             time.sleep(0.2)
