@@ -110,11 +110,15 @@ def _assert_nothing_left(run_dir: Path) -> None:
 
 
 @pytest.mark.slow
-def test_launch_tls_three_supernodes_two_rounds(tmp_path, process_guard):
+def test_launch_tls_two_supernodes_two_rounds(tmp_path, process_guard):
+    # two nodes prove what three would (TLS, each node its own partition, the simulation's
+    # numbers bit for bit); each node costs a ClientApp process per message
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    config = _config(tmp_path, clients_per_round=2)
+    config.write_text(config.read_text().replace("num_clients = 3", "num_clients = 2"))
     out = tmp_path / "run"
-    launch = _fedft("launch", str(_config(tmp_path)), "--clients", "3", "--out", str(out), "--set", "output.loggers=['tensorboard']", log=tmp_path / "launch.log")
+    launch = _fedft("launch", str(config), "--clients", "2", "--out", str(out), "--set", "output.loggers=['tensorboard']", log=tmp_path / "launch.log")
     try:
         assert launch.wait(timeout=600) == 0, _read(tmp_path / "launch.log")
     finally:
@@ -126,17 +130,17 @@ def test_launch_tls_three_supernodes_two_rounds(tmp_path, process_guard):
         assert (out / name).is_file(), name  # the same results folder as a simulation
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["rounds"] == 2 and summary["seed"] == 7
-    assert summary["final_accuracy"] > 0.3  # 2 rounds of seed_cnn on 3 clients learns something
+    assert summary["final_accuracy"] > 0.3  # 2 rounds of seed_cnn on 2 clients learns something
     rows = _rows(out)
     assert [r["round"] for r in rows] == ["0", "1", "2"]
-    assert all(r["clients_sampled"] == "3" and r["clients_replied"] == "3" for r in rows[1:])
+    assert all(r["clients_sampled"] == "2" and r["clients_replied"] == "2" for r in rows[1:])
     events = EventAccumulator(str(out / "tensorboard"))  # output.loggers work in the deployed ServerApp too
     events.Reload()
     assert [(s.step, s.value) for s in events.Scalars("test_accuracy")] == [(int(r["round"]), pytest.approx(float(r["test_accuracy"]), rel=1e-6)) for r in rows]
     assert rows[1]["bytes_up"] == rows[1]["bytes_down"]  # clients send back model arrays only, same size as sent
 
     # the same ServerApp and ClientApp as a simulation: the same numbers, to the last bit
-    sim = fedft.run(str(_config(tmp_path)), out=tmp_path / "sim", quiet=True)
+    sim = fedft.run(str(config), out=tmp_path / "sim", quiet=True)
     assert [r["test_accuracy"] for r in _rows(sim.run_dir)] == [r["test_accuracy"] for r in _rows(out)]
     assert [r["train_loss"] for r in _rows(sim.run_dir)] == [r["train_loss"] for r in _rows(out)]
     deployed = load_checkpoint(out / "model.pt")["state_dict"]
@@ -144,7 +148,7 @@ def test_launch_tls_three_supernodes_two_rounds(tmp_path, process_guard):
 
     logs = out / "logs"
     assert "https://127.0.0.1:" in _read(logs / "superlink.log")  # TLS on the SuperLink
-    for k in range(3):
+    for k in range(2):
         assert "Receiving: train message" in _read(logs / f"supernode-{k}.log")
     _assert_nothing_left(out)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from flower_messages import server_identity
 from flwr.app import ConfigRecord, Error, Message, Metadata, RecordDict
 
-from fedft.fl.server.nodes import assign, identify_nodes, parse_claim
+from fedft.fl.server.nodes import assign, identify_nodes, parse_claim, quorum_out_of_reach
 from fedft.fl.server.sampling import sample_clients
 
 
@@ -76,7 +76,7 @@ def test_too_few_valid_claims_is_one_error():
 
     with server_identity(), pytest.raises(FedftError) as err:
         identify_nodes(QueryGrid({1: {"partition-id": 0}, 2: {"partition-id": 0}}), num_clients=3, timeout=1.0, min_clients=2)
-    assert err.value.field == "simulation.min_clients"
+    assert err.value.field == "simulation.min_clients" and "within 1 s" in err.value.problem  # no list: any node may still join
 
 
 def test_too_few_connected_nodes_is_one_error():
@@ -96,3 +96,32 @@ def test_a_registered_key_cannot_claim_another_clients_id():
         mapping = identify_nodes(QueryGrid(answers), num_clients=3, timeout=1.0, min_clients=1, refused=refused, bound={101: 0, 102: 1})
     assert mapping == {0: 101}
     assert "listed for 1" in refused[102] and "not in the operator's list" in refused[103]
+
+
+def test_quorum_is_out_of_reach_only_when_the_listed_nodes_cannot_make_it():
+    listed = {101: 0, 102: 1, 103: 2}
+    # valid claims + listed nodes not yet asked < quorum  <=>  decided
+    assert quorum_out_of_reach(1, 3, listed, {101, 102})  # 1 + 1 < 3
+    assert not quorum_out_of_reach(1, 2, listed, {101, 102})  # 1 + 1 = 2: 103 may still make it
+    assert not quorum_out_of_reach(1, 3, listed, {101})  # 1 + 2 = 3
+    assert quorum_out_of_reach(0, 1, {}, set())  # an empty list: nobody can ever claim
+    assert quorum_out_of_reach(2, 3, listed, {101, 102, 103, 999})  # an unlisted node asked changes nothing
+    assert not quorum_out_of_reach(0, 3, None, {101, 102, 103})  # no list: any node may still join
+
+
+def test_listed_nodes_all_answered_ends_the_wait_before_the_timeout():
+    """A's key is listed for 0, B's for 1; B claims 0: refused. No other listed node can
+    come, so the server fails now with one error, not after round_timeout."""
+    import time
+
+    import pytest
+
+    from fedft.errors import FedftError
+
+    answers = {101: {"partition-id": 0}, 102: {"partition-id": 0}}
+    t0 = time.monotonic()
+    with server_identity(), pytest.raises(FedftError) as err:
+        identify_nodes(QueryGrid(answers), num_clients=2, timeout=60.0, bound={101: 0, 102: 1})
+    assert err.value.field == "simulation.min_clients"
+    assert "only 1 of 2 client nodes gave a valid partition id (every listed client has answered; 1 refused" in err.value.problem
+    assert time.monotonic() - t0 < 30.0  # decided, not timed out (60 s)

@@ -62,10 +62,11 @@ def test_run_on_a_two_node_ray_cluster_uses_both_nodes(tiny_config, tmp_path, pr
              "--include-dashboard=false", "--disable-usage-stats")
         _ray("start", f"--address=127.0.0.1:{port}", "--num-cpus=1", f"--temp-dir={worker_dir}", "--node-ip-address=127.0.0.1")
         cfg = dict(tiny_config, partition={"method": "iid", "num_clients": 4})
-        cfg["simulation"] = dict(cfg["simulation"], clients_per_round=4, ray_address=f"127.0.0.1:{port}")
+        # one round: its 4 clients already need both nodes' actors
+        cfg["simulation"] = dict(cfg["simulation"], rounds=1, clients_per_round=4, ray_address=f"127.0.0.1:{port}")
         result = fedft.run(cfg, out=tmp_path / "cluster", quiet=True)
         assert result.summary["status"] == "completed"
-        assert result.summary["rounds"] == 2
+        assert result.summary["rounds"] == 1
         # one CPU per node and one per client: Flower's pool is one actor on each node
         assert _actor_logs(head_dir), "no client actor ran on the head node"
         assert _actor_logs(worker_dir), "no client actor ran on the worker node"

@@ -207,7 +207,11 @@ def test_parallel_points_split_the_gpus(monkeypatch):
 
 @pytest.mark.slow
 def test_ray_num_cpus_limits_the_local_ray(process_guard):
-    """What each parallel point's Ray gets: `simulation.ray_num_cpus` reaches ray.init."""
+    """What each parallel point's Ray gets: `simulation.ray_num_cpus` reaches ray.init;
+    its workers (the clients) run at nice 0, not Ray's default 15, so a busy process
+    elsewhere on the machine cannot starve them."""
+    import os
+
     import ray
 
     from fedft.config import SimulationConfig
@@ -217,5 +221,6 @@ def test_ray_num_cpus_limits_the_local_ray(process_guard):
     start_ray(backend_config(SimulationConfig(ray_num_cpus=1))["init_args"])
     try:
         assert ray.cluster_resources()["CPU"] == 1
+        assert ray.get(ray.remote(lambda: os.nice(0)).remote()) == 0
     finally:
         ray.shutdown()

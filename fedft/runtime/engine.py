@@ -77,6 +77,8 @@ def backend_config(sim: SimulationConfig, verbose: bool = False) -> dict:
         init_args["address"] = sim.ray_address
     elif sim.ray_num_cpus:
         init_args["num_cpus"] = sim.ray_num_cpus
+    if not sim.ray_address:  # Ray's workers (the clients) run at nice 15 by default: any busy process would starve them
+        init_args["_system_config"] = {"worker_niceness": 0}
     return {
         "client_resources": {"num_cpus": sim.client_resources.num_cpus, "num_gpus": sim.client_resources.num_gpus},
         "init_args": init_args,

@@ -95,6 +95,15 @@ def assign(claims: dict[int, int]) -> tuple[dict[int, int], dict[int, str]]:
     return mapping, refused
 
 
+def quorum_out_of_reach(valid: int, quorum: int, bound: dict[int, int] | None, asked: set[int]) -> bool:
+    """True once waiting longer cannot bring `quorum` valid claims. With the operator's
+    list (`bound`, {node id: partition id}) only listed nodes can claim validly (any other
+    key is refused, or never let in) and each node is asked once, so at most
+    valid + (listed nodes not yet asked) claims can ever be valid. Without a list any
+    node may still join: never decided early."""
+    return bound is not None and valid + len(set(bound) - asked) < quorum
+
+
 def identify_nodes(grid: Grid, num_clients: int, timeout: float, config_json: str = "", stop: threading.Event | None = None,
                    min_clients: int = 0, refused: dict[int, str] | None = None, bound: dict[int, int] | None = None) -> dict[int, int]:
     """Ask the nodes for their partition ids: {client id: node id}. Starts when
@@ -102,7 +111,8 @@ def identify_nodes(grid: Grid, num_clients: int, timeout: float, config_json: st
     later until that many have valid, unique claims. A malformed, out-of-range or
     duplicated claim refuses that node (logged; `refused` gets {node: why}), never the run;
     with `bound` ({node id: partition id} from the operator's list of client keys) so
-    does a claim other than the one the node's key is listed with.
+    does a claim other than the one the node's key is listed with, and the wait ends as
+    soon as every listed node has answered (`quorum_out_of_reach`), not at the timeout.
     With `config_json` the query also lets clients load their data now, so
     `round_timeout` times training, not start-up; a busy machine may need minutes to
     start the nodes, hence STARTUP_TIMEOUT."""
@@ -137,7 +147,8 @@ def identify_nodes(grid: Grid, num_clients: int, timeout: float, config_json: st
             else:
                 claims[node] = claim
         mapping, duplicated = assign(claims)
-        if known is not None or len(mapping) >= quorum or time.monotonic() > deadline:
+        decided = quorum_out_of_reach(len(mapping), quorum, bound, asked)  # every listed node has answered: the outcome is known now
+        if known is not None or len(mapping) >= quorum or decided or time.monotonic() > deadline:
             break
         check_stop(stop)
         time.sleep(0.5)
@@ -150,6 +161,7 @@ def identify_nodes(grid: Grid, num_clients: int, timeout: float, config_json: st
     if known is not None:
         return known
     if len(mapping) < quorum:
-        raise FedftError("simulation.min_clients", f"only {len(mapping)} of {quorum} client nodes gave a valid partition id within {timeout:.0f} s "
-                         f"({len(bad) + len(duplicated)} refused; see the log).", "start the missing clients, or lower simulation.min_clients.")
+        when = "(every listed client has answered" if decided else f"within {timeout:.0f} s ("
+        raise FedftError("simulation.min_clients", f"only {len(mapping)} of {quorum} client nodes gave a valid partition id {when}"
+                         f"{'; ' if decided else ''}{len(bad) + len(duplicated)} refused; see the log).", "start the missing clients, or lower simulation.min_clients.")
     return mapping
