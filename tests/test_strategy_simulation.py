@@ -32,7 +32,7 @@ PARAMS = {
     "fedavg": {}, "fedavgm": {"server_momentum": 0.5}, "fedprox": {"proximal_mu": 0.1},
     "fedadam": {}, "fedyogi": {}, "fedadagrad": {}, "fedmedian": {}, "fedtrimmedavg": {"beta": 0.2},
     "krum": {"num_malicious_nodes": 1}, "multikrum": {"num_malicious_nodes": 1, "num_nodes_to_select": 2},
-    "bulyan": {}, "qfedavg": {}, "scaffold": {},
+    "bulyan": {}, "qfedavg": {}, "scaffold": {}, "flexlora": {},  # flexlora: FedAvg where no LoRA pairs travel
 }
 ROUNDS = {"fedavg": 2, "scaffold": 2}  # the run goes on after a round with rejections
 
