@@ -37,6 +37,18 @@ def test_pretrain_on_a_class_subset_makes_a_smaller_head(tiny_config, tmp_path):
     assert record["state_dict"]["head.weight"].shape == (3, 64)
 
 
+def test_model_file_alone_rebuilds_a_tanh_groupnorm_model(tiny_config, tmp_path):
+    # model.activation / model.norm are part of the architecture: the file records them
+    from fedft.ml.models import build_model
+
+    config = {**_pretrain_config(tiny_config, epochs=1), "model": {**tiny_config.get("model", {}), "activation": "tanh", "norm": "group"}}
+    record = load_checkpoint(pretrain(config, out=tmp_path / "pre", quiet=True).model_path)
+    assert (record["model_options"]["activation"], record["model_options"]["norm"]) == ("tanh", "group")
+    model = build_model(record["architecture"], tuple(record["input_shape"]), record["num_classes"], **record["model_options"])
+    model.load_state_dict(record["state_dict"])  # strict: the GroupNorm tensors are there and fit
+    assert any(isinstance(m, torch.nn.Tanh) for m in model.modules()) or "tanh" in repr(model).lower()
+
+
 @pytest.mark.parametrize("pre,field", [
     ({"dataset": "mnist-5k"}, "pretrain.dataset"),  # the clients' own data
     ({"dataset": "imagenet"}, "pretrain.dataset"),

@@ -107,7 +107,7 @@ def pretrain(config: str | Path | dict | FedftConfig, overrides: list[str] | Non
     model_path = save_checkpoint(
         run_dir / "model.pt", state, architecture=cfg.model.name, num_classes=train_set.num_classes, input_shape=shape,
         dataset=pre.dataset, config_json=cfg.to_json(),
-        extra={"classes": list(pre.classes), "train_examples": len(y), "val_accuracy": float(rows[-1]["val_accuracy"])},
+        extra={"model_options": model_options(cfg.model), "classes": list(pre.classes), "train_examples": len(y), "val_accuracy": float(rows[-1]["val_accuracy"])},
     )
     header = list(rows[0])
     atomic_write(run_dir / "pretrain.csv", "\n".join([",".join(header)] + [",".join(str(r[k]) for k in header) for r in rows]) + "\n")

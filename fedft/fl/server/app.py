@@ -27,7 +27,7 @@ from fedft.fl.server.nodes import KnownNodesGrid, NodePartitions
 from fedft.fl.server.ranks import ClientRanks
 from fedft.ml.data import FederatedData
 from fedft.ml.data.text import TextFederatedData
-from fedft.ml.models import lora_active
+from fedft.ml.models import lora_active, model_options
 from fedft.privacy.audit import run_mia
 from fedft.privacy.central import wrap_strategy
 from fedft.privacy.one_run_audit import audit_canaries, contradicts
@@ -119,7 +119,7 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
     save_checkpoint(
         writer.run_dir / "model.pt", final, architecture=cfg.model.name, num_classes=data.full.num_classes,
         input_shape=tuple(data.full.x.shape[1:]), dataset=cfg.data.name, config_json=cfg.to_json(),
-        extra=text_metrics.checkpoint_extra(cfg, text) if text is not None else None,
+        extra={"model_options": model_options(cfg.model, cfg.lora), **(text_metrics.checkpoint_extra(cfg, text) if text is not None else {})},  # the file alone rebuilds the model
     )
     if cfg.audit.mia:  # empirical leakage of the final model next to the theoretical ε
         writer.extra.update(run_mia(ctx.build_model(), final, data, cfg.audit.mia_samples, cfg.seed))
