@@ -88,3 +88,41 @@ def test_a_bound_above_epsilon_refutes_it_at_the_same_delta():
     assert contradicts(3.0, 1e-5, audit) is False
     assert contradicts(2.0, 1e-6, audit) is None  # another δ: not comparable
     assert contradicts(None, None, audit) is None  # no DP: nothing to refute
+
+
+# ---------------------------------------------------------------- the audit against the mechanism
+# User-level canaries on fedft's own central DP release (clip_update, noised_mean_update,
+# noise_generator) and its own accountant (central_epsilon): canary users send a fixed random
+# unit direction, each present with probability 1/2; the auditor scores a canary by the
+# release's projection on its direction. One round, every user present (q = 1).
+CANARIES, GUESSES, DIM, OTHERS, DELTA = 200, 100, 4000, 20, 1e-5
+
+
+def _audit_one_release(noise_multiplier_used: float, noise_multiplier_told: float, seed: int = 3) -> tuple[float, float, int]:
+    from fedft.privacy.accounting import central_epsilon
+    from fedft.privacy.central import clip_update, noise_generator, noised_mean_update
+
+    rng = np.random.default_rng(seed)
+    directions = rng.standard_normal((CANARIES, DIM))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)  # norm 1 = C: clipping leaves them as they are
+    included = rng.random(CANARIES) < 0.5
+    updates = [[directions[i]] for i in np.flatnonzero(included)] + [[3.0 * rng.standard_normal(DIM)] for _ in range(OTHERS)]
+    clipped = [clip_update(u, 1.0)[0] for u in updates]
+    noise = [noise_generator(seed, 1).standard_normal(DIM)]
+    release = noised_mean_update(clipped, noise, noise_multiplier_used, 1.0, expected_cohort=CANARIES + OTHERS)[0]
+    correct = correct_guesses(directions @ release, included, GUESSES)
+    return epsilon_lower_bound(CANARIES, GUESSES, correct, DELTA), central_epsilon(noise_multiplier_told, 1.0, 1, DELTA), correct
+
+
+def test_audit_of_the_honest_central_release_stays_below_its_epsilon():
+    bound, epsilon, correct = _audit_one_release(noise_multiplier_used=2.0, noise_multiplier_told=2.0)
+    assert epsilon == pytest.approx(2.17, abs=0.01)  # the accountant at σ = 2, q = 1, one round, δ = 1e-5
+    assert bound < epsilon, (bound, correct)
+
+
+def test_audit_catches_noise_switched_off_while_the_accountant_is_told_it_is_on():
+    # the broken mechanism: no noise, the accountant still told σ = 2 -> its ε = 2.17 is a lie
+    bound, epsilon, correct = _audit_one_release(noise_multiplier_used=0.0, noise_multiplier_told=2.0)
+    assert correct == GUESSES  # without noise every canary's presence shows
+    assert bound == pytest.approx(3.49, abs=0.01)  # the most 100 correct guesses can prove at β = 0.05
+    assert bound > epsilon and contradicts(epsilon, DELTA, {"epsilon_lower_bound": bound, "audit_delta": DELTA})
