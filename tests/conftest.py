@@ -33,6 +33,11 @@ def _refuse_processes_in_fast_tests(event: str, args: tuple) -> None:
 
 sys.addaudithook(_refuse_processes_in_fast_tests)
 
+# matplotlib builds its font cache on first import, running `fc-list` where fontconfig is
+# installed: do it here, outside any test, so a fast test that plots on a new machine does not
+# trip the hook above.
+import matplotlib.font_manager  # noqa: E402,F401
+
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
