@@ -3,7 +3,10 @@ SuperNodes started by `fedft server`, `fedft client` and `fedft launch`).
 
 pyproject.toml names them as the Flower App's components. The ServerApp reads the
 config from Flower's run config (`fedft.deploy.run_config`), writes the results
-folder and runs `fedft.fl.server.app.serve`; the ClientApp is fedft's own.
+folder and runs `fedft.fl.server.app.serve`; the ClientApp is fedft's own, and
+pyproject.toml names `fedft.fl.client.app:app` directly: a SuperNode starts one
+process per message, and that module alone imports nothing of the server side
+(`client_app` here is the same object).
 """
 
 from __future__ import annotations

@@ -110,6 +110,9 @@ class ProcessSet:
         env = dict(os.environ)
         env[LAUNCH_ID] = self.launch_id
         env.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")  # offline machines: no update probe
+        # Flower's SuperExec (in the SuperLink and each SuperNode) polls for a new task every second by
+        # default: a ClientApp/ServerApp process would start up to 1 s late at every message
+        env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.25")
         # the user's own modules ([plugins], module:function names) are found from the folder the
         # command was started in (fedft/config/plugins.py), also by processes started elsewhere
         env["PYTHONPATH"] = os.pathsep.join([os.path.abspath(os.getcwd()), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
