@@ -112,6 +112,8 @@ def check_sections(cfg: FedftConfig) -> None:
         raise FedftError("simulation.min_clients", f"{cfg.simulation.min_clients} is more than partition.num_clients={cfg.partition.num_clients}.", "wait for at most as many clients as there are (0 = all).")
     if cfg.simulation.ray_num_cpus and cfg.simulation.ray_address:
         raise FedftError("simulation.ray_num_cpus", f"is set with simulation.ray_address={cfg.simulation.ray_address!r}: a running cluster's CPUs are set by `ray start`.", "drop ray_num_cpus, or start the cluster with `ray start --num-cpus N`.")
+    if cfg.simulation.backend == "local" and cfg.simulation.ray_address:
+        raise FedftError("simulation.backend", f"is 'local' with simulation.ray_address={cfg.simulation.ray_address!r}: the local backend runs on this machine only.", "set backend = \"ray\" to use the cluster, or drop ray_address.")
     f = cfg.faults
     if f.dropout_probability + f.crash_probability + f.straggler_probability > 1.0:
         raise FedftError(
