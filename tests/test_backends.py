@@ -26,16 +26,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------- pure
 
-@pytest.mark.parametrize(("settings", "ray_running", "cuda", "expected"), [
-    ({}, False, False, "local"),
-    ({"ray_address": "auto"}, False, False, "ray"),
-    ({}, True, False, "ray"),  # a notebook's ray.init(): used, as before
-    ({}, False, True, "ray"),  # a forked worker cannot use its parent's CUDA
-    ({"backend": "ray"}, False, False, "ray"),
-    ({"backend": "local"}, True, True, "local"),
+@pytest.mark.parametrize(("settings", "ray_running", "cuda", "linux", "expected"), [
+    ({}, False, False, True, "local"),
+    ({"ray_address": "auto"}, False, False, True, "ray"),
+    ({}, True, False, True, "ray"),  # a notebook's ray.init(): used, as before
+    ({}, False, True, True, "ray"),  # a forked worker cannot use its parent's CUDA
+    ({}, False, False, False, "ray"),  # fork is Linux's
+    ({"backend": "ray"}, False, False, True, "ray"),
+    ({"backend": "local"}, True, True, True, "local"),
 ])
-def test_auto_is_local_on_one_machine_without_ray_or_cuda(settings, ray_running, cuda, expected):
-    assert choose_backend(SimulationConfig(**settings), ray_running, cuda) == expected
+def test_auto_is_local_on_one_linux_machine_without_ray_or_cuda(settings, ray_running, cuda, linux, expected):
+    assert choose_backend(SimulationConfig(**settings), ray_running, cuda, linux) == expected
 
 
 def test_the_pool_has_as_many_workers_as_ray_would_have_actors():

@@ -116,13 +116,14 @@ def uses_cuda(sim: SimulationConfig) -> bool:
     return False
 
 
-def choose_backend(sim: SimulationConfig, ray_running: bool, cuda: bool) -> str:
-    """`simulation.backend` resolved: "auto" is "local" on one machine, without CUDA, when
-    this process has no Ray running already (a notebook's `ray.init()` is used, as before);
-    "ray" with `ray_address` (a cluster), with CUDA, or with a Ray already running."""
+def choose_backend(sim: SimulationConfig, ray_running: bool, cuda: bool, linux: bool = sys.platform.startswith("linux")) -> str:
+    """`simulation.backend` resolved: "auto" is "local" on one Linux machine, without CUDA,
+    when this process has no Ray running already (a notebook's `ray.init()` is used, as
+    before); "ray" with `ray_address` (a cluster), with CUDA, with a Ray already running, or
+    off Linux (the local workers are forked, which macOS does not support reliably)."""
     if sim.backend != "auto":
         return sim.backend
-    return "ray" if sim.ray_address or ray_running or cuda else "local"
+    return "ray" if sim.ray_address or ray_running or cuda or not linux else "local"
 
 
 def _ray_running() -> bool:
