@@ -20,13 +20,16 @@ from pathlib import Path
 
 
 def _parents() -> dict[int, int]:
+    """{pid: parent pid} of every process that has not exited (zombies left out)."""
     found: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                found[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
+                state, parent = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[:2]
+            except (OSError, ValueError):
                 continue
+            if state != "Z":
+                found[int(entry)] = int(parent)
     return found
 
 
