@@ -6,7 +6,7 @@ the server is Flower's FedAvg `strategy.start`; `client_resources` is Flower's d
 (2 CPUs per client). Both run mnist-5k, seed_cnn, 10 clients, all per round, 2 local
 epochs, batch 32, SGD lr 0.05 momentum 0.9, central evaluation each round, via
 `flwr.simulation.run_simulation`: the plain app on Ray (Flower's backend), fedft on its
-default `simulation.backend` ("auto": the local worker pool on one machine). Round time =
+default `simulation.backend` ("ray", like the plain app). Round time =
 time between central evaluations.
 
     python benchmarks/vs_flower.py [--rounds 5]

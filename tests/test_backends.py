@@ -1,4 +1,4 @@
-"""The two simulation backends (`simulation.backend`): which one "auto" picks, that the
+"""The two simulation backends (`simulation.backend`): Ray by default, which one "auto" picks, that the
 local worker pool gives the Ray path's results bit for bit (faults included), and that
 `fedft run` returns only once every process it started has exited."""
 
@@ -27,15 +27,16 @@ ROOT = Path(__file__).resolve().parents[1]
 # ---------------------------------------------------------------- pure
 
 @pytest.mark.parametrize(("settings", "ray_running", "cuda", "linux", "expected"), [
-    ({}, False, False, True, "local"),
-    ({"ray_address": "auto"}, False, False, True, "ray"),
-    ({}, True, False, True, "ray"),  # a notebook's ray.init(): used, as before
-    ({}, False, True, True, "ray"),  # a forked worker cannot use its parent's CUDA
-    ({}, False, False, False, "ray"),  # fork is Linux's
+    ({}, False, False, True, "ray"),  # the default: Flower's simulation engine on Ray
+    ({"backend": "auto"}, False, False, True, "local"),
+    ({"backend": "auto", "ray_address": "auto"}, False, False, True, "ray"),
+    ({"backend": "auto"}, True, False, True, "ray"),  # a notebook's ray.init(): used, as before
+    ({"backend": "auto"}, False, True, True, "ray"),  # a forked worker cannot use its parent's CUDA
+    ({"backend": "auto"}, False, False, False, "ray"),  # fork is Linux's
     ({"backend": "ray"}, False, False, True, "ray"),
     ({"backend": "local"}, True, True, True, "local"),
 ])
-def test_auto_is_local_on_one_linux_machine_without_ray_or_cuda(settings, ray_running, cuda, linux, expected):
+def test_ray_by_default_and_auto_is_local_on_one_linux_machine_without_ray_or_cuda(settings, ray_running, cuda, linux, expected):
     assert choose_backend(SimulationConfig(**settings), ray_running, cuda, linux) == expected
 
 

@@ -195,7 +195,7 @@ class SimulationConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     client_resources: ClientResources = ClientResources()
     round_timeout: float = Field(600.0, gt=0.0)  # seconds to wait for replies per round
-    backend: Literal["auto", "ray", "local"] = "auto"  # where clients run: "ray" = Ray actors (clusters, ray_address, GPUs); "local" = worker processes forked from fedft's own on this machine, no Ray start; "auto" = "local" on Linux unless ray_address is set, clients may use CUDA, or this process already runs Ray. same results either way (docs/scaling.md)
+    backend: Literal["ray", "local", "auto"] = "ray"  # where clients run: "ray" = Ray actors, Flower's simulation engine (clusters, ray_address, GPUs); "local" = worker processes forked from fedft's own on this machine, no Ray start (faster start-up); "auto" = "local" on Linux unless ray_address is set, clients may use CUDA, or this process already runs Ray. same results either way (docs/scaling.md)
     ray_address: str = ""  # "" = start a local Ray; else connect, e.g. "auto" or "HOST:6379"
     ray_num_cpus: int = Field(0, ge=0)  # CPUs the local Ray (or the local backend) may use; 0 = all of this machine's (not with ray_address)
     min_clients: int = Field(0, ge=0)  # start once this many client nodes joined with valid partition ids and sample only them; 0 = all (fedft launch --clients K: K)
