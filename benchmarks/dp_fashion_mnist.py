@@ -34,7 +34,7 @@ def _label(row: dict) -> tuple[str, float | None]:
     eps = row.get("privacy.target_epsilon")
     training = "centralised" if row.get("simulation.centralised") else "federated"  # the point's own field (a missing point has no summary)
     if row.get("privacy.mode") == "none":
-        return "no DP (federated)", TARGETS[("federated", "none", None)]
+        return f"no DP (federated, {row.get('model.name') or 'dp_cnn'})", TARGETS[("federated", "none", None)]
     name = "centralised DP-SGD" if training == "centralised" else "federated local DP"
     return f"{name}, target ε = {eps:g}", TARGETS.get((training, "local", eps))
 

@@ -18,7 +18,7 @@ def _config(tmp_path, **privacy):
     return {
         "name": "central-ref",
         "seed": 1,
-        "data": {"name": "mnist-5k", "test_fraction": 0.2, "val_fraction": 0.9},  # 1,000 test records; 400 train over 2 clients (the union)
+        "data": {"name": "mnist-5k", "test_fraction": 0.2, "val_fraction": 0.95},  # 1,000 test records; 200 train over 2 clients (the union)
         "partition": {"method": "iid", "num_clients": 2},
         "model": {"name": "dp_cnn", "activation": "tanh"},
         "train": {"lr": 1.0, "local_epochs": 1, "batch_size": 64},
@@ -53,7 +53,7 @@ def test_centralised_dp_epsilon_is_accounted_for_the_steps_taken(tmp_path):
     s = result.summary
     assert s["status"] == "completed" and s["training"] == "centralised" and s["train_examples"] == n
     batches = math.ceil(n / 64)
-    assert s["sample_rate"] == pytest.approx(1 / batches)  # 64/400 rounded up to 1/7: never understated
+    assert s["sample_rate"] == pytest.approx(1 / batches)  # 64/200 rounded up to 1/4: never understated
     assert s["steps_max"] == 2 * batches == sum(r["train_steps"] for r in result.metrics if r["round"] > 0)
     sigma = s["noise_multiplier"]
     orders = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64))  # Opacus' default RDP orders
@@ -65,6 +65,7 @@ def test_centralised_dp_epsilon_is_accounted_for_the_steps_taken(tmp_path):
     assert [r["epsilon"] for r in result.metrics if r["round"] > 0] == sorted(r["epsilon"] for r in result.metrics if r["round"] > 0)
     assert result.metrics[-1]["epsilon"] == pytest.approx(s["epsilon"])
     on_disk = json.loads((result.run_dir / "summary.json").read_text())
+    assert on_disk["epsilon_rdp"] == s["epsilon"] and 0 < on_disk["epsilon_prv"] <= s["epsilon"]
     assert on_disk["privacy_mode"] == "local" and on_disk["privacy_unit"] == "record" and on_disk["final_accuracy"] == s["final_accuracy"]
     assert (result.run_dir / "model.pt").exists() and (result.run_dir / "accuracy.png").exists()
 
