@@ -129,6 +129,9 @@ def check_sections(cfg: FedftConfig) -> None:
         raise FedftError("audit.mia", "supports labelled (image) data only, not next-character text.", "set audit.mia = false for text runs.")
     if cfg.audit.canaries and cfg.partition.method == "roles":
         raise FedftError("audit.canaries", "supports labelled (image) data only, not next-character text.", "set audit.canaries = 0 for text runs.")
+    if cfg.simulation.centralised and cfg.privacy.mode == "central":
+        raise FedftError("simulation.centralised", "cannot run with privacy.mode = \"central\": user-level DP-FedAvg needs users, and a centralised run has one data holder.",
+                         "use privacy.mode = \"local\" (record-level DP-SGD over the union, the reference for both federated modes) or \"none\".")
     if cfg.audit.guesses > cfg.audit.canaries:
         raise FedftError("audit.guesses", f"= {cfg.audit.guesses} is more than audit.canaries = {cfg.audit.canaries}.", "make at most one guess per canary (0 = half the canaries).")
 

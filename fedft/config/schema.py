@@ -54,7 +54,7 @@ class PartitionConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: str = "seed_cnn"  # registry name: seed_cnn, fedavg_cnn, seed_rnn; or your builder as package.module:function
+    name: str = "seed_cnn"  # registry name: seed_cnn, fedavg_cnn, dp_cnn, seed_rnn; or your builder as package.module:function
     init_from: str = ""  # checkpoint to start from ("" = random init from `seed`)
     # char_lstm sizes (LEAF's Shakespeare model: 8, 256, 2)
     embedding_dim: int = Field(8, ge=1)
@@ -63,7 +63,7 @@ class ModelConfig(_Section):
 
     reset_head: bool = False  # with init_from: a new seeded head (other classes or class count)
     path: str = ""  # name = "hf": a save_pretrained folder (or a hub id, online only); needs fedft[llm]
-    # seed_cnn / fedavg_cnn options for DP-SGD (docs/audit.md): the defaults are the published models
+    # seed_cnn / fedavg_cnn / dp_cnn options for DP-SGD (docs/audit.md, docs/privacy.md): the defaults are the published models
     activation: Literal["relu", "tanh"] = "relu"  # tanh = tempered sigmoid (Papernot et al. 2021): bounded activations suit clipped, noisy gradients
     norm: Literal["none", "group"] = "none"  # "group": GroupNorm(8) after each conv, per-example so Opacus accepts it (BatchNorm is not)
 
@@ -201,6 +201,7 @@ class SimulationConfig(_Section):
     min_clients: int = Field(0, ge=0)  # start once this many client nodes joined with valid partition ids and sample only them; 0 = all (fedft launch --clients K: K)
     min_replies: int = Field(1, ge=0)  # fewer successful replies: the round is skipped (global model unchanged) and recorded
     evaluate_every: int = Field(1, ge=1)  # central test-set evaluation after round 0, every K-th round and the last; other rows leave test_* empty
+    centralised: bool = False  # the reference arm (docs/privacy.md): no federation, one model on the union of the clients' training records, rounds x train.local_epochs epochs, evaluated each round; privacy.mode = "local": record-level DP-SGD over the union
 
 
 class FaultsConfig(_Section):

@@ -113,6 +113,7 @@ def comparison_rows(results: list[ArmResult], reference: str = "", targets: list
             "arm": r.name,
             "start": Path(r.cfg.model.init_from).parent.name + "/" + Path(r.cfg.model.init_from).name if r.cfg.model.init_from else "scratch",
             "finetune_mode": r.cfg.finetune.mode if isinstance(r.cfg.finetune.mode, str) else " ".join(r.cfg.finetune.mode),
+            "training": r.summary.get("training", "federated"),  # "centralised": simulation.centralised, the reference arm
             "status": r.summary.get("status"),
             "rounds": r.summary.get("rounds"),
             "start_accuracy": r.rows[0].get("test_accuracy") if r.rows else None,
@@ -128,6 +129,7 @@ def comparison_rows(results: list[ArmResult], reference: str = "", targets: list
             "bytes_total": int(r.summary.get("bytes_down", 0)) + int(r.summary.get("bytes_up", 0)),
             "failed_replies": int(sum((row.get("clients_failed") or 0) + (row.get("clients_timed_out") or 0) for row in trained)),
             "wall_seconds": r.summary.get("wall_seconds"),
+            "epsilon": r.summary.get("epsilon"),
             "run_dir": str(r.run_dir),
         })
     for row in out:
@@ -147,17 +149,19 @@ def comparison_table(rows: list[dict[str, Any]], reference: str) -> str:
     """comparison.md: one line per arm, accuracies to 4 places, bytes per round, "never"
     for a target an arm did not reach."""
     target = rows[0]["target_accuracy"] if rows else None
+    private = any(isinstance(r.get("epsilon"), (int, float)) for r in rows)  # a column for ε once any arm is private
     extra = [k for k in (rows[0] if rows else {}) if k.startswith("rounds_to_") and k != "rounds_to_target"]
     header = [
         "arm", "start", "mode", "rounds", "start acc", "final acc", "best acc", f"rounds to {_f(target, '.4f')} ({reference} final)",
         *(f"rounds to {k.removeprefix('rounds_to_')}" for k in extra),
-        "bytes down/round", "bytes up/round", f"vs {reference}", "failed replies", "wall s",
+        "bytes down/round", "bytes up/round", f"vs {reference}", "failed replies", "wall s", *(["ε"] if private else []),
     ]
     cells = [
         [
             str(r["arm"]), str(r["start"]), str(r["finetune_mode"]), str(r["rounds"]), _f(r["start_accuracy"], ".4f"), _f(r["final_accuracy"], ".4f"),
             _f(r["best_accuracy"], ".4f"), _never(r["rounds_to_target"]), *(_never(r[k]) for k in extra),
             f"{r['bytes_down_per_round']:,.0f}", f"{r['bytes_up_per_round']:,.0f}", _f(r["bytes_vs_reference"], ".2%"), str(r["failed_replies"]), _f(r["wall_seconds"], ".1f"),
+            *([_f(r["epsilon"] if isinstance(r["epsilon"], (int, float)) else None, ".3g")] if private else []),
         ]
         for r in rows
     ]
