@@ -132,8 +132,9 @@ class LoraConfig(_Section):
 class PretrainConfig(_Section):
     """Central training on public data (`fedft pretrain`)."""
 
-    dataset: str = ""  # public dataset by name, e.g. fashion-mnist or digits; must differ from data.name
-    path: str = ""  # where a file-backed public dataset lives ("" = its default place)
+    dataset: str = ""  # public dataset by name, e.g. fashion-mnist or digits; must differ from data.name ("text": the play's roles that are not clients)
+    path: str = ""  # where a file-backed public dataset lives ("" = its default place; text: the clients' play, data.path)
+    hf_config: dict[str, str | int | float | bool] = {}  # model.name = "hf": a fresh causal LM from this transformers config, e.g. {model_type = "llama", hidden_size = 128, ...} (vocab_size defaults to the 97 character ids); {} = continue from model.path
     classes: list[int] = []  # keep only these classes, relabelled 0..k-1 ([] = all)
     max_examples: int = Field(0, ge=0)  # a seeded sample of this many (0 = all)
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # held-out public validation split

@@ -14,7 +14,8 @@ may not override `seed`, `data.*`, `partition.*` or `simulation.clients_per_roun
 into `<out>/<arm>/`, then writes `comparison.csv`, `comparison.md` and
 `comparison.png`/`.pdf` (test accuracy and loss per round, all arms) into `<out>/`. With
 `pretrain = true` it first runs `fedft pretrain` on the same config into
-`<out>/pretrained/`, and `{pretrained}` in an arm stands for that `model.pt`.
+`<out>/pretrained/`, and `{pretrained}` in an arm (or in the base config) stands for that
+`model.pt`; for `model.name = "hf"`, for its save_pretrained folder (`model.path = "{pretrained}"`).
 
 `run_arms`, `comparison_rows` and `write_comparison` are the reusable parts (sweeps).
 """
@@ -254,9 +255,11 @@ def prepare_arms(base: FedftConfig) -> FedftConfig:
     if cmp.pretrain:
         prepare_pretrain(plain)
     placeholder = str(Path(base.output.dir).resolve() / "pretrained" / "model.pt")  # the file comes later
+    in_base = PRETRAINED in plain.to_json()  # e.g. model.path = "{pretrained}" for hf models: every arm starts from it
     for name, arm_overrides in cmp.arms.items():
-        uses_pretrained = any(PRETRAINED in text for text in arm_overrides)
-        cfg = arm_config(base, name, arm_overrides, placeholder if uses_pretrained else "")
+        uses_pretrained = in_base or any(PRETRAINED in text for text in arm_overrides)
+        stub = "" if base.model.name == "hf" else placeholder  # hf: the token stays, so the model folder is loaded once it exists
+        cfg = arm_config(base, name, arm_overrides, stub if uses_pretrained else "")
         if not uses_pretrained:
             try:
                 prepare(cfg)

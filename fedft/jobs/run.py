@@ -27,7 +27,7 @@ from fedft.fl.server.nodes import NodePartitions
 from fedft.jobs.centralised import run_centralised
 from fedft.jobs.resume import is_complete, prepare_resume, resume_command
 from fedft.jobs.trackers import RunTrackers
-from fedft.jobs.validate import load_config
+from fedft.jobs.validate import check_lora, load_config
 from fedft.ml.data import federated_data_for
 from fedft.ml.data.plot import partition_title, plot_label_counts
 from fedft.privacy.checks import check_privacy_data, privacy_description
@@ -60,6 +60,8 @@ class RunResult:
 def prepare(config: str | Path | dict | FedftConfig, overrides: list[str] | None = None) -> FedftConfig:
     """Everything that can reject the input, before any folder or process exists."""
     cfg = load_config(config, overrides)
+    if cfg.model.name == "hf":
+        check_lora(cfg, load=True)  # model.path may have been left for pretraining to write
     data = federated_data_for(cfg)  # loads and partitions: bad data or impossible splits fail here
     check_privacy_data(cfg, data)  # DP: Opacus can train the model, every client's budget covers a round
     check_start(cfg)  # model.init_from: readable, and fits this model and data
