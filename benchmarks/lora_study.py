@@ -1,7 +1,7 @@
 """The federated LoRA study: pretrained-only, local-only LoRA, federated LoRA / FFA-LoRA / full
 fine-tuning, and DP-LoRA at epsilon = 8, on the clients' held-out text.
 
-    PYTHONPATH=. nice -n 10 python benchmarks/lora_study.py --play PATH/tinyshakespeare.txt [--out DIR]
+    PYTHONPATH=. nice -n 10 python benchmarks/lora_study.py --play PATH/tinyshakespeare.txt [--out DIR] [--set KEY=VALUE ...]
 
 Runs `fedft compare simulations/lora_study.toml` (which first runs `fedft pretrain`: a Llama-style
 character model trained on the roles that are not clients, saved with save_pretrained), then the
@@ -41,12 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=str(ROOT / "simulations" / "lora_study.toml"))
     parser.add_argument("--out", default="", help="results folder (default: runs/lora_study-<timestamp>)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--pretrained", default="", metavar="RUN_DIR",
+                        help="reuse the pretrained/ folder of an earlier study (same config and seed) instead of pretraining again")
     args = parser.parse_args(argv)
     overrides = [f"data.path={args.play}", *args.overrides]
+    if args.pretrained:
+        overrides += ["compare.pretrain=false", f"model.path={Path(args.pretrained).resolve() / 'hf'}"]
     t0 = time.perf_counter()
     result = compare(args.config, overrides, out=args.out or None, quiet=True)
     out = result.out_dir
-    pre = json.loads((out / "pretrained" / "summary.json").read_text())
+    pre = json.loads(((Path(args.pretrained) if args.pretrained else out / "pretrained") / "summary.json").read_text())
     hf_path = pre["hf_path"]
 
     base = load_config(args.config, overrides)
@@ -80,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     model, vocab = load_text_model(arms["lora"].run_dir / "model.pt")
     print("\nfedft generate --model lora/model.pt --prompt 'ROMEO:' --length 200 --temperature 0.8 --seed 0:")
     print(generate(model, vocab, "ROMEO:", 200, temperature=0.8, seed=0))
-    print(f"\nwhole study: {time.perf_counter() - t0:.0f} s; results in {out}")
+    print(f"\nwhole study: {time.perf_counter() - t0:.0f} s" + (f" (+ {pre['wall_seconds']:.0f} s of pretraining, reused)" if args.pretrained else "") + f"; results in {out}")
     return 0 if all(ok for _, ok in checks) and all(math.isfinite(v) for v in ppl.values()) else 1
 
 

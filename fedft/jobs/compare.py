@@ -94,6 +94,12 @@ def rounds_to_reach(rows: list[dict[str, Any]], target: float | None) -> int | N
     return None
 
 
+def _start(cfg: FedftConfig) -> str:
+    """Where an arm's model starts: "scratch", or the last two parts of its checkpoint (hf: its model folder)."""
+    path = cfg.model.init_from or (cfg.model.path if cfg.model.name == "hf" else "")
+    return f"{Path(path).parent.name}/{Path(path).name}" if path else "scratch"
+
+
 def comparison_rows(results: list[ArmResult], reference: str = "", targets: list[float] | None = None) -> list[dict[str, Any]]:
     """One row per arm; `rounds_to_target` counts rounds until the reference arm's final
     accuracy, `rounds_to_<t>` until each fixed accuracy in `targets`. Bytes are means over
@@ -112,7 +118,7 @@ def comparison_rows(results: list[ArmResult], reference: str = "", targets: list
         reached = rounds_to_reach(r.rows, target)
         out.append({
             "arm": r.name,
-            "start": Path(r.cfg.model.init_from).parent.name + "/" + Path(r.cfg.model.init_from).name if r.cfg.model.init_from else "scratch",
+            "start": _start(r.cfg),
             "finetune_mode": r.cfg.finetune.mode if isinstance(r.cfg.finetune.mode, str) else " ".join(r.cfg.finetune.mode),
             "training": r.summary.get("training", "federated"),  # "centralised": simulation.centralised, the reference arm
             "status": r.summary.get("status"),
