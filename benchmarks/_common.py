@@ -45,10 +45,28 @@ def tree_rss_bytes(root_pid: int) -> int:
     return total
 
 
+def session_processes(sid: int) -> list[int]:
+    """Live (non-zombie) processes in session `sid`: `run_fedft` starts fedft in its own
+    session, which everything it starts (Ray's processes, local workers) stays in."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
 def run_fedft(config: str | Path, overrides: list[str], sample_every: float = 0.5) -> dict:
     """`python -m fedft run CONFIG --set ...` in a child process; returns wall time from
-    launch to exit, peak tree RSS, the metrics.csv rows and the time the first round row
-    appeared (start-up = launch to round 0 row, i.e. Ray, nodes and the handshake up)."""
+    launch to exit, peak tree RSS, the metrics.csv rows, the time the first round row
+    appeared (start-up = launch to round 0 row, i.e. Ray, nodes and the handshake up; the
+    server sends round 1 right after) and the processes of its session still running
+    when it exited (`left_running`)."""
     from fedft.state.run_folder import read_summary  # here: the scripts put ROOT on sys.path after importing this module
 
     out = Path(tempfile.mkdtemp(prefix="fedft-bench-")) / "run"
@@ -57,7 +75,7 @@ def run_fedft(config: str | Path, overrides: list[str], sample_every: float = 0.
     for o in overrides:
         cmd += ["--set", o]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     peak, first_row_at = 0, None
     stop = threading.Event()
 
@@ -80,6 +98,7 @@ def run_fedft(config: str | Path, overrides: list[str], sample_every: float = 0.
         stop.set()
         sampler.join()
     wall = time.perf_counter() - t0
+    left = session_processes(proc.pid)  # at once, as the command returned
     if proc.returncode != 0:
         raise RuntimeError(f"fedft run failed ({proc.returncode}):\n{output[-3000:]}")
     with open(out / "metrics.csv") as f:
@@ -87,7 +106,7 @@ def run_fedft(config: str | Path, overrides: list[str], sample_every: float = 0.
     summary = read_summary(out)
     if summary is None:
         raise RuntimeError(f"fedft run left no readable summary.json in {out}")
-    return {"wall": wall, "peak_rss": peak, "rows": rows, "summary": summary, "first_row_at": first_row_at, "run_dir": out}
+    return {"wall": wall, "peak_rss": peak, "rows": rows, "summary": summary, "first_row_at": first_row_at, "run_dir": out, "left_running": left}
 
 
 def round_seconds(rows: list[dict]) -> list[float]:

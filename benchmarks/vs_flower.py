@@ -5,7 +5,9 @@ quickstart: per call it builds the model and loads its partition with flwr-datas
 the server is Flower's FedAvg `strategy.start`; `client_resources` is Flower's default
 (2 CPUs per client). Both run mnist-5k, seed_cnn, 10 clients, all per round, 2 local
 epochs, batch 32, SGD lr 0.05 momentum 0.9, central evaluation each round, via
-`flwr.simulation.run_simulation` on Ray. Round time = time between central evaluations.
+`flwr.simulation.run_simulation`: the plain app on Ray (Flower's backend), fedft on its
+default `simulation.backend` ("ray", like the plain app). Round time =
+time between central evaluations.
 
     python benchmarks/vs_flower.py [--rounds 5]
 """
@@ -56,7 +58,7 @@ def run_plain_flower(rounds: int, num_clients: int) -> tuple[list[float], float]
         strategy.start(grid=grid, initial_arrays=ArrayRecord(plain.Net().state_dict()), num_rounds=rounds,
                        train_config=ConfigRecord({"lr": 0.05, "local-epochs": 2}), evaluate_fn=central)
 
-    sim = SimulationConfig(client_resources={"num_cpus": 2, "num_gpus": 0})  # Flower's default resources
+    sim = SimulationConfig(client_resources={"num_cpus": 2, "num_gpus": 0}, backend="ray")  # Flower's default resources and backend
     engine.simulate(server, plain.app, num_clients, sim, on_ray_started=lambda: None)
     return [b - a for a, b in zip(stamps, stamps[1:])], stamps[0] - t0
 

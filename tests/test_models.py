@@ -6,10 +6,10 @@ from fedft.errors import FedftError
 from fedft.jobs.validate import load_config
 from fedft.ml.models import build_model, model_names, model_options
 
-EXPECTED_PARAMS = {"seed_cnn": 93_322, "fedavg_cnn": 1_663_370}
+EXPECTED_PARAMS = {"seed_cnn": 93_322, "fedavg_cnn": 1_663_370, "dp_cnn": 26_010}  # dp_cnn: Papernot et al. 2021
 
 
-@pytest.mark.parametrize("name", ["seed_cnn", "fedavg_cnn", "seed_rnn"])
+@pytest.mark.parametrize("name", ["seed_cnn", "fedavg_cnn", "dp_cnn", "seed_rnn"])
 def test_output_shape_and_opacus_validity(name):
     model = build_model(name, (1, 28, 28), 10)
     assert model(torch.zeros(4, 1, 28, 28)).shape == (4, 10)
@@ -40,7 +40,7 @@ def test_names_registered():
     assert {"seed_cnn", "fedavg_cnn", "seed_rnn"} <= set(model_names())
 
 
-@pytest.mark.parametrize("name", ["seed_cnn", "fedavg_cnn"])
+@pytest.mark.parametrize("name", ["seed_cnn", "fedavg_cnn", "dp_cnn"])
 @pytest.mark.parametrize("activation, norm", [("tanh", "none"), ("relu", "group"), ("tanh", "group")])
 def test_dp_options_build_and_pass_opacus(name, activation, norm):
     """model.activation / model.norm: tanh replaces every ReLU, GroupNorm follows each conv;

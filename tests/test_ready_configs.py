@@ -11,7 +11,7 @@ from fedft.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "simulations").glob("*.toml"))
-NEEDS_PLAY = {"shakespeare_lstm.toml"}  # data.path is the user's play: `--set data.path=...`
+NEEDS_PLAY = {"shakespeare_lstm.toml", "lora_study.toml"}  # data.path is the user's play: `--set data.path=...`
 NEEDS_PRETRAINED = {"finetune_head.toml"}  # starts from `fedft pretrain simulations/pretrain_public.toml --out runs/pretrained`
 
 
@@ -25,6 +25,9 @@ def test_ready_config_checks(path, play, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)  # data paths in the configs are relative to the repository root
     if "fashion-mnist" in path.read_text() and not HAS_FASHION_MNIST:
         pytest.skip(f"Fashion-MNIST is not in {FASHION_MNIST} (apt-get install dataset-fashion-mnist)")
+    if 'name = "hf"' in path.read_text():
+        pytest.importorskip("transformers", reason="needs the fedft[llm] extra")
+        pytest.importorskip("peft", reason="needs the fedft[llm] extra")
     args = ["--set", f"data.path={play.path}"] if path.name in NEEDS_PLAY else []
     code = main(["check", str(path.relative_to(ROOT)), *args])
     out, err = capsys.readouterr()

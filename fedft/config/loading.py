@@ -112,6 +112,8 @@ def check_sections(cfg: FedftConfig) -> None:
         raise FedftError("simulation.min_clients", f"{cfg.simulation.min_clients} is more than partition.num_clients={cfg.partition.num_clients}.", "wait for at most as many clients as there are (0 = all).")
     if cfg.simulation.ray_num_cpus and cfg.simulation.ray_address:
         raise FedftError("simulation.ray_num_cpus", f"is set with simulation.ray_address={cfg.simulation.ray_address!r}: a running cluster's CPUs are set by `ray start`.", "drop ray_num_cpus, or start the cluster with `ray start --num-cpus N`.")
+    if cfg.simulation.backend == "local" and cfg.simulation.ray_address:
+        raise FedftError("simulation.backend", f"is 'local' with simulation.ray_address={cfg.simulation.ray_address!r}: the local backend runs on this machine only.", "set backend = \"ray\" to use the cluster, or drop ray_address.")
     f = cfg.faults
     if f.dropout_probability + f.crash_probability + f.straggler_probability > 1.0:
         raise FedftError(
@@ -127,6 +129,9 @@ def check_sections(cfg: FedftConfig) -> None:
         raise FedftError("audit.mia", "supports labelled (image) data only, not next-character text.", "set audit.mia = false for text runs.")
     if cfg.audit.canaries and cfg.partition.method == "roles":
         raise FedftError("audit.canaries", "supports labelled (image) data only, not next-character text.", "set audit.canaries = 0 for text runs.")
+    if cfg.simulation.centralised and cfg.privacy.mode == "central":
+        raise FedftError("simulation.centralised", "cannot run with privacy.mode = \"central\": user-level DP-FedAvg needs users, and a centralised run has one data holder.",
+                         "use privacy.mode = \"local\" (record-level DP-SGD over the union, the reference for both federated modes) or \"none\".")
     if cfg.audit.guesses > cfg.audit.canaries:
         raise FedftError("audit.guesses", f"= {cfg.audit.guesses} is more than audit.canaries = {cfg.audit.canaries}.", "make at most one guess per canary (0 = half the canaries).")
 

@@ -54,7 +54,7 @@ class PartitionConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: str = "seed_cnn"  # registry name: seed_cnn, fedavg_cnn, seed_rnn; or your builder as package.module:function
+    name: str = "seed_cnn"  # registry name: seed_cnn, fedavg_cnn, dp_cnn, seed_rnn; or your builder as package.module:function
     init_from: str = ""  # checkpoint to start from ("" = random init from `seed`)
     # char_lstm sizes (LEAF's Shakespeare model: 8, 256, 2)
     embedding_dim: int = Field(8, ge=1)
@@ -63,7 +63,7 @@ class ModelConfig(_Section):
 
     reset_head: bool = False  # with init_from: a new seeded head (other classes or class count)
     path: str = ""  # name = "hf": a save_pretrained folder (or a hub id, online only); needs fedft[llm]
-    # seed_cnn / fedavg_cnn options for DP-SGD (docs/audit.md): the defaults are the published models
+    # seed_cnn / fedavg_cnn / dp_cnn options for DP-SGD (docs/audit.md, docs/privacy.md): the defaults are the published models
     activation: Literal["relu", "tanh"] = "relu"  # tanh = tempered sigmoid (Papernot et al. 2021): bounded activations suit clipped, noisy gradients
     norm: Literal["none", "group"] = "none"  # "group": GroupNorm(8) after each conv, per-example so Opacus accepts it (BatchNorm is not)
 
@@ -132,8 +132,9 @@ class LoraConfig(_Section):
 class PretrainConfig(_Section):
     """Central training on public data (`fedft pretrain`)."""
 
-    dataset: str = ""  # public dataset by name, e.g. fashion-mnist or digits; must differ from data.name
-    path: str = ""  # where a file-backed public dataset lives ("" = its default place)
+    dataset: str = ""  # public dataset by name, e.g. fashion-mnist or digits; must differ from data.name ("text": the play's roles that are not clients)
+    path: str = ""  # where a file-backed public dataset lives ("" = its default place; text: the clients' play, data.path)
+    hf_config: dict[str, str | int | float | bool] = {}  # model.name = "hf": a fresh causal LM from this transformers config, e.g. {model_type = "llama", hidden_size = 128, ...} (vocab_size defaults to the 97 character ids); {} = continue from model.path
     classes: list[int] = []  # keep only these classes, relabelled 0..k-1 ([] = all)
     max_examples: int = Field(0, ge=0)  # a seeded sample of this many (0 = all)
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # held-out public validation split
@@ -195,11 +196,13 @@ class SimulationConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     client_resources: ClientResources = ClientResources()
     round_timeout: float = Field(600.0, gt=0.0)  # seconds to wait for replies per round
+    backend: Literal["ray", "local", "auto"] = "ray"  # where clients run: "ray" = Ray actors, Flower's simulation engine (clusters, ray_address, GPUs); "local" = worker processes forked from fedft's own on this machine, no Ray start (faster start-up); "auto" = "local" on Linux unless ray_address is set, clients may use CUDA, or this process already runs Ray. same results either way (docs/scaling.md)
     ray_address: str = ""  # "" = start a local Ray; else connect, e.g. "auto" or "HOST:6379"
-    ray_num_cpus: int = Field(0, ge=0)  # CPUs the local Ray may use; 0 = all of this machine's (not with ray_address)
+    ray_num_cpus: int = Field(0, ge=0)  # CPUs the local Ray (or the local backend) may use; 0 = all of this machine's (not with ray_address)
     min_clients: int = Field(0, ge=0)  # start once this many client nodes joined with valid partition ids and sample only them; 0 = all (fedft launch --clients K: K)
     min_replies: int = Field(1, ge=0)  # fewer successful replies: the round is skipped (global model unchanged) and recorded
     evaluate_every: int = Field(1, ge=1)  # central test-set evaluation after round 0, every K-th round and the last; other rows leave test_* empty
+    centralised: bool = False  # the reference arm (docs/privacy.md): no federation, one model on the union of the clients' training records, rounds x train.local_epochs epochs, evaluated each round; privacy.mode = "local": record-level DP-SGD over the union
 
 
 class FaultsConfig(_Section):

@@ -14,7 +14,8 @@ may not override `seed`, `data.*`, `partition.*` or `simulation.clients_per_roun
 into `<out>/<arm>/`, then writes `comparison.csv`, `comparison.md` and
 `comparison.png`/`.pdf` (test accuracy and loss per round, all arms) into `<out>/`. With
 `pretrain = true` it first runs `fedft pretrain` on the same config into
-`<out>/pretrained/`, and `{pretrained}` in an arm stands for that `model.pt`.
+`<out>/pretrained/`, and `{pretrained}` in an arm (or in the base config) stands for that
+`model.pt`; for `model.name = "hf"`, for its save_pretrained folder (`model.path = "{pretrained}"`).
 
 `run_arms`, `comparison_rows` and `write_comparison` are the reusable parts (sweeps).
 """
@@ -93,6 +94,12 @@ def rounds_to_reach(rows: list[dict[str, Any]], target: float | None) -> int | N
     return None
 
 
+def _start(cfg: FedftConfig) -> str:
+    """Where an arm's model starts: "scratch", or the last two parts of its checkpoint (hf: its model folder)."""
+    path = cfg.model.init_from or (cfg.model.path if cfg.model.name == "hf" else "")
+    return f"{Path(path).parent.name}/{Path(path).name}" if path else "scratch"
+
+
 def comparison_rows(results: list[ArmResult], reference: str = "", targets: list[float] | None = None) -> list[dict[str, Any]]:
     """One row per arm; `rounds_to_target` counts rounds until the reference arm's final
     accuracy, `rounds_to_<t>` until each fixed accuracy in `targets`. Bytes are means over
@@ -111,8 +118,9 @@ def comparison_rows(results: list[ArmResult], reference: str = "", targets: list
         reached = rounds_to_reach(r.rows, target)
         out.append({
             "arm": r.name,
-            "start": Path(r.cfg.model.init_from).parent.name + "/" + Path(r.cfg.model.init_from).name if r.cfg.model.init_from else "scratch",
+            "start": _start(r.cfg),
             "finetune_mode": r.cfg.finetune.mode if isinstance(r.cfg.finetune.mode, str) else " ".join(r.cfg.finetune.mode),
+            "training": r.summary.get("training", "federated"),  # "centralised": simulation.centralised, the reference arm
             "status": r.summary.get("status"),
             "rounds": r.summary.get("rounds"),
             "start_accuracy": r.rows[0].get("test_accuracy") if r.rows else None,
@@ -128,6 +136,7 @@ def comparison_rows(results: list[ArmResult], reference: str = "", targets: list
             "bytes_total": int(r.summary.get("bytes_down", 0)) + int(r.summary.get("bytes_up", 0)),
             "failed_replies": int(sum((row.get("clients_failed") or 0) + (row.get("clients_timed_out") or 0) for row in trained)),
             "wall_seconds": r.summary.get("wall_seconds"),
+            "epsilon": r.summary.get("epsilon"),
             "run_dir": str(r.run_dir),
         })
     for row in out:
@@ -147,17 +156,19 @@ def comparison_table(rows: list[dict[str, Any]], reference: str) -> str:
     """comparison.md: one line per arm, accuracies to 4 places, bytes per round, "never"
     for a target an arm did not reach."""
     target = rows[0]["target_accuracy"] if rows else None
+    private = any(isinstance(r.get("epsilon"), (int, float)) for r in rows)  # a column for ε once any arm is private
     extra = [k for k in (rows[0] if rows else {}) if k.startswith("rounds_to_") and k != "rounds_to_target"]
     header = [
         "arm", "start", "mode", "rounds", "start acc", "final acc", "best acc", f"rounds to {_f(target, '.4f')} ({reference} final)",
         *(f"rounds to {k.removeprefix('rounds_to_')}" for k in extra),
-        "bytes down/round", "bytes up/round", f"vs {reference}", "failed replies", "wall s",
+        "bytes down/round", "bytes up/round", f"vs {reference}", "failed replies", "wall s", *(["ε"] if private else []),
     ]
     cells = [
         [
             str(r["arm"]), str(r["start"]), str(r["finetune_mode"]), str(r["rounds"]), _f(r["start_accuracy"], ".4f"), _f(r["final_accuracy"], ".4f"),
             _f(r["best_accuracy"], ".4f"), _never(r["rounds_to_target"]), *(_never(r[k]) for k in extra),
             f"{r['bytes_down_per_round']:,.0f}", f"{r['bytes_up_per_round']:,.0f}", _f(r["bytes_vs_reference"], ".2%"), str(r["failed_replies"]), _f(r["wall_seconds"], ".1f"),
+            *([_f(r["epsilon"] if isinstance(r["epsilon"], (int, float)) else None, ".3g")] if private else []),
         ]
         for r in rows
     ]
@@ -250,9 +261,11 @@ def prepare_arms(base: FedftConfig) -> FedftConfig:
     if cmp.pretrain:
         prepare_pretrain(plain)
     placeholder = str(Path(base.output.dir).resolve() / "pretrained" / "model.pt")  # the file comes later
+    in_base = PRETRAINED in plain.to_json()  # e.g. model.path = "{pretrained}" for hf models: every arm starts from it
     for name, arm_overrides in cmp.arms.items():
-        uses_pretrained = any(PRETRAINED in text for text in arm_overrides)
-        cfg = arm_config(base, name, arm_overrides, placeholder if uses_pretrained else "")
+        uses_pretrained = in_base or any(PRETRAINED in text for text in arm_overrides)
+        stub = "" if base.model.name == "hf" else placeholder  # hf: the token stays, so the model folder is loaded once it exists
+        cfg = arm_config(base, name, arm_overrides, stub if uses_pretrained else "")
         if not uses_pretrained:
             try:
                 prepare(cfg)

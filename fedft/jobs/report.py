@@ -23,6 +23,7 @@ METRICS = ("final_accuracy", "best_accuracy", "epsilon", "mia_auc", "mia_tpr_at_
 SEED = "seed"
 MODE = "privacy.mode"
 EPS = "privacy.target_epsilon"
+CENTRALISED = "simulation.centralised"  # shown through the series' label (arm_label), not as a field
 
 
 def _points(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -44,6 +45,7 @@ def sweep_rows(sweep_dir: Path) -> list[dict[str, Any]]:
             **point["values"],
             "status": s.get("status"),
             "privacy_mode": s.get("privacy_mode", "none" if s.get("status") == "completed" else None),
+            "training": s.get("training", "federated"),  # "centralised": the reference arm (simulation.centralised)
             "final_accuracy": s.get("final_accuracy"),
             "best_accuracy": s.get("best_accuracy"),
             "epsilon": s.get("epsilon"),
@@ -63,7 +65,7 @@ def sweep_rows(sweep_dir: Path) -> list[dict[str, Any]]:
 
 
 def _varied(rows: list[dict[str, Any]]) -> list[str]:
-    fixed = {"point", "status", "privacy_mode", "delta", "noise_multiplier", "rounds", "bytes_total", "audit_canaries", "audit_guesses", "audit_correct", *METRICS}
+    fixed = {"point", "status", "privacy_mode", "training", "delta", "noise_multiplier", "rounds", "bytes_total", "audit_canaries", "audit_guesses", "audit_correct", *METRICS}
     return [k for k in dict.fromkeys(k for r in rows for k in r) if k not in fixed]
 
 
@@ -87,6 +89,7 @@ def group_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for key, members in groups.items():
         g: dict[str, Any] = dict(zip(keys, key))
         g["privacy_mode"] = members[0]["privacy_mode"]
+        g["training"] = members[0].get("training", "federated")
         g["n"] = len(members)
         for m in METRICS:
             g[m], g[m + "_std"] = _mean_std([r.get(m) for r in members])
@@ -127,15 +130,26 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
+def arm_label(row: dict[str, Any]) -> str:
+    """What a point's privacy and training were, for a legend: "local DP", "central DP",
+    "centralised DP-SGD" (the reference arm under record-level DP), "no DP", "no DP (centralised)"."""
+    centralised = row.get("training") == "centralised"
+    if row.get("privacy_mode") in (None, "none"):
+        return "no DP (centralised)" if centralised else "no DP"
+    return "centralised DP-SGD" if centralised else f"{row['privacy_mode']} DP"
+
+
 def sweep_title(rows: list[dict[str, Any]], name: str) -> str:
     """What the sweep figure shows and what varied, e.g. "final accuracy and MIA AUC vs ε —
     privacy_tradeoff_quick, local and central DP, δ=1e-5"; "by train.lr" when ε is not swept."""
-    modes = [m for m in dict.fromkeys(str(r["privacy_mode"]) for r in rows if r.get("privacy_mode")) if m != "none"]
-    others = [k for k in _varied(rows) if k not in (SEED, MODE, EPS)]
+    modes = list(dict.fromkeys(arm_label(r) for r in rows if r.get("privacy_mode") not in (None, "none")))
+    others = [k for k in _varied(rows) if k not in (SEED, MODE, EPS, CENTRALISED)]
     deltas = sorted({float(r["delta"]) for r in rows if r.get("delta") is not None})
     if not modes:
         return f"final accuracy and MIA AUC by {', '.join(others) or 'point'} — {name}, no DP"
-    parts = [name, " and ".join(modes) + " DP"]
+    if all(m.endswith(" DP") for m in modes):  # "local and central DP"
+        modes = [m.removesuffix(" DP") for m in modes[:-1]] + modes[-1:]
+    parts = [name, " and ".join([", ".join(modes[:-1]), modes[-1]] if len(modes) > 1 else modes)]
     if deltas:
         parts.append(", ".join(f"δ={figures.number(d)}" for d in deltas))
     by = f", by {', '.join(others)}" if others else ""
@@ -162,7 +176,7 @@ def sweep_figure(rows: list[dict[str, Any]], title: str = "") -> Any:
     marker per series, non-private accuracy dashed, Pareto frontier circled. Right: MIA AUC
     vs ε, 0.5 = no measurable leakage."""
     groups = group_rows(rows)
-    others = [k for k in _varied(rows) if k not in (SEED, MODE, EPS)]
+    others = [k for k in _varied(rows) if k not in (SEED, MODE, EPS, CENTRALISED)]
     deltas = [float(r["delta"]) for r in rows if r.get("delta") is not None]
     with figures.styled() as plt:
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -170,7 +184,7 @@ def sweep_figure(rows: list[dict[str, Any]], title: str = "") -> Any:
             series: dict[str, list[dict[str, Any]]] = {}
             for g in groups:
                 if g["privacy_mode"] != "none" and g["epsilon"] is not None and g[metric] is not None:
-                    name = " ".join([f"{g['privacy_mode']} DP"] + [f"{k.rsplit('.', 1)[-1]}={g[k]}" for k in others])
+                    name = " ".join([arm_label(g)] + [f"{k.rsplit('.', 1)[-1]}={g[k]}" for k in others])
                     series.setdefault(name, []).append(g)
             for marker, (name, gs) in zip(figures.MARKERS * 4, series.items()):
                 gs.sort(key=lambda g: g["epsilon"])
@@ -179,7 +193,8 @@ def sweep_figure(rows: list[dict[str, Any]], title: str = "") -> Any:
             private = [g for g in groups if g["privacy_mode"] == "none" and g[metric] is not None]
             for i, g in enumerate(private):
                 extra = " ".join(f"{k.rsplit('.', 1)[-1]}={g[k]}" for k in others)
-                ax.axhline(g[metric], color="grey", linestyle="--", linewidth=1, label=f"no DP {extra}".strip() if i < 4 else None)
+                ax.axhline(g[metric], color="grey", linestyle="--" if g["training"] != "centralised" else ":", linewidth=1,
+                           label=f"{arm_label(g)} {extra}".strip() if i < 4 else None)
             audited = [g for g in groups if metric == "final_accuracy" and (g.get("epsilon_lower_bound") or 0) > 0 and g[metric] is not None]
             if audited:  # the one-run audit: where the run's empirical ε lower bound sits beside its ε
                 ax.scatter([g["epsilon_lower_bound"] for g in audited], [g[metric] for g in audited], marker="x", color="black", label="ε lower bound (audit)")

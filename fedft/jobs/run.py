@@ -24,9 +24,10 @@ from fedft.fl.context import check_start
 from fedft.fl.server.app import ServerOutcome, make_server_app, training_failure
 from fedft.fl.server.exchange import RunInterrupted
 from fedft.fl.server.nodes import NodePartitions
+from fedft.jobs.centralised import run_centralised
 from fedft.jobs.resume import is_complete, prepare_resume, resume_command
 from fedft.jobs.trackers import RunTrackers
-from fedft.jobs.validate import load_config
+from fedft.jobs.validate import check_lora, load_config
 from fedft.ml.data import federated_data_for
 from fedft.ml.data.plot import partition_title, plot_label_counts
 from fedft.privacy.checks import check_privacy_data, privacy_description
@@ -59,10 +60,18 @@ class RunResult:
 def prepare(config: str | Path | dict | FedftConfig, overrides: list[str] | None = None) -> FedftConfig:
     """Everything that can reject the input, before any folder or process exists."""
     cfg = load_config(config, overrides)
+    if cfg.model.name == "hf":
+        check_lora(cfg, load=True)  # model.path may have been left for pretraining to write
     data = federated_data_for(cfg)  # loads and partitions: bad data or impossible splits fail here
     check_privacy_data(cfg, data)  # DP: Opacus can train the model, every client's budget covers a round
     check_start(cfg)  # model.init_from: readable, and fits this model and data
     return cfg
+
+
+def _shape(cfg: FedftConfig) -> str:
+    if cfg.simulation.centralised:
+        return f"centralised on the union of {cfg.partition.num_clients} clients' data, {cfg.train.local_epochs} epochs per round"
+    return f"{cfg.partition.num_clients} clients, {cfg.simulation.clients_per_round} per round"
 
 
 def run(
@@ -84,6 +93,8 @@ def run(
         if out is not None:
             raise FedftError("--out", "cannot be combined with --resume: a resumed run continues in its own folder.", "drop --out.")
         cfg, point = prepare_resume(resume, config, overrides)
+        if cfg.simulation.centralised:
+            raise FedftError("--resume", "a centralised run (simulation.centralised) keeps no checkpoint to resume from.", "run its config again.")
         run_dir = point.run_dir
         finished = is_complete(run_dir, cfg, point)
         if finished is not None:
@@ -104,7 +115,7 @@ def run(
             plot_label_counts(federated_data_for(cfg), run_dir / "partitions", title=partition_title(cfg))
     printer = RoundPrinter(cfg.simulation.rounds, quiet=quiet)
     if point is None:
-        printer.say(f"fedft: {cfg.name}: {cfg.partition.num_clients} clients, {cfg.simulation.clients_per_round} per round, {cfg.simulation.rounds} rounds, "
+        printer.say(f"fedft: {cfg.name}: {_shape(cfg)}, {cfg.simulation.rounds} rounds, "
                     f"{privacy_description(cfg, federated_data_for(cfg))} -> {run_dir}")
     else:
         printer.say(f"fedft: {cfg.name}: resuming {run_dir} after round {point.round} of {cfg.simulation.rounds}")
@@ -127,7 +138,14 @@ def run(
     caught = None
     try:
         with stop_on_signals(stop, printer.say) as caught:
-            engine.simulate(server_app, client_app, cfg.partition.num_clients, cfg.simulation, verbose, on_ray_started=caught.reinstall, node_partitions=nodes)
+            if cfg.simulation.centralised:  # the reference arm: one model on the union of the clients' data, in this process
+                outcome.started = True
+                try:
+                    outcome.state = run_centralised(cfg, writer, record, stop)
+                finally:
+                    outcome.done.set()
+            else:
+                engine.simulate(server_app, client_app, cfg.partition.num_clients, cfg.simulation, verbose, on_ray_started=caught.reinstall, node_partitions=nodes)
         status = "completed" if outcome.state is not None else "failed"
         failure = training_failure(writer.rows, outcome.first_client_error) if status == "completed" else outcome.error or outcome.first_client_error
         if failure is not None:
@@ -144,7 +162,7 @@ def run(
     finally:
         extra: dict[str, Any] = {}
         if status != "completed":
-            extra["resume"] = resume_command(run_dir)
+            extra["resume"] = resume_command(run_dir) if not cfg.simulation.centralised else "run it again: a centralised run keeps no checkpoint"
         if caught is not None and caught.signal:
             extra["signal"] = caught.signal
         if point is not None:

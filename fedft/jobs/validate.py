@@ -73,6 +73,12 @@ def check_pretrain(cfg: FedftConfig) -> None:
         check_dataset_name(pre.dataset)
     except FedftError as exc:
         raise FedftError("pretrain.dataset", exc.problem, exc.fix) from None
+    if pre.hf_config and cfg.model.name != "hf":
+        raise FedftError("pretrain.hf_config", f"is set but model.name is '{cfg.model.name}'.", 'set model.name = "hf", or remove pretrain.hf_config.')
+    if is_text_dataset(pre.dataset):
+        if not is_text_dataset(cfg.data.name):
+            raise FedftError("pretrain.dataset", f"'{pre.dataset}' is text; the clients' data '{cfg.data.name}' is not.", "pretrain on a dataset like the clients'.")
+        return  # the clients' own play gives only the roles that are not clients (fedft.ml.data.text.public_text)
     if pre.dataset == cfg.data.name and pre.path == cfg.data.path:
         raise FedftError(
             "pretrain.dataset",
@@ -83,9 +89,11 @@ def check_pretrain(cfg: FedftConfig) -> None:
         raise FedftError("pretrain.classes", f"{pre.classes} has duplicates or negative labels.", "list distinct class labels, e.g. [0, 1, 2, 3, 4].")
 
 
-def check_lora(cfg: FedftConfig) -> None:
+def check_lora(cfg: FedftConfig, load: bool | None = None) -> None:
     """`model.name = "hf"` with `[lora]`: text data, one way to pick what trains, a model that
-    loads (which needs the fedft[llm] extra), and only what is built so far."""
+    loads (which needs the fedft[llm] extra), and only what is built so far. The model is not
+    loaded (`load` None) while `model.path` is `{pretrained}`, or empty with `pretrain.hf_config`
+    set: pretraining writes it; a run checks it again with `load = True`."""
     if cfg.model.name != "hf":
         return
     if not is_text_dataset(cfg.data.name):
@@ -97,7 +105,10 @@ def check_lora(cfg: FedftConfig) -> None:
         raise FedftError("lora.ranks", "per-client ranks need FlexLoRA's SVD redistribution, which changes A; FFA-LoRA keeps A frozen.", "use lora.mode = \"lora\" with ranks, or leave lora.ranks = [].")
     if lora.ranks and cfg.strategy.name != "flexlora":
         raise FedftError("lora.ranks", f"clients of different ranks cannot be averaged by '{cfg.strategy.name}' (the shapes differ).", "set strategy.name = \"flexlora\" (FlexLoRA: average B A, split by SVD).")
-    build_model("hf", (cfg.data.seq_len,), Vocabulary.default().size, **model_options(cfg.model, lora))  # loads: a bad path or target fails here
+    if load is None:  # a path that pretraining is still to write is checked once it exists (compare re-checks every arm)
+        load = PRETRAINED not in cfg.model.path and bool(cfg.model.path or not cfg.pretrain.hf_config)
+    if load:
+        build_model("hf", (cfg.data.seq_len,), Vocabulary.default().size, **model_options(cfg.model, lora))  # loads: a bad path or target fails here
 
 
 # ------------------------------------------------------------ the jobs' own sections
@@ -130,5 +141,7 @@ def check_compare(cfg: FedftConfig, fixed: tuple[str, ...] = FIXED) -> None:
         raise FedftError("compare.targets", f"{cmp.targets} has values outside (0, 1].", "give accuracies such as [0.9].")
     if cmp.reference and cmp.reference not in cmp.arms:
         raise FedftError("compare.reference", f"'{cmp.reference}' is not an arm.", f"use one of: {', '.join(cmp.arms)}.")
+    if PRETRAINED in cfg.model.path and not cmp.pretrain:
+        raise FedftError("model.path", f"'{cfg.model.path}' uses {PRETRAINED} but compare.pretrain is false.", "set compare.pretrain = true (and [pretrain] dataset), or give a model folder.")
     if cmp.pretrain and not cfg.pretrain.dataset:
         raise FedftError("compare.pretrain", "is true but [pretrain] dataset is not set.", 'set pretrain.dataset, e.g. "fashion-mnist".')

@@ -79,11 +79,13 @@ def check_privacy_data(cfg: FedftConfig, data) -> None:
         raise FedftError("model.name", f"'{cfg.model.name}' cannot be trained with DP-SGD: Opacus cannot fix it ({exc}).",
                          "use a model without such layers (e.g. seed_cnn), or privacy.mode = \"central\".") from None
     t, sim = cfg.train, cfg.simulation
-    sizes = sorted({len(train) for train, _ in data.clients if len(train) > 0})
+    # the centralised arm is one holder of the union that trains in every round (fedft.jobs.centralised)
+    sizes = [sum(len(train) for train, _ in data.clients)] if sim.centralised else sorted({len(train) for train, _ in data.clients if len(train) > 0})
+    per_round, holders = (1, 1) if sim.centralised else (sim.clients_per_round, cfg.partition.num_clients)
     for n in sizes:
         try:
             sigma = client_noise_multiplier(pc.noise_multiplier, pc.target_epsilon, pc.target_delta, pc.accountant, n, t.batch_size,
-                                            t.local_epochs, sim.rounds, sim.clients_per_round, cfg.partition.num_clients)
+                                            t.local_epochs, sim.rounds, per_round, holders)
             first = epsilon(compose([], sigma, dp_sgd_sample_rate(n, t.batch_size), t.local_epochs * dp_sgd_steps_per_epoch(n, t.batch_size)),
                             pc.target_delta, pc.accountant)
         except UnreachableBudget as exc:
@@ -96,7 +98,7 @@ def check_privacy_data(cfg: FedftConfig, data) -> None:
                 raise FedftError("privacy.target_epsilon", f"a client with {n} examples spends ε={first:.3g} in one round at noise_multiplier={sigma:g}, more than {pc.target_epsilon:g}: it could never train.",
                                  "raise noise_multiplier or target_epsilon, or lower train.local_epochs.")
     if sizes:
-        _warn_delta(pc.target_delta, sizes[0], "records of the smallest client")
+        _warn_delta(pc.target_delta, sizes[0], "records of the union" if sim.centralised else "records of the smallest client")
 
 
 def privacy_description(cfg: FedftConfig, data) -> str:
@@ -109,6 +111,10 @@ def privacy_description(cfg: FedftConfig, data) -> str:
     if pc.mode == "central":
         return f"central DP: σ {central_noise_multiplier(cfg):.3g}, {pc.clipping} clipping at {pc.clipping_norm:g}, {budget}δ {pc.target_delta:g}"
     t, sim = cfg.train, cfg.simulation
+    if sim.centralised:
+        n = sum(len(train) for train, _ in data.clients)
+        union_sigma = client_noise_multiplier(pc.noise_multiplier, pc.target_epsilon, pc.target_delta, pc.accountant, n, t.batch_size, t.local_epochs, sim.rounds, 1, 1)
+        return f"centralised DP-SGD on {n} records: σ {union_sigma:.3g}, per-sample clipping at {pc.max_grad_norm:g}, {budget}δ {pc.target_delta:g}"
     sigmas = sorted({client_noise_multiplier(pc.noise_multiplier, pc.target_epsilon, pc.target_delta, pc.accountant, len(train), t.batch_size,
                                              t.local_epochs, sim.rounds, sim.clients_per_round, cfg.partition.num_clients)
                      for train, _ in data.clients if len(train) > 0})

@@ -1,22 +1,25 @@
 """The one place that talks to Flower's simulation engine.
 
-fedft runs simulations in-process with `flwr.simulation.run_simulation` (Ray
-backend): the ServerApp is built around the already-validated config, results
-and progress come straight back to the caller, and Ray is started and stopped
-within the call. flwr 1.42 marks that function deprecated in favour of `flwr run`
+fedft runs simulations in-process with `flwr.simulation.run_simulation`: the
+ServerApp is built around the already-validated config, results and progress come
+straight back to the caller. The clients run on one of two backends
+(`simulation.backend`, `choose_backend`): Ray, started and stopped within the call
+(every process it started has exited when `simulate` returns: fedft.runtime.reaping),
+or a pool of local worker processes forked from this one
+(fedft.runtime.local_backend), which skips Ray's start on a single machine. flwr 1.42 marks that function deprecated in favour of `flwr run`
 with a managed SuperLink; fedft still works that way too (`flwr run .`, see
 docs/deployment.md "Flower App"), and switching `fedft run` over is a change to this file alone.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
@@ -24,7 +27,9 @@ from flwr.serverapp import ServerApp
 from fedft.config import SimulationConfig
 from fedft.fl.client.faults import CRASH_MARKER
 from fedft.fl.server.nodes import NodePartitions
-from fedft.runtime.engine_patches import patched_engine, ray_left_running
+from fedft.runtime.engine_patches import backend_replaced, patched_engine, ray_left_running
+from fedft.runtime.local_backend import LocalBackend, LocalPool, machine_cpus, pool_size
+from fedft.runtime.reaping import StartedProcesses
 
 _DEPRECATION = "The `run_simulation` function is deprecated"
 
@@ -100,31 +105,86 @@ def start_ray(init_args: dict) -> str | None:
     return before
 
 
-def simulate(server_app: ServerApp, client_app: ClientApp, num_clients: int, sim: SimulationConfig, verbose: bool = False, on_ray_started: Callable[[], None] | None = None, node_partitions: NodePartitions | None = None) -> None:
-    """Run `server_app` against `num_clients` virtual SuperNodes on Ray; blocks until done.
+def uses_cuda(sim: SimulationConfig) -> bool:
+    """Whether clients may use CUDA (a forked worker cannot use a CUDA context its parent made)."""
+    if sim.device == "cuda" or sim.client_resources.num_gpus > 0:
+        return True
+    if sim.device == "auto":
+        import torch
 
-    With `on_ray_started`, Ray is started here first and the callback runs right after
-    `ray.init` (fedft.runtime.interrupt takes SIGTERM back from Ray's handlers there); Ray is
-    shut down on the way out however the run ends. `node_partitions` receives the
-    engine's node -> partition mapping (fedft.runtime.engine_patches: no per-node handshake)."""
+        return torch.cuda.is_available()
+    return False
+
+
+def choose_backend(sim: SimulationConfig, ray_running: bool, cuda: bool, linux: bool = sys.platform.startswith("linux")) -> str:
+    """`simulation.backend` resolved: "auto" is "local" on one Linux machine, without CUDA,
+    when this process has no Ray running already (a notebook's `ray.init()` is used, as
+    before); "ray" with `ray_address` (a cluster), with CUDA, with a Ray already running, or
+    off Linux (the local workers are forked, which macOS does not support reliably)."""
+    if sim.backend != "auto":
+        return sim.backend
+    return "ray" if sim.ray_address or ray_running or cuda or not linux else "local"
+
+
+def _ray_running() -> bool:
+    ray = sys.modules.get("ray")  # not imported: not running (and the local backend never imports it)
+    return ray is not None and ray.is_initialized()
+
+
+def simulate(server_app: ServerApp, client_app: ClientApp, num_clients: int, sim: SimulationConfig, verbose: bool = False, on_ray_started: Callable[[], None] | None = None, node_partitions: NodePartitions | None = None) -> str:
+    """Run `server_app` against `num_clients` virtual SuperNodes; blocks until done and
+    until every process it started has exited. Returns the backend used ("ray" or "local",
+    `choose_backend`).
+
+    Ray: started here unless this process already runs one (then it is used and left
+    running); `on_ray_started` runs right after `ray.init` (fedft.runtime.interrupt takes
+    SIGTERM back from Ray's handlers there). Local: a pool of forked workers
+    (fedft.runtime.local_backend). `node_partitions` receives the engine's node ->
+    partition mapping (fedft.runtime.engine_patches: no per-node handshake)."""
+    backend = choose_backend(sim, _ray_running(), uses_cuda(sim))
+    with flower_logging(verbose):
+        if backend == "local":
+            _simulate_local(server_app, client_app, num_clients, sim, verbose, node_partitions)
+        else:
+            _simulate_ray(server_app, client_app, num_clients, sim, verbose, on_ray_started, node_partitions)
+    return backend
+
+
+def _simulate_local(server_app: ServerApp, client_app: ClientApp, num_clients: int, sim: SimulationConfig, verbose: bool, node_partitions: NodePartitions | None) -> None:
+    from flwr.simulation import run_simulation
+
+    resources: dict[str, Any] = {"num_cpus": sim.client_resources.num_cpus, "num_gpus": sim.client_resources.num_gpus}
+    # forked now, before the engine and the ServerApp start their threads
+    pool = LocalPool(client_app, pool_size(sim.ray_num_cpus or machine_cpus(), sim.client_resources.num_cpus))
+    try:
+        with patched_engine(node_partitions), backend_replaced(lambda: LocalBackend({"client_resources": resources}, pool)):
+            run_simulation(server_app=server_app, client_app=client_app, num_supernodes=num_clients, backend_name="local",
+                           backend_config={"client_resources": resources}, verbose_logging=verbose)
+    finally:
+        pool.close()  # the engine closed it already unless it failed first; waits for every worker
+
+
+def _simulate_ray(server_app: ServerApp, client_app: ClientApp, num_clients: int, sim: SimulationConfig, verbose: bool, on_ray_started: Callable[[], None] | None, node_partitions: NodePartitions | None) -> None:
     import ray
     from flwr.simulation import run_simulation
 
     config = backend_config(sim, verbose)
-    already_running = ray.is_initialized()  # someone else's Ray (a notebook, a test session): left running afterwards
     started_here, pythonpath_before = False, None
+    processes = StartedProcesses()
     try:
-        with flower_logging(verbose), warnings.catch_warnings():
+        with warnings.catch_warnings():
             # Ray's notice about a future default for accelerator env vars; fedft relies on
             # today's default (a client with num_gpus=0 sees no GPU), so it changes nothing here.
             warnings.filterwarnings("ignore", message=".*RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO.*", category=FutureWarning)
+            if not ray.is_initialized():  # else someone else's Ray (a notebook, a test session): used, left running
+                pythonpath_before = start_ray(dict(config["init_args"]))
+                started_here = True
+                processes.note()  # GCS, raylet, agents: what this Ray start created
             if on_ray_started is not None:
-                if not ray.is_initialized():
-                    pythonpath_before = start_ray(dict(config["init_args"]))
-                    started_here = True
                 on_ray_started()
-            keep_ray = ray_left_running() if already_running else contextlib.nullcontext()
-            with patched_engine(node_partitions), keep_ray:  # many clients: no O(nodes x messages) scans
+            # Flower's RayBackend would shut Ray down itself, orphaning its workers before
+            # they can be noted; it stops only its actors, and Ray is shut down below.
+            with patched_engine(node_partitions), ray_left_running():  # many clients: no O(nodes x messages) scans
                 run_simulation(
                     server_app=server_app,
                     client_app=client_app,
@@ -134,10 +194,12 @@ def simulate(server_app: ServerApp, client_app: ClientApp, num_clients: int, sim
                     verbose_logging=verbose,
                 )
     finally:
-        if started_here and ray.is_initialized():
-            ray.shutdown()
-        if started_here:  # this process's environment as it was before the run
-            if pythonpath_before is None:
+        if started_here:
+            processes.note()  # the workers, while the raylet that started them is still their parent
+            if ray.is_initialized():
+                ray.shutdown()
+            processes.stop()  # returns when every process this Ray start created has exited
+            if pythonpath_before is None:  # this process's environment as it was before the run
                 os.environ.pop("PYTHONPATH", None)
             else:
                 os.environ["PYTHONPATH"] = pythonpath_before

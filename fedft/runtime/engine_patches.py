@@ -1,4 +1,5 @@
-"""Two scoped fixes to Flower 1.42's in-process simulation engine, for many clients.
+"""Scoped changes to Flower 1.42's in-process simulation engine: two fixes for many
+clients, the choice of backend, and who shuts Ray down.
 
 1. Node -> partition mapping without a handshake. The engine registers one node per
    partition (`vce_api._register_nodes`) and keeps the mapping to itself, so fedft's
@@ -14,14 +15,20 @@
    nodes that have an undelivered message (found by one pass over the store), through
    the same `state.get_message_ins`, and polls every 0.02 s.
 
-Both are undone when the simulation returns. Deployments (real SuperNodes) are
+3. Another backend (`backend_replaced`): `vce_api.start_vce` builds `RayBackend` in a
+   local `backend_fn` and hands it to `vce_api.run_api`; the replacement `run_api` gets
+   fedft's backend factory instead (fedft.runtime.local_backend).
+4. `ray_left_running`: Flower's `RayBackend.terminate` stops only its actors; fedft
+   shuts Ray down itself (after noting Ray's processes, so it can wait for them).
+
+All are undone when the simulation returns. Deployments (real SuperNodes) are
 unaffected: there the server still asks each node (fedft.fl.server.loop.identify_nodes).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -49,7 +56,8 @@ def _dispatch_pending(state: Any, queue: Any, nodes_mapping: dict, f_stop: threa
 def ray_left_running() -> Iterator[None]:
     """Flower's RayBackend shuts Ray down when a simulation ends (`terminate`), even a Ray
     this process had started before (a notebook's `ray.init()`, a test session's): for
-    the duration of one simulation, `terminate` stops only the backend's actors."""
+    the duration of one simulation, `terminate` stops only the backend's actors (fedft's
+    engine shuts down a Ray it started itself)."""
     from flwr.server.superlink.fleet.vce.backend.raybackend import RayBackend
 
     terminate = RayBackend.terminate
@@ -63,6 +71,23 @@ def ray_left_running() -> Iterator[None]:
         yield
     finally:
         RayBackend.terminate = terminate  # type: ignore[method-assign]
+
+
+@contextmanager
+def backend_replaced(make_backend: Callable[[], Any]) -> Iterator[None]:
+    """For one simulation, the engine runs its ClientApps on `make_backend()` instead of `RayBackend`."""
+    from flwr.server.superlink.fleet.vce import vce_api
+
+    run_api = vce_api.run_api
+
+    def run_api_on(app_fn: Any, backend_fn: Any, *args: Any, **kwargs: Any) -> None:
+        return run_api(app_fn, make_backend, *args, **kwargs)
+
+    vce_api.run_api = run_api_on
+    try:
+        yield
+    finally:
+        vce_api.run_api = run_api
 
 
 @contextmanager

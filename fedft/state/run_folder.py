@@ -137,7 +137,8 @@ class RunWriter:
         summary = self.summary(status, wall_seconds, extra)
         atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         if self.rows:
-            title = figures.run_title(self.cfg.name, self.cfg.strategy.name, summary.get("privacy_mode"), summary.get("epsilon"), summary.get("delta"))
+            how = "centralised" if self.cfg.simulation.centralised else self.cfg.strategy.name  # the reference arm trains no strategy
+            title = figures.run_title(self.cfg.name, how, summary.get("privacy_mode"), summary.get("epsilon"), summary.get("delta"))
             plot_accuracy(self.rows, self.run_dir / "accuracy", title=title)
         return summary
 

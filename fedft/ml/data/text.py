@@ -167,6 +167,7 @@ def sequences(tokens: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarray]
 class TextFederatedData(FederatedData):
     roles: tuple[str, ...] = ()  # role of client 0, 1, ...
     vocabulary: str = ""  # Vocabulary.chars
+    client_tests: tuple[np.ndarray, ...] = ()  # per client: its held-out tail's indices into `full` (together: `test`)
 
 
 def load_roles(name: str, path: str) -> dict[str, str]:
@@ -200,7 +201,32 @@ def text_federated_data(
         ys += [y_tr, y_te]
         offset += len(x_tr) + len(x_te)
     full = ArrayDataset(name, np.concatenate(xs), np.concatenate(ys), vocab.size)
-    return TextFederatedData(full=full, test=np.concatenate(test), clients=tuple(clients), roles=tuple(r for r, _ in selected), vocabulary=vocab.chars)
+    return TextFederatedData(full=full, test=np.concatenate(test), clients=tuple(clients), roles=tuple(r for r, _ in selected), vocabulary=vocab.chars,
+                             client_tests=tuple(test))
+
+
+def public_text(name: str, path: str, clients_name: str, clients_path: str, num_clients: int, min_chars: int, small_roles: str) -> str:
+    """The public text for `fedft pretrain`: the speeches (in play order) of the play `name`/`path`
+    that no client speaks. From the clients' own play that is every role that is not one of its
+    `num_clients` client roles (nor, when they are merged into a client, the small roles); from
+    another play, all of it. Never a character of any client's text, train or test."""
+    source = path or (clients_path if name == clients_name else "")
+    speeches = load_speeches(name, source)
+    if name == clients_name and source == clients_path:
+        roles = role_texts(speeches)
+        chosen = {role for role, _ in select_roles(roles, num_clients, min_chars, small_roles)}
+        if MERGED_ROLE in chosen:
+            chosen |= {r for r, t in roles.items() if len(t) < min_chars}
+        speeches = [s for s in speeches if s.role not in chosen]
+    return "".join(s.text + "\n\n" for s in speeches)
+
+
+def load_speeches(name: str, path: str) -> list[Speech]:
+    """Every speech of a text dataset in play order (the Hub's Shakespeare: role by role)."""
+    if name == HF_SHAKESPEARE:
+        return [Speech(role, text.rstrip("\n")) for role, text in load_hf_shakespeare_roles().items()]
+    read_play(path)  # the one-line errors for a missing or speechless play
+    return parse_play(Path(path).read_text(encoding="utf-8"))
 
 
 @register_dataset(TEXT)

@@ -60,6 +60,28 @@ class FedAvgCNN(nn.Module):
         return self.head(self.hidden(self.features(x)))
 
 
+class DPCNN(nn.Module):
+    """The small CNN of the DP-SGD literature (Papernot et al. 2021, "Tempered Sigmoid Activations
+    for Deep Learning with Differential Privacy"; Tramèr & Boneh 2021): conv16 8x8 stride 2 -
+    maxpool 2 stride 1 - conv32 4x4 stride 2 - maxpool 2 stride 1 - dense32 - dense10 (26,010
+    params on 28x28). Few parameters (less noise in total) and strided convolutions (cheap per-sample
+    gradients): a DP-SGD round costs about half of seed_cnn's on a CPU (benchmarks/dp_cost.py). Papernot et al. use tanh
+    (`activation = "tanh"`); `norm`: see `_conv_block`."""
+
+    def __init__(self, input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, activation: str = "relu", norm: str = "none") -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            *_conv_block(nn.Conv2d(input_shape[0], 16, 8, stride=2, padding=3), activation, norm), nn.MaxPool2d(2, 1),
+            *_conv_block(nn.Conv2d(16, 32, 4, stride=2), activation, norm), nn.MaxPool2d(2, 1),
+            nn.Flatten(),
+        )
+        self.hidden = nn.Sequential(nn.Linear(_flat_size(self.features, input_shape), 32), ACTIVATIONS[activation]())
+        self.head = nn.Linear(32, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.hidden(self.features(x)))
+
+
 @register_model("seed_cnn")
 def seed_cnn(input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, activation: str = "relu", norm: str = "none") -> nn.Module:
     return SeedCNN(input_shape, num_classes, activation, norm)
@@ -68,3 +90,8 @@ def seed_cnn(input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, 
 @register_model("fedavg_cnn")
 def fedavg_cnn(input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, activation: str = "relu", norm: str = "none") -> nn.Module:
     return FedAvgCNN(input_shape, num_classes, activation, norm)
+
+
+@register_model("dp_cnn")
+def dp_cnn(input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, activation: str = "relu", norm: str = "none") -> nn.Module:
+    return DPCNN(input_shape, num_classes, activation, norm)

@@ -18,6 +18,8 @@ its own rank and the server's the largest (`fedft.fl.server.ranks`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,14 +77,11 @@ class CausalLM(nn.Module):
         return self.lm(input_ids=window).logits, history
 
 
-def load_causal_lm(path: str) -> Any:  # a transformers PreTrainedModel
-    """The pretrained model at `path`; any failure is one line naming `model.path`."""
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers and the hub quiet (no progress bars, sharding notes or offline retries), as before afterwards."""
     transformers, _ = require_llm()
-    if not path:
-        raise FedftError("model.path", "is empty; model.name = \"hf\" loads a pretrained model.", "set model.path to a save_pretrained folder (or a hub id, online).")
-    local = Path(path).expanduser()
-    where = str(local) if local.is_dir() else path
-    hf_logging = transformers.utils.logging  # quiet while loading (progress bars, sharding notes), as before afterwards
+    hf_logging = transformers.utils.logging
     level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hub_log = logging.getLogger("huggingface_hub")  # offline: it warns about every failed request before the error
     hub_level = hub_log.level
@@ -90,16 +89,65 @@ def load_causal_lm(path: str) -> Any:  # a transformers PreTrainedModel
     hf_logging.disable_progress_bar()
     hub_log.setLevel(logging.ERROR)
     try:
-        return transformers.AutoModelForCausalLM.from_pretrained(where, local_files_only=local.is_dir())
-    except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FedftError("model.path", f"cannot load '{path}' as a causal LM ({first[:200]}).",
-                         "give a folder written by save_pretrained, or a hub id while online.") from None
+        yield
     finally:
         hf_logging.set_verbosity(level)
         hub_log.setLevel(hub_level)
         if bars:
             hf_logging.enable_progress_bar()
+
+
+def load_causal_lm(path: str) -> Any:  # a transformers PreTrainedModel
+    """The pretrained model at `path`; any failure is one line naming `model.path`."""
+    transformers, _ = require_llm()
+    if not path:
+        raise FedftError("model.path", "is empty; model.name = \"hf\" loads a pretrained model.", "set model.path to a save_pretrained folder (or a hub id, online).")
+    local = Path(path).expanduser()
+    where = str(local) if local.is_dir() else path
+    try:
+        with quiet_transformers():
+            return transformers.AutoModelForCausalLM.from_pretrained(where, local_files_only=local.is_dir())
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FedftError("model.path", f"cannot load '{path}' as a causal LM ({first[:200]}).",
+                         "give a folder written by save_pretrained, or a hub id while online.") from None
+
+
+def fresh_causal_lm(hf_config: dict[str, Any], vocab_size: int, seq_len: int) -> Any:  # a transformers PreTrainedModel
+    """A randomly initialised causal LM from a transformers config given as a dict (`pretrain.hf_config`,
+    e.g. {model_type = "llama", hidden_size = 128, ...}; `vocab_size` defaults to fedft's character
+    vocabulary). Initialised from torch's global generator: the caller seeds it."""
+    transformers, _ = require_llm()
+    config = causal_lm_config(hf_config, vocab_size, seq_len)
+    try:
+        return transformers.AutoModelForCausalLM.from_config(config)
+    except ValueError as exc:
+        raise FedftError("pretrain.hf_config", f"model_type '{config.model_type}' has no causal LM ({str(exc).splitlines()[0][:160]}).", "use a decoder model type such as llama or gpt2.") from None
+
+
+def causal_lm_config(hf_config: dict[str, Any], vocab_size: int, seq_len: int) -> Any:  # a transformers PretrainedConfig
+    """`pretrain.hf_config` as a transformers config, checked against the data (one line naming the field)."""
+    transformers, _ = require_llm()
+    options = dict(hf_config)
+    model_type = options.pop("model_type", None)
+    if not isinstance(model_type, str) or not model_type:
+        raise FedftError("pretrain.hf_config", "has no model_type.", 'name one, e.g. {model_type = "llama", hidden_size = 128, num_hidden_layers = 4, ...}.')
+    options.setdefault("vocab_size", vocab_size)
+    options.setdefault("bos_token_id", 0)  # fedft's id 0 ('unknown'); GPT-2's default 50256 lies outside a character vocabulary
+    options.setdefault("eos_token_id", 0)
+    try:
+        config = transformers.AutoConfig.for_model(str(model_type), **options)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FedftError("pretrain.hf_config", f"is not a transformers model config ({str(exc).splitlines()[0][:160]}).",
+                         'give model_type and its sizes, e.g. {model_type = "llama", hidden_size = 128, intermediate_size = 352, num_hidden_layers = 4, num_attention_heads = 4}.') from None
+    if int(config.vocab_size) < vocab_size:
+        raise FedftError("pretrain.hf_config", f"vocab_size = {config.vocab_size} is below the data's {vocab_size} character ids.", f"leave vocab_size out (it defaults to {vocab_size}) or raise it.")
+    positions = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    if positions and seq_len > positions:
+        raise FedftError("pretrain.hf_config", f"has {positions} positions, fewer than data.seq_len = {seq_len}.", f"set max_position_embeddings (n_positions for GPT-2) >= {seq_len}.")
+    if type(config) not in transformers.MODEL_FOR_CAUSAL_LM_MAPPING:
+        raise FedftError("pretrain.hf_config", f"model_type '{model_type}' has no causal LM in transformers.", "use a decoder model type such as llama or gpt2.")
+    return config
 
 
 def add_adapters(lm: nn.Module, spec: LoraSpec) -> nn.Module:
