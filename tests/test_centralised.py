@@ -41,6 +41,7 @@ def test_centralised_run_rejects_user_level_dp():
         load_config({"simulation": {"centralised": True}, "privacy": {"mode": "central", "target_epsilon": 3.0}})
 
 
+@pytest.mark.slow  # a real DP-SGD training run: seconds of compute
 def test_centralised_dp_epsilon_is_accounted_for_the_steps_taken(tmp_path):
     """The run trains on all clients' training records; the history it reports is what Opacus
     sampled (q = 1/ceil(N/B), one step per batch drawn), and its ε equals an independent
