@@ -21,46 +21,49 @@ def _flat_size(features: nn.Module, input_shape: tuple[int, ...]) -> int:
         return int(features(torch.zeros(1, *input_shape)).numel())
 
 
-class SeedCNN(nn.Module):
-    """The Keras MNIST example: conv32-pool-conv64-pool-conv64-dense64-dense10 (93,322 params on 28x28).
-    `activation`, `norm`: see `_conv_block` (the defaults are the Keras model)."""
+class _ConvNet(nn.Module):
+    """features -> hidden (dense + activation) -> head: the parts fine-tuning names
+    (`finetune.mode = "head"`, last-K) and the checkpoints' keys."""
 
-    def __init__(self, input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, activation: str = "relu", norm: str = "none") -> None:
+    def __init__(self, features: nn.Module, input_shape: tuple[int, ...], hidden: int, num_classes: int, activation: str) -> None:
         super().__init__()
-        channels = input_shape[0]
-        self.features = nn.Sequential(
-            *_conv_block(nn.Conv2d(channels, 32, 3), activation, norm), nn.MaxPool2d(2),
-            *_conv_block(nn.Conv2d(32, 64, 3), activation, norm), nn.MaxPool2d(2),
-            *_conv_block(nn.Conv2d(64, 64, 3), activation, norm),
-            nn.Flatten(),
-        )
-        self.hidden = nn.Sequential(nn.Linear(_flat_size(self.features, input_shape), 64), ACTIVATIONS[activation]())
-        self.head = nn.Linear(64, num_classes)
+        self.features = features
+        self.hidden = nn.Sequential(nn.Linear(_flat_size(features, input_shape), hidden), ACTIVATIONS[activation]())
+        self.head = nn.Linear(hidden, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.hidden(self.features(x)))
 
 
-class FedAvgCNN(nn.Module):
+class SeedCNN(_ConvNet):
+    """The Keras MNIST example: conv32-pool-conv64-pool-conv64-dense64-dense10 (93,322 params on 28x28).
+    `activation`, `norm`: see `_conv_block` (the defaults are the Keras model)."""
+
+    def __init__(self, input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, activation: str = "relu", norm: str = "none") -> None:
+        features = nn.Sequential(
+            *_conv_block(nn.Conv2d(input_shape[0], 32, 3), activation, norm), nn.MaxPool2d(2),
+            *_conv_block(nn.Conv2d(32, 64, 3), activation, norm), nn.MaxPool2d(2),
+            *_conv_block(nn.Conv2d(64, 64, 3), activation, norm),
+            nn.Flatten(),
+        )
+        super().__init__(features, input_shape, 64, num_classes, activation)
+
+
+class FedAvgCNN(_ConvNet):
     """McMahan et al. 2017, "Communication-Efficient Learning of Deep Networks from
     Decentralized Data": two 5x5 convs (32, 64) each with 2x2 max pooling, 512 dense,
     softmax output (1,663,370 params on 28x28; the softmax lives in the loss). `activation`, `norm`: see `_conv_block`."""
 
     def __init__(self, input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, activation: str = "relu", norm: str = "none") -> None:
-        super().__init__()
-        self.features = nn.Sequential(
+        features = nn.Sequential(
             *_conv_block(nn.Conv2d(input_shape[0], 32, 5, padding=2), activation, norm), nn.MaxPool2d(2),
             *_conv_block(nn.Conv2d(32, 64, 5, padding=2), activation, norm), nn.MaxPool2d(2),
             nn.Flatten(),
         )
-        self.hidden = nn.Sequential(nn.Linear(_flat_size(self.features, input_shape), 512), ACTIVATIONS[activation]())
-        self.head = nn.Linear(512, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.hidden(self.features(x)))
+        super().__init__(features, input_shape, 512, num_classes, activation)
 
 
-class DPCNN(nn.Module):
+class DPCNN(_ConvNet):
     """The small CNN of the DP-SGD literature (Papernot et al. 2021, "Tempered Sigmoid Activations
     for Deep Learning with Differential Privacy"; Tramèr & Boneh 2021): conv16 8x8 stride 2 -
     maxpool 2 stride 1 - conv32 4x4 stride 2 - maxpool 2 stride 1 - dense32 - dense10 (26,010
@@ -69,17 +72,12 @@ class DPCNN(nn.Module):
     (`activation = "tanh"`); `norm`: see `_conv_block`."""
 
     def __init__(self, input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, activation: str = "relu", norm: str = "none") -> None:
-        super().__init__()
-        self.features = nn.Sequential(
+        features = nn.Sequential(
             *_conv_block(nn.Conv2d(input_shape[0], 16, 8, stride=2, padding=3), activation, norm), nn.MaxPool2d(2, 1),
             *_conv_block(nn.Conv2d(16, 32, 4, stride=2), activation, norm), nn.MaxPool2d(2, 1),
             nn.Flatten(),
         )
-        self.hidden = nn.Sequential(nn.Linear(_flat_size(self.features, input_shape), 32), ACTIVATIONS[activation]())
-        self.head = nn.Linear(32, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.hidden(self.features(x)))
+        super().__init__(features, input_shape, 32, num_classes, activation)
 
 
 @register_model("seed_cnn")
