@@ -110,7 +110,7 @@ def _assert_nothing_left(run_dir: Path) -> None:
 
 
 @pytest.mark.slow
-def test_launch_tls_two_supernodes_two_rounds(tmp_path, process_guard):
+def test_launch_tls_two_supernodes_two_rounds(tmp_path, shared_ray, process_guard):
     # two nodes prove what three would (TLS, each node its own partition, the simulation's
     # numbers bit for bit); each node costs a ClientApp process per message
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -139,7 +139,7 @@ def test_launch_tls_two_supernodes_two_rounds(tmp_path, process_guard):
     assert [(s.step, s.value) for s in events.Scalars("test_accuracy")] == [(int(r["round"]), pytest.approx(float(r["test_accuracy"]), rel=1e-6)) for r in rows]
     assert rows[1]["bytes_up"] == rows[1]["bytes_down"]  # clients send back model arrays only, same size as sent
 
-    # the same ServerApp and ClientApp as a simulation: the same numbers, to the last bit
+    # the same ServerApp and ClientApp as a simulation (on the shared Ray): the same numbers, to the last bit
     sim = fedft.run(str(config), out=tmp_path / "sim", quiet=True)
     assert [r["test_accuracy"] for r in _rows(sim.run_dir)] == [r["test_accuracy"] for r in _rows(out)]
     assert [r["train_loss"] for r in _rows(sim.run_dir)] == [r["train_loss"] for r in _rows(out)]
