@@ -112,7 +112,15 @@ def test_fashion_mnist_from_debian_package():
 
 @pytest.mark.slow  # seconds of compute, no process
 def test_hugging_face_offline_gives_one_clear_line(monkeypatch):
+    import datasets.config
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    # the libraries read those variables once, at import: in a test process that imported them
+    # earlier, only their constants say offline (otherwise: 20 s of connection retries first)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
     with pytest.raises(FedftError, match="data.name.*Hugging Face.*Fix"):
         load_dataset("hf:ylecun/mnist")
