@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("fedft.deploy",),
     ("fedft.api", "fedft.cli", "fedft.__main__"),
 ]
-ENTRY_POINTS = {"fedft"}  # `fedft.run` forwards to the API lazily, so `import fedft` stays cheap
+ENTRY_POINTS = {"fedft", "fedft.deploy.cli"}  # `fedft.run` forwards to the API lazily, so `import fedft` stays cheap; the deployment commands load when one runs
 
 
 def modules() -> dict[str, Path]:
