@@ -110,9 +110,10 @@ def run_centralised(cfg: FedftConfig, writer: RunWriter, on_round: Any, stop: An
                                max_grad_norm=pc.max_grad_norm, history=state.history, accountant=pc.accountant,
                                seed_parts=None if os_noise else (cfg.seed, rnd, STREAM), device=device)
             state.history, state.sample_rate, result = out.history, out.sample_rate, out.train
-            privacy_columns = {"epsilon": epsilon(state.history, pc.target_delta, pc.accountant), "delta": pc.target_delta,
+            eps = epsilon(state.history, pc.target_delta, pc.accountant)
+            privacy_columns = {"epsilon": eps, "delta": pc.target_delta,
                                "noise_multiplier": state.sigma, "clipping_norm": pc.max_grad_norm, "dp_steps": total_steps(state.history), **MEANING}
-            writer.extra.update(_privacy_summary(cfg, state, len(y), both=rnd == cfg.simulation.rounds))  # prv's ε costs ~1 s: the last round only
+            writer.extra.update(_privacy_summary(cfg, state, len(y), eps, both=rnd == cfg.simulation.rounds))  # prv's ε costs ~1 s: the last round only
         else:
             result = train(model, x, y, epochs=t.local_epochs, batch_size=t.batch_size, optimizer=optimizer,
                            generator=seed_generator(cfg.seed, rnd, STREAM), device=device)
@@ -131,9 +132,10 @@ def run_centralised(cfg: FedftConfig, writer: RunWriter, on_round: Any, stop: An
     return final
 
 
-def _privacy_summary(cfg: FedftConfig, state: _DPState | None, num_examples: int, both: bool = False) -> dict[str, Any]:
+def _privacy_summary(cfg: FedftConfig, state: _DPState | None, num_examples: int, eps: float | None = None, both: bool = False) -> dict[str, Any]:
     """summary.json keys: what ran (centralised, on how many records) and, under DP, the
-    (σ, q, steps) of the whole run with its ε under the configured accountant (`both`: also rdp and prv)."""
+    (σ, q, steps) of the whole run with its ε under the configured accountant (`eps` when the
+    round already computed it; `both`: also rdp and prv)."""
     base = {"training": "centralised", "train_examples": num_examples}
     if state is None:
         return {**base, "privacy_mode": "none", "epsilon": None}
@@ -141,7 +143,7 @@ def _privacy_summary(cfg: FedftConfig, state: _DPState | None, num_examples: int
     others = {f"epsilon_{name}": finite(epsilon(state.history, pc.target_delta, name)) for name in ("rdp", "prv")} if both else {}
     return {
         **base, "privacy_mode": "local", **MEANING, "delta": pc.target_delta, "accountant": pc.accountant,
-        "epsilon": finite(epsilon(state.history, pc.target_delta, pc.accountant)), **others,
+        "epsilon": finite(eps if eps is not None else epsilon(state.history, pc.target_delta, pc.accountant)), **others,
         "noise_multiplier": state.sigma, "max_grad_norm": pc.max_grad_norm, "sample_rate": state.sample_rate or None,
         "steps_max": total_steps(state.history), "noise_source": pc.noise_source,
     }
