@@ -27,13 +27,6 @@ POLL_SECONDS = 0.5
 STOP_GRACE_SECONDS = 60.0  # a child that got SIGTERM checkpoints and shuts Ray down within this
 
 
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def cpus_per_point(configs: list[FedftConfig], parallel: int, cpus: int) -> int:
     """CPUs each point's local Ray may use; refuses a split that cannot place one client."""
     share = cpus // parallel

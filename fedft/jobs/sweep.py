@@ -31,11 +31,12 @@ from typing import Any
 
 from fedft.config import FedftConfig, apply_overrides, read_toml
 from fedft.errors import FedftError
-from fedft.jobs.parallel import available_cpus, cpus_per_point, run_in_children
+from fedft.jobs.parallel import cpus_per_point, run_in_children
 from fedft.jobs.report import write_report
 from fedft.jobs.run import prepare
 from fedft.jobs.runner import FinishedRun, run_each
 from fedft.jobs.validate import load_config
+from fedft.runtime.local_backend import machine_cpus
 from fedft.state.run_folder import atomic_write, new_run_dir, read_summary
 
 SWEEP_TOML = "sweep.toml"  # the sweep's own config (base + [sweep]), for resuming and reporting
@@ -192,7 +193,7 @@ def sweep(config: str | Path | dict, overrides: list[str] | None = None, out: st
     parallel = min(parallel, max(1, len(todo)))  # CPUs are split among the points that will run
     ray_num_cpus = 0
     if parallel > 1:
-        ray_num_cpus = cpus_per_point([configs[p.name] for p in todo], parallel, available_cpus())
+        ray_num_cpus = cpus_per_point([configs[p.name] for p in todo], parallel, machine_cpus())
     if resuming:
         assert out_path is not None
         sweep_dir = out_path

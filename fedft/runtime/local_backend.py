@@ -51,6 +51,7 @@ def pool_size(num_cpus: int, client_cpus: float) -> int:
 
 
 def machine_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask: a container's or taskset's share)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
