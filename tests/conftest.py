@@ -146,6 +146,15 @@ def _in_shared_ray(pid: int) -> bool:
     return pid in roots or any(_descends_from(pid, r) for r in roots)
 
 
+def shared_ray_cpus() -> int:
+    """This test process's share of the machine's cores (xdist runs one shared Ray per
+    worker). Each run starts one Ray actor per CPU, and an actor's start (a process that
+    imports torch, Flower and fedft) costs more than the tiny runs' training: 2 workers
+    with 2-CPU Rays spent 179 s of CPU on the simulation tests, 1-CPU Rays 119 s."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 @pytest.fixture(scope="session")
 def _ray_session():
     yield
@@ -163,7 +172,7 @@ def shared_ray(_ray_session):
 
     if not ray.is_initialized():
         before = _pids()
-        start_ray(dict(backend_config(SimulationConfig())["init_args"]))
+        start_ray(dict(backend_config(SimulationConfig(ray_num_cpus=shared_ray_cpus()))["init_args"]))
         _shared_ray["roots"] = set(new_processes(before))
     yield
 

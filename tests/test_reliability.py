@@ -219,7 +219,12 @@ def test_injected_faults_are_counted_and_the_run_finishes(tmp_path, shared_ray, 
     faults = {"dropout_probability": 0.25, "crash_probability": 0.25, "straggler_probability": 0.15, "straggler_delay": 40.0}
     rounds = 3
     seed = _fault_seed(faults, rounds)
-    cfg = small_config(tmp_path, faults=faults, simulation={"rounds": rounds, "round_timeout": 30.0, "min_replies": 2})
+    # a straggler holds its actor for straggler_delay: each of the 3 clients gets its own
+    # actor, or the honest clients queued behind a straggler would time out too
+    import ray
+
+    per_client = {"num_cpus": ray.cluster_resources()["CPU"] / 3}
+    cfg = small_config(tmp_path, faults=faults, simulation={"rounds": rounds, "round_timeout": 30.0, "min_replies": 2, "client_resources": per_client})
     cfg["seed"] = seed
     result = fedft.run(cfg, out=tmp_path / "faults", quiet=True)
 
