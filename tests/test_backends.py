@@ -112,7 +112,7 @@ def _session_processes(sid: int) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["ray", "local"])
 def test_fedft_run_returns_after_every_process_it_started_exited(backend, tiny_config, tmp_path, process_guard):
-    tiny_config["simulation"].update(rounds=1, backend=backend)
+    tiny_config["simulation"].update(rounds=1, backend=backend, ray_num_cpus=1)  # one worker process is enough to leave behind
     config = tmp_path / "tiny.toml"
     config.write_text(tomli_w.dumps(tiny_config))
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))

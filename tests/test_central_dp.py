@@ -299,7 +299,7 @@ def _sim_config(tmp_path, client_sampling):
         "model": {"name": "seed_cnn"},
         "train": {"lr": 0.05, "momentum": 0.9, "local_epochs": 1, "batch_size": 25},
         "strategy": {"name": "fedavg"},
-        "simulation": {"rounds": 3, "clients_per_round": 5, "device": "cpu"},
+        "simulation": {"rounds": 3, "clients_per_round": 5, "device": "cpu", "ray_num_cpus": 1},  # the `fedft run` subprocess's own Ray: one actor
         "privacy": {"mode": "central", "noise_multiplier": 1.1, "clipping_norm": 0.5, "client_sampling": client_sampling},
         "output": {"dir": str(tmp_path / "runs")},
     }

@@ -38,7 +38,9 @@ def small_config(tmp_path: Path, **sections) -> dict:
         "model": {"name": "seed_cnn"},
         "train": {"lr": 0.05, "momentum": 0.9, "local_epochs": 1, "batch_size": 32},
         "strategy": {"name": "fedavg"},
-        "simulation": {"rounds": ROUNDS, "clients_per_round": 3, "device": "cpu"},
+        # ray_num_cpus: a `fedft run` subprocess starts its own Ray; one actor (one process
+        # importing torch) is enough for 3 tiny clients. In-process runs use the shared Ray.
+        "simulation": {"rounds": ROUNDS, "clients_per_round": 3, "device": "cpu", "ray_num_cpus": 1},
         "output": {"dir": str(tmp_path / "runs")},
     }
     for name, values in sections.items():
