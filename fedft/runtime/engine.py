@@ -91,9 +91,14 @@ def backend_config(sim: SimulationConfig, verbose: bool = False) -> dict:
 
 
 def start_ray(init_args: dict) -> str | None:
-    """Start Ray exactly as Flower's RayBackend would (same arguments, workers get this
-    process's sys.path); Flower then finds it running, uses it and shuts it down.
-    Returns the PYTHONPATH this process had before, for `simulate` to put back."""
+    """Start Ray as Flower's RayBackend would (same arguments, workers get this process's
+    sys.path); Flower then finds it running and uses it. Returns the PYTHONPATH this
+    process had before, for `simulate` to put back.
+
+    A Ray started here inherits PYTHONPATH from this process, and so do its workers:
+    Flower's `runtime_env` (kept for a cluster's `address`, whose other nodes need it)
+    would start every actor through Ray's runtime-env agent instead of a plain worker,
+    0.4 s more CPU and wall per actor (`python benchmarks/ray_actor_start.py`)."""
     import ray
 
     before = os.environ.get("PYTHONPATH")
@@ -101,7 +106,10 @@ def start_ray(init_args: dict) -> str | None:
     if os.environ.get("PYTHONPATH"):
         pythonpath = f"{pythonpath}{os.pathsep}{os.environ['PYTHONPATH']}"
     os.environ["PYTHONPATH"] = pythonpath
-    ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **init_args)
+    if "address" in init_args:
+        ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **init_args)
+    else:
+        ray.init(**init_args)
     return before
 
 
