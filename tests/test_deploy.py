@@ -252,3 +252,15 @@ def test_deployed_client_keeps_its_own_budget_across_a_server_restart(tmp_path, 
     assert row["clients_refused_budget"] == "1" and row["round_skipped"] == "1"
     assert json.loads((state / "client-0.json").read_text())["history"] == history  # the refused round spent nothing
     assert not (tmp_path / "server-chosen").exists()
+
+
+@pytest.mark.slow
+def test_fedft_client_wrapper_imports_neither_torch_nor_flower():
+    """`fedft client` only supervises its SuperNode (which, with its ClientApp processes, loads
+    Flower and torch): the wrapper on a client machine starts at once and holds little memory."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "fedft", "client", "--server", "127.0.0.1:1", "--partition-id", "0",
+                           "--num-partitions", "1", "--insecure", "--ca", "ca.crt"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "fedft: error: --insecure: given together with --ca." in proc.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "fedft.deploy.supernode" in imported  # the command ran (importlib's own imports are not timed)
+    assert not {name for name in imported if name.split(".")[0] in ("torch", "flwr", "ray", "opacus")}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,3 +148,11 @@ def make_supernode_keys(out: str | Path, count: int, start: int = 0) -> list[tup
     own pair with `fedft client keygen` (`make_key_pair`), so no private key leaves them."""
     folder = Path(out)
     return [make_key_pair(folder / f"supernode-{k}.key", folder / f"supernode-{k}.pub") for k in range(start, start + count)]
+
+
+INSECURE_WARNING = ("fedft: warning: --insecure: TLS is off; model updates travel unencrypted and anything "
+                    "that can reach the port can connect. Use only on a trusted network.")
+
+
+def warn_insecure() -> None:
+    print(INSECURE_WARNING, file=sys.stderr)

@@ -1,23 +1,24 @@
 """`fedft certs`, `fedft server`, `fedft client`, `fedft launch`: their arguments.
 
-What they do is in fedft.deploy.commands, imported only when one of them runs: building
-fedft's parser (every command, `fedft --help`) then costs no Flower or torch import.
+What they do is in fedft.deploy.commands (fedft.deploy.client_command for `fedft client`),
+imported only when one of them runs: building fedft's parser (every command, `fedft --help`)
+then costs no Flower or torch import, and `fedft client` none at all.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Callable
 
 
-def _command(name: str, interruptible: bool = False) -> Callable[[argparse.Namespace], int]:
-    """fedft.deploy.commands.<name>, imported when called; `interruptible`: the whole command
+def _command(name: str, interruptible: bool = False, module: str = "commands") -> Callable[[argparse.Namespace], int]:
+    """fedft.deploy.<module>.<name>, imported when called; `interruptible`: the whole command
     treats SIGTERM like Ctrl-C, so its cleanup always runs."""
     def run(args: argparse.Namespace) -> int:
-        from fedft.deploy import commands
-        from fedft.deploy.launch import sigterm_as_interrupt
+        from fedft.deploy.processes import sigterm_as_interrupt
 
-        func: Callable[[argparse.Namespace], int] = getattr(commands, name)
+        func: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(f"fedft.deploy.{module}"), name)
         if not interruptible:
             return func(args)
         with sigterm_as_interrupt():
@@ -72,7 +73,7 @@ def add_deploy_commands(sub) -> None:
     g.add_argument("--max-epsilon", type=float, default=None, help="refuse a round that would take this client's ε (RDP, at --delta) past this")
     g.add_argument("--min-noise-multiplier", type=float, default=None, metavar="SIGMA", help="refuse a round with less noise than this")
     g.add_argument("--delta", type=float, default=None, help="this client's δ (default 1e-5); refuse a run whose target_delta is larger")
-    p.set_defaults(func=_command("cmd_client", interruptible=True))
+    p.set_defaults(func=_command("cmd_client", interruptible=True, module="client_command"))
 
     p = sub.add_parser("launch", help="SuperLink + N SuperNodes + the run, as separate processes on this machine")
     _add_config_args(p)

@@ -5,22 +5,17 @@ arguments are in fedft.deploy.cli, which imports this module only when one of th
 from __future__ import annotations
 
 import argparse
-import shutil
-import signal
 import sys
-import time
 from pathlib import Path
 
 from fedft.deploy import proxy
-from fedft.deploy.certs import CertPaths, make_certs, make_key_pair
+from fedft.deploy.certs import CertPaths, make_certs
+from fedft.deploy.client_command import check_flower_tools
 from fedft.deploy.clients_file import read_clients_file
-from fedft.deploy.launch import DeployOptions, deploy, warn_insecure
-from fedft.deploy.processes import ProcessSet, free_port
+from fedft.deploy.launch import DeployOptions, deploy
 from fedft.deploy.run_config import deployment_defaults
 from fedft.deploy.submit import app_dir
-from fedft.deploy.supernode import node_config_text, supernode_command
 from fedft.errors import FedftError
-from fedft.fl.client.node_data import read_npz
 from fedft.jobs.run import prepare
 from fedft.jobs.validate import load_config
 from fedft.runtime.progress import RoundPrinter
@@ -36,16 +31,10 @@ def _config_path(args: argparse.Namespace) -> str:
     return path
 
 
-def _check_flower_tools(*names: str) -> None:
-    for name in names:
-        if shutil.which(name) is None:
-            raise FedftError(name, "is not on PATH.", "install Flower into this environment: pip install 'flwr[simulation]>=1.42,<1.43'.")
-
-
 def _prepare(args: argparse.Namespace, clients: int = 0):
     """Validate config, certificates and tools, then create the results folder."""
     cfg = deployment_defaults(prepare(_config_path(args), args.overrides))  # norm bound on, client_state off
-    _check_flower_tools("flower-superlink", "flwr", *(["flower-supernode"] if clients else []))
+    check_flower_tools("flower-superlink", "flwr", *(["flower-supernode"] if clients else []))
     app_dir()
     certs = None if args.insecure or not getattr(args, "certs", None) else Path(args.certs)
     if certs is not None:
@@ -106,59 +95,6 @@ def cmd_server(args: argparse.Namespace) -> int:
 
     summary = deploy(cfg, run_dir, opts, printer, on_ready=ready)
     return 0 if summary["status"] == "completed" else 1
-
-
-def cmd_keygen(args: argparse.Namespace) -> int:
-    """`fedft client keygen`: this client's key pair, made here; only the .pub leaves."""
-    folder = Path(args.out or Path.home() / ".fedft" / "identity").expanduser()
-    private, public = make_key_pair(folder / "client.key", folder / "client.pub")
-    print(f"wrote {private} (private, stays here: fedft client --auth-key {private}) and {public}: send the .pub to the server's "
-          f"operator, who lists it with your partition id in clients.toml (fedft server --clients clients.toml)")
-    return 0
-
-
-def cmd_client(args: argparse.Namespace) -> int:
-    if args.action == "keygen":
-        return cmd_keygen(args)
-    for flag, value in (("--server", args.server), ("--partition-id", args.partition_id), ("--num-partitions", args.num_partitions)):
-        if value is None:
-            raise FedftError(flag, "missing.", "pass --server HOST:PORT --partition-id K --num-partitions N (or `fedft client keygen`).")
-    _check_flower_tools("flower-supernode")
-    if args.insecure and args.ca:
-        raise FedftError("--insecure", "given together with --ca.", "pass one: --ca FILE for TLS (default), or --insecure.")
-    if not args.insecure and not args.ca:
-        raise FedftError("--ca", "missing.", "pass the server's CA certificate (ca.crt from `fedft certs`), or --insecure.")
-    if args.data:
-        read_npz(args.data)  # a missing or truncated file: one error now, not one per round
-    state_dir = Path(args.state_dir or Path.home() / ".fedft" / f"node-{args.partition_id}").expanduser()
-    node_cfg = node_config_text(args.partition_id, args.num_partitions, data_path=args.data, state_dir=state_dir,
-                                max_epsilon=args.max_epsilon, min_noise_multiplier=args.min_noise_multiplier, delta=args.delta)
-    cmd = supernode_command(args.server, node_cfg, None if args.insecure else args.ca, args.port or free_port(), auth_key=args.auth_key)
-    if args.insecure:
-        warn_insecure()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    print(f"fedft client: SuperNode for client {args.partition_id} of {args.num_partitions} -> {args.server} "
-          f"({'insecure' if args.insecure else 'TLS'}); data: {args.data or 'its partition'}; state: {state_dir}", flush=True)
-    procs = ProcessSet()
-    deadline = time.monotonic() + args.wait
-    try:
-        while True:
-            code = procs.start("supernode", cmd).wait()
-            # A SuperNode exits (status 1, Flower "Exit Code: 305") when it cannot join: its key is
-            # not registered yet, TLS fails, ...; the server may simply not be ready yet.
-            if code in (0, -signal.SIGTERM, -signal.SIGKILL) or time.monotonic() > deadline:
-                return code
-            print(f"fedft client: the SuperNode could not join (see above); trying again in {RETRY_PAUSE:.0f} s "
-                  f"(until {args.wait:.0f} s after start, --wait)", flush=True)
-            time.sleep(RETRY_PAUSE)
-    except KeyboardInterrupt:
-        print("fedft client: stopping", file=sys.stderr)
-        return 130
-    finally:
-        procs.stop_all()
-
-
-RETRY_PAUSE = 5.0
 
 
 def cmd_certs(args: argparse.Namespace) -> int:

@@ -14,30 +14,23 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import signal
-import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fedft.config import FedftConfig
 from fedft.deploy import proxy, submit
-from fedft.deploy.certs import CertPaths, make_certs, make_supernode_keys
+from fedft.deploy.certs import CertPaths, make_certs, make_supernode_keys, warn_insecure
 from fedft.deploy.clients_file import RegisteredClient, binding_json
-from fedft.deploy.processes import ProcessSet, free_port
+from fedft.deploy.processes import ProcessSet, free_port, sigterm_as_interrupt
 from fedft.deploy.run_config import write_run_config
 from fedft.deploy.superlink import local_address, superlink_command, tail, wait_until_ready
 from fedft.deploy.supernode import node_config_text, supernode_command
 from fedft.errors import FedftError
 from fedft.state.run_folder import RunWriter, read_rows, read_summary
-
-INSECURE_WARNING = ("fedft: warning: --insecure: TLS is off; model updates travel unencrypted and anything "
-                    "that can reach the port can connect. Use only on a trusted network.")
 
 
 @dataclass
@@ -51,27 +44,6 @@ class DeployOptions:
     registered: list[RegisteredClient] | None = None  # server: the operator's client keys (--clients), registered here
     front_door: bool = False  # server: SuperLink on loopback, nginx forwards only the Fleet API from host:port (fedft.deploy.proxy)
     startup_timeout: float = 60.0
-
-
-def warn_insecure() -> None:
-    print(INSECURE_WARNING, file=sys.stderr)
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (e.g. from a job runner) unwinds like Ctrl-C, so cleanup runs."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def _finish_here(cfg: FedftConfig, run_dir: Path, status: str, wall: float, error: str) -> dict[str, Any]:

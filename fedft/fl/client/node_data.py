@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import torch
 
 from fedft.errors import FedftError
 from fedft.fl import protocol as p
+from fedft.fl.client.npz import read_npz
 from fedft.fl.context import ClientTensors, client_tensors, run_context
 from fedft.ml.data.partition import split_train_val
 from fedft.ml.models import build_model, model_options
@@ -52,20 +52,6 @@ def _check_partitions(node_config: Mapping[str, Any], num_clients: int) -> None:
     n = node_config.get(p.NUM_PARTITIONS)
     if n is not None and int(n) != num_clients:
         raise FedftError("num-partitions", f"this node says {n}, the run has partition.num_clients={num_clients}.", f"start the node with num-partitions={num_clients}.")
-
-
-def read_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y) of a node's own `.npz`, read in full, or one FedftError: `fedft client`
-    calls it before starting, so a missing, truncated or foreign file fails there once,
-    not in every round."""
-    path = Path(path).expanduser()
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            return np.asarray(f["x"]), np.asarray(f["y"])
-    except FileNotFoundError:
-        raise FedftError("--data", f"'{path}' does not exist on this node.", "pass the path of an .npz file with arrays x and y.") from None
-    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise FedftError("--data", f"'{path}' is not a readable .npz with arrays x and y ({type(exc).__name__}: {exc}).", "save it again with numpy.savez(path, x=..., y=...).") from None
 
 
 def load_private(path: str | Path, val_fraction: float, seed: int, client_id: int, model_name: str, global_state: Mapping[str, torch.Tensor],
