@@ -149,8 +149,8 @@ def _in_shared_ray(pid: int) -> bool:
 def shared_ray_cpus() -> int:
     """This test process's share of the machine's cores (xdist runs one shared Ray per
     worker). Each run starts one Ray actor per CPU, and an actor's start (a process that
-    imports torch, Flower and fedft) costs more than the tiny runs' training: 2 workers
-    with 2-CPU Rays spent 179 s of CPU on the simulation tests, 1-CPU Rays 119 s."""
+    imports torch, Flower and fedft) costs more than the tiny runs' training: the simulation
+    tests spent 179 s of CPU with a 2-CPU Ray, 119 s with 1 CPU (benchmarks/README.md, 14)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     return max(1, (os.cpu_count() or 1) // workers)
 
