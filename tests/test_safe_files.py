@@ -14,7 +14,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord
 from fedft.cli import main
 from fedft.deploy.certs import make_certs
 from fedft.errors import FedftError
-from fedft.fl.client.node_data import read_npz
+from fedft.fl.client.npz import read_npz
 from fedft.jobs.validate import load_config
 from fedft.state import atomic, snapshot
 from fedft.state.client_records import PREFIX, ClientStateStore, state_bytes

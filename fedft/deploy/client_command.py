@@ -76,4 +76,3 @@ def cmd_client(args: argparse.Namespace) -> int:
         return 130
     finally:
         procs.stop_all()
-
