@@ -1,5 +1,6 @@
 """Shared by the benchmarks: run `fedft run` as a child process, sample the RSS of its
-whole process tree from /proc, and read back its per-round metrics."""
+whole process tree from /proc, read back its per-round metrics, and read the machine's
+CPU time."""
 
 from __future__ import annotations
 
@@ -14,6 +15,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent (every process: user, nice, system, irq,
+    softirq, steal; from /proc/stat). The difference across a command is its cost with
+    everything it started (Ray's daemons and workers, Flower's processes), on an idle machine."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in f.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def _children() -> dict[int, list[int]]:

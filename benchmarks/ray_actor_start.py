@@ -10,10 +10,10 @@ seconds of the whole process tree (this process, Ray's daemons and workers). Arm
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
-import time
+
+from _common import machine_cpu_seconds
 
 CHILD = r"""
 import os, sys, time, ray
@@ -37,14 +37,6 @@ ray.shutdown()
 """
 
 
-def _cpu_seconds() -> float:
-    """CPU seconds this machine spent (all processes), from /proc/stat."""
-    with open("/proc/stat") as f:
-        fields = [int(v) for v in f.readline().split()[1:]]
-    busy = sum(fields) - fields[3] - fields[4]  # minus idle and iowait
-    return busy / os.sysconf("SC_CLK_TCK")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--actors", type=int, default=3)
@@ -52,9 +44,9 @@ def main() -> None:
     args = parser.parse_args()
     for _ in range(args.repeats):
         for arm in ("runtime_env", "inherited_env"):
-            cpu = _cpu_seconds()
+            cpu = machine_cpu_seconds()
             out = subprocess.run([sys.executable, "-c", CHILD, arm, str(args.actors)], capture_output=True, text=True, check=True)
-            cpu = _cpu_seconds() - cpu
+            cpu = machine_cpu_seconds() - cpu
             print(f"{arm:14s} {args.actors} actors: {out.stdout.strip()} s wall for the actors, {cpu:.1f} s CPU for the whole process")
 
 
