@@ -151,8 +151,10 @@ def shared_ray_cpus() -> int:
     worker). Each run starts one Ray actor per CPU, and an actor's start (a process that
     imports torch, Flower and fedft) costs more than the tiny runs' training: the simulation
     tests spent 179 s of CPU with a 2-CPU Ray, 119 s with 1 CPU (benchmarks/README.md, 14)."""
+    from fedft.runtime.local_backend import machine_cpus
+
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    return max(1, (os.cpu_count() or 1) // workers)
+    return max(1, machine_cpus() // workers)
 
 
 @pytest.fixture(scope="session")

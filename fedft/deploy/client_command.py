@@ -6,26 +6,18 @@ machine starts in a fraction of a second and holds little memory."""
 from __future__ import annotations
 
 import argparse
-import shutil
 import signal
 import sys
 import time
 from pathlib import Path
 
 from fedft.deploy.certs import make_key_pair, warn_insecure
-from fedft.deploy.processes import ProcessSet, free_port
+from fedft.deploy.processes import ProcessSet, check_flower_tools, free_port
 from fedft.deploy.supernode import node_config_text, supernode_command
 from fedft.errors import FedftError
 from fedft.fl.client.npz import read_npz
 
 RETRY_PAUSE = 5.0  # seconds between a SuperNode that could not join and the next try
-
-
-def check_flower_tools(*names: str) -> None:
-    """Each of Flower's commands is on PATH, or one error naming the first missing."""
-    for name in names:
-        if shutil.which(name) is None:
-            raise FedftError(name, "is not on PATH.", "install Flower into this environment: pip install 'flwr[simulation]>=1.42,<1.43'.")
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:

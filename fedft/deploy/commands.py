@@ -10,9 +10,9 @@ from pathlib import Path
 
 from fedft.deploy import proxy
 from fedft.deploy.certs import CertPaths, make_certs
-from fedft.deploy.client_command import check_flower_tools
 from fedft.deploy.clients_file import read_clients_file
 from fedft.deploy.launch import DeployOptions, deploy
+from fedft.deploy.processes import check_flower_tools
 from fedft.deploy.run_config import deployment_defaults
 from fedft.deploy.submit import app_dir
 from fedft.errors import FedftError

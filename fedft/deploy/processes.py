@@ -18,6 +18,7 @@ each process it started a SIGTERM (Linux PR_SET_PDEATHSIG), and Flower's own
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import IO
 
 import psutil
+
+from fedft.errors import FedftError
 
 LAUNCH_ID = "FEDFT_LAUNCH_ID"
 
@@ -196,3 +199,10 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+def check_flower_tools(*names: str) -> None:
+    """Each of Flower's commands is on PATH, or one error naming the first missing."""
+    for name in names:
+        if shutil.which(name) is None:
+            raise FedftError(name, "is not on PATH.", "install Flower into this environment: pip install 'flwr[simulation]>=1.42,<1.43'.")
