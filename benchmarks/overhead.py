@@ -7,6 +7,9 @@ round and each sampled client it builds the model, loads the global state, evalu
 on the client's validation split, trains, then takes the example-weighted mean of the
 states (FedAvg) and evaluates centrally - exactly the work of a fedft round. torch uses
 all cores in the plain loop (its default); fedft runs `cores / num_cpus` clients at once.
+Under local DP (`--set privacy.mode=local ...`) the loop calls fedft's client pipeline
+(`fedft.fl.client.pipeline.local_update`: evaluation, then Opacus DP-SGD) for each client
+directly, with the same all-core threads: the same client work, none of the federation.
 
 The ratio compares round-loop wall times: the median of fedft's per-round
 `wall_seconds` (metrics.csv, rounds >= 1) over the loop's per-round median. Start-up
@@ -31,14 +34,17 @@ def plain_loop(config, overrides: list[str]) -> tuple[list[float], float]:
     """Per-round wall times of the plain loop, and its set-up time (imports excluded)."""
     t_setup = time.perf_counter()
     import torch
+    from flwr.app import RecordDict
 
     from fedft.api import prepare
-    from fedft.ml.data import federated_data_for
-    from fedft.ml.models import build_model, model_options
+    from fedft.fl.client.pipeline import local_update
     from fedft.fl.context import RunContext
     from fedft.fl.server.evaluation import central_evaluator
     from fedft.fl.server.sampling import sample_clients
+    from fedft.ml.data import federated_data_for
+    from fedft.ml.models import build_model, model_options
     from fedft.ml.training import evaluate, make_optimizer, resolve_device, seed_generator, train
+    from fedft.runtime.local_backend import machine_cpus
 
     cfg = prepare(config, overrides)
     data = federated_data_for(cfg)
@@ -51,6 +57,9 @@ def plain_loop(config, overrides: list[str]) -> tuple[list[float], float]:
     central = central_evaluator(ctx)
     state = ctx.initial_state
     central(state)
+    own = cfg.model_copy(deep=True)
+    own.simulation.client_resources.num_cpus = machine_cpus()  # local_update sets torch's threads to this: all cores, as below
+    config_json, node_states = own.to_json(), {}
     setup = time.perf_counter() - t_setup
     t = cfg.train
     times = []
@@ -59,6 +68,11 @@ def plain_loop(config, overrides: list[str]) -> tuple[list[float], float]:
         clients = sample_clients(cfg.seed, server_round, cfg.partition.num_clients, cfg.simulation.clients_per_round)
         states, weights = [], []
         for c in clients:
+            if cfg.privacy.mode == "local":  # DP-SGD: fedft's client pipeline itself (Opacus), called directly: no Flower, no Ray, no messages
+                new, metrics = local_update(config_json, c, server_round, state, node_state=node_states.setdefault(c, RecordDict()))
+                states.append(new)
+                weights.append(metrics["num-examples"])
+                continue
             x_tr, y_tr, x_val, y_val = tensors[c]
             model = build_model(cfg.model.name, tuple(x_tr.shape[1:]), data.full.num_classes, **model_options(cfg.model))
             model.load_state_dict(state)

@@ -199,6 +199,7 @@ class SimulationConfig(_Section):
     backend: Literal["ray", "local", "auto"] = "ray"  # where clients run: "ray" = Ray actors, Flower's simulation engine (clusters, ray_address, GPUs); "local" = worker processes forked from fedft's own on this machine, no Ray start (faster start-up); "auto" = "local" on Linux unless ray_address is set, clients may use CUDA, or this process already runs Ray. same results either way (docs/scaling.md)
     ray_address: str = ""  # "" = start a local Ray; else connect, e.g. "auto" or "HOST:6379"
     ray_num_cpus: int = Field(0, ge=0)  # CPUs the local Ray (or the local backend) may use; 0 = all of this machine's (not with ray_address)
+    clients_per_call: int = Field(0, ge=0)  # clients trained per worker call (one message for several clients; fedft/fl/packing.py): 1 = one message per client; 0 = auto (from 64 clients per round up, about 4 calls per worker and round; not with injected stragglers). Same results either way; in fedft run only (a deployed node trains its own data)
     min_clients: int = Field(0, ge=0)  # start once this many client nodes joined with valid partition ids and sample only them; 0 = all (fedft launch --clients K: K)
     min_replies: int = Field(1, ge=0)  # fewer successful replies: the round is skipped (global model unchanged) and recorded
     evaluate_every: int = Field(1, ge=1)  # central test-set evaluation after round 0, every K-th round and the last; other rows leave test_* empty

@@ -164,6 +164,8 @@ def _simulate_local(server_app: ServerApp, client_app: ClientApp, num_clients: i
     resources: dict[str, Any] = {"num_cpus": sim.client_resources.num_cpus, "num_gpus": sim.client_resources.num_gpus}
     # forked now, before the engine and the ServerApp start their threads
     pool = LocalPool(client_app, pool_size(sim.ray_num_cpus or machine_cpus(), sim.client_resources.num_cpus))
+    if node_partitions is not None:
+        node_partitions.workers = pool.size
     try:
         with patched_engine(node_partitions), backend_replaced(lambda: LocalBackend({"client_resources": resources}, pool)):
             run_simulation(server_app=server_app, client_app=client_app, num_supernodes=num_clients, backend_name="local",
@@ -190,6 +192,8 @@ def _simulate_ray(server_app: ServerApp, client_app: ClientApp, num_clients: int
                 processes.note()  # GCS, raylet, agents: what this Ray start created
             if on_ray_started is not None:
                 on_ray_started()
+            if node_partitions is not None:  # as many as the actors Flower's RayBackend makes: the cluster's CPUs / each client's
+                node_partitions.workers = pool_size(int(ray.cluster_resources().get("CPU", 1)), sim.client_resources.num_cpus)
             # Flower's RayBackend would shut Ray down itself, orphaning its workers before
             # they can be noted; it stops only its actors, and Ray is shut down below.
             with patched_engine(node_partitions), ray_left_running():  # many clients: no O(nodes x messages) scans

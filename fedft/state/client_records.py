@@ -85,14 +85,17 @@ class ClientStateStore:
             self.states[client] = records
             self.pending.discard(client)
 
-    def attach(self, messages: Iterable[Message], client_of_node: dict[int, int]) -> None:
+    def attach(self, messages: Iterable[Message], client_of_node: dict[int, int], every_client: bool = False) -> None:
         """Give each client whose state came from a checkpoint its records back, until a
-        successful reply shows it has them (a crashed call does not update a Context)."""
+        successful reply shows it has them (a crashed call does not update a Context);
+        `every_client` (packed training, fedft.fl.packing): every client its latest state,
+        every round. A strategy may give all its messages one content object, so a message
+        that gets records gets a content of its own."""
         for msg in messages:
             client = client_of_node.get(msg.metadata.dst_node_id)
-            if client in self.pending:
-                for name, record in self.states[client].items():
-                    msg.content[PREFIX + name] = record
+            if client in self.states and (every_client or client in self.pending):
+                own = {PREFIX + name: record for name, record in self.states[client].items()}
+                msg.content = RecordDict({**dict(msg.content.items()), **own})
 
     def to_plain(self) -> list[list[Any]]:
         return [[cid, {name: snapshot.encode(rec) for name, rec in recs.items()}] for cid, recs in sorted(self.states.items())]

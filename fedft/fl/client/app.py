@@ -7,9 +7,13 @@ config from the message. It replies with arrays and metrics, never data.
 
 from __future__ import annotations
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
-from flwr.clientapp import ClientApp
+import traceback
 
+from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MessageType, Metadata, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.common.constant import ErrorCode
+
+from fedft.fl import packing
 from fedft.fl import protocol as p
 from fedft.fl.client import faults, scaffold
 from fedft.fl.client.central_dp import central_dp_mod
@@ -91,6 +95,37 @@ def train(msg: Message, context: Context) -> Message:
     if cfg.checkpoint.client_state:
         client_state.attach_to_reply(content, context)
     return Message(content, reply_to=msg)
+
+
+def _as_train(md: Metadata) -> Metadata:
+    """A packed message's metadata, as one client's own `train` message would have it."""
+    return Metadata(run_id=md.run_id, message_id=md.message_id, src_node_id=md.src_node_id, dst_node_id=md.dst_node_id,
+                    reply_to_message_id=md.reply_to_message_id, group_id=md.group_id, created_at=md.created_at, ttl=md.ttl,
+                    message_type=MessageType.TRAIN, src_task_id=md.src_task_id, dst_task_id=md.dst_task_id)
+
+
+@app.train("packed")
+def train_packed(msg: Message, context: Context) -> Message:
+    """Several clients' training in one call (`simulation.clients_per_call`, fedft.fl.packing):
+    each runs through `train` above, mods included, with a Context of its own whose state
+    came with the message and goes back with the reply. Simulation only: a deployed node
+    trains nothing but its own data, so it refuses."""
+    if context.node_config.get(DATA_PATH) or node_dir(context) is not None:
+        return Message(Error(code=POLICY_ERROR_CODE, reason="a deployed node trains only its own partition; packed training is for simulation"), reply_to=msg)
+    replies = []
+    for client_id, content in packing.unpack_request(msg.content):
+        own = Context(run_id=context.run_id, node_id=context.node_id, node_config={**context.node_config, p.PARTITION_ID: client_id},
+                      state=RecordDict(), run_config=context.run_config)
+        one = Message(content=content, metadata=_as_train(msg.metadata))  # type: ignore[call-overload]  # Flower's own internal form
+        try:
+            reply = app(one, own)
+        except Exception as ex:  # noqa: BLE001  (what the engine does for an unpacked call: an error reply for this client only)
+            reason = f"{type(ex)}:<'{''.join(traceback.format_exception(ex)).strip()}'>"
+            reply = Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=one)
+        if not reply.has_error():
+            client_state.attach_to_reply(reply.content, own)
+        replies.append((client_id, reply))
+    return Message(packing.pack_replies(replies), reply_to=msg)
 
 
 @app.evaluate()

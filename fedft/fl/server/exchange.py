@@ -15,6 +15,8 @@ from flwr.app import Message
 from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 
+from fedft.fl.packing import pack_requests, unpack_reply
+
 POLL_SECONDS = 0.02  # Flower's grid polls at 0.1 s; a round ends up to 0.1 s sooner (fedft.runtime.engine_patches dispatches at 0.02 s too)
 
 
@@ -48,6 +50,20 @@ def send_and_receive(grid: Grid, messages: list[Message], timeout: float, stop: 
         time.sleep(POLL_SECONDS)
     check_stop(stop)
     return replies
+
+
+def send_packed(grid: Grid, messages: list[Message], client_ids: list[int], size: int, timeout: float,
+                stop: threading.Event | None = None) -> list[Message]:
+    """`send_and_receive` with `size` clients per message (fedft.fl.packing): the replies
+    come back one per client, as from that client's node; a packed message without a
+    reply in time leaves all its clients without one (timed out)."""
+    packed = pack_requests(messages, client_ids, size)
+    replies = send_and_receive(grid, [msg for msg, _ in packed], timeout, stop)
+    by_id = {msg.metadata.message_id: originals for msg, originals in packed}  # ids: set when pushed
+    out: list[Message] = []
+    for reply in replies:
+        out.extend(unpack_reply(reply, by_id[reply.metadata.reply_to_message_id]))
+    return out
 
 
 def is_dropout(msg: Message) -> bool:

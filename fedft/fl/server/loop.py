@@ -20,10 +20,11 @@ from flwr.serverapp.strategy import Strategy
 
 from fedft.config import FedftConfig
 from fedft.fl import protocol as p
+from fedft.fl.packing import pack_size, packs_run
 from fedft.fl.server.evaluation import Evaluator
-from fedft.fl.server.exchange import check_stop, is_dropout, send_and_receive
+from fedft.fl.server.exchange import check_stop, is_dropout, send_and_receive, send_packed
 from fedft.fl.server.node_log import first_error, log_round_failures
-from fedft.fl.server.nodes import identify_nodes
+from fedft.fl.server.nodes import engine_workers, identify_nodes
 from fedft.fl.server.ranks import ClientRanks, pad_replies, send_at_client_ranks
 from fedft.fl.server.sampling import poisson_sample_clients, sample_clients
 from fedft.fl.server.validation import UpdateBounds, bound_replies, conform, schema_of, screen_replies
@@ -52,6 +53,8 @@ class RoundSettings:
     min_clients: int = 0  # start once this many nodes gave valid partition ids (0 = all)
     poisson_sampling: bool = False  # each client joins with prob clients_per_round / num_clients (central DP)
     always_release: bool = False  # central DP: every round releases its noised aggregate, whatever arrived
+    clients_per_call: int = 1  # simulation: clients per worker call (fedft.fl.packing); 0 = auto
+    packs: bool = False  # simulation: training messages are packed (decided once per run, fedft.fl.packing.packs_run)
 
     @classmethod
     def from_config(cls, cfg: FedftConfig, example_caps: tuple[int, ...] = ()) -> RoundSettings:
@@ -63,7 +66,9 @@ class RoundSettings:
                                                               example_caps if st.cap_num_examples else ())
         return cls(cfg.seed, sim.rounds, cfg.partition.num_clients, sim.clients_per_round, sim.round_timeout,
                    sim.min_replies, sim.evaluate_every, cfg.to_json(), bounds, sim.min_clients,
-                   poisson_sampling=central and cfg.privacy.client_sampling == "poisson", always_release=central)
+                   poisson_sampling=central and cfg.privacy.client_sampling == "poisson", always_release=central,
+                   clients_per_call=sim.clients_per_call,
+                   packs=packs_run(sim.clients_per_round, sim.clients_per_call, cfg.faults.straggler_probability))
 
     def sample(self, server_round: int, exclude: frozenset[int]) -> list[int]:
         """The round's cohort: Poisson at rate clients_per_round / num_clients, or exactly clients_per_round."""
@@ -98,6 +103,9 @@ class _Wire:
     node_of: dict[int, int]  # client id -> node id
     client_of: dict[int, int]  # node id -> client id
     client_state_bytes: int = 2**20  # the most client-state bytes kept per client
+    packed: bool = False  # training messages packed, several clients per call (in-process simulation only)
+    workers: int = 1  # clients the engine runs at once (auto packing sizes its calls by it)
+    client_states: ClientStateStore | None = None  # where client state lives between rounds when packed
 
 
 class SampledGrid:
@@ -150,6 +158,8 @@ def run_rounds(grid: Grid, arrays: ArrayRecord, settings: RoundSettings, parts: 
         parts.on_round({"round": 0, "test_loss": loss, "test_accuracy": acc, "wall_seconds": time.perf_counter() - t0,
                         "clients_joined": len(node_of), "nodes_refused": len(refused)})
     plan = parts.plan
+    workers = engine_workers(grid)  # None unless fedft run's in-process engine: there nodes are workers, not machines
+    packed = settings.packs and workers is not None
     frozen = {} if plan.sends_everything else {p.FROZEN_DIGEST: frozen_digest(arrays.to_torch_state_dict(), plan)}
     wire = _Wire(
         train_config=ConfigRecord({p.CONFIG_JSON: settings.config_json, **frozen}),
@@ -158,6 +168,11 @@ def run_rounds(grid: Grid, arrays: ArrayRecord, settings: RoundSettings, parts: 
         node_of=node_of,
         client_of={n: c for c, n in node_of.items()},
         client_state_bytes=2 * arrays.count_bytes() + 2**20,  # a model-sized variate (SCAFFOLD) twice, plus 1 MiB of bookkeeping
+        packed=packed,
+        workers=workers or 1,
+        # packed: a client's state travels with its messages; the run's store (checkpointed) or, with
+        # checkpoint.client_state off, one that lives as long as the run, as a node's Context would
+        client_states=(ClientStateStore() if parts.client_states is None else parts.client_states) if packed else parts.client_states,
     )
     for server_round in range(start_round + 1, settings.rounds + 1):
         check_stop(stop)
@@ -172,7 +187,7 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
               stop: threading.Event | None) -> tuple[ArrayRecord, dict[str, Any]]:
     """One round: sample, send, screen the replies, aggregate, evaluate; (new arrays, metrics row)."""
     t0 = time.perf_counter()
-    strategy, privacy, client_states, client_of, plan = parts.strategy, parts.privacy, parts.client_states, wire.client_of, parts.plan
+    strategy, privacy, client_states, client_of, plan = parts.strategy, parts.privacy, wire.client_states, wire.client_of, parts.plan
     unavailable = frozenset(c for c in range(settings.num_clients) if c not in wire.node_of) | privacy.exclude
     clients = settings.sample(server_round, unavailable)
     view = cast(Grid, SampledGrid(grid, [wire.node_of[c] for c in clients]))  # a Grid in all but name
@@ -182,14 +197,18 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
     privacy.begin_round(strategy)
     bytes_down = sum(p.payload_bytes(m.content) for m in messages)
     if client_states is not None:
-        client_states.attach(messages, client_of)
-    replies = send_and_receive(grid, messages, settings.round_timeout, stop)
+        client_states.attach(messages, client_of, every_client=wire.packed)
+    size = pack_size(len(messages), settings.clients_per_call, wire.workers) if wire.packed else 1
+    if wire.packed:
+        replies = send_packed(grid, messages, [client_of[m.metadata.dst_node_id] for m in messages], size, settings.round_timeout, stop)
+    else:
+        replies = send_and_receive(grid, messages, settings.round_timeout, stop)
     log_round_failures(server_round, messages, replies, client_of)  # which clients/nodes failed or timed out
     if parts.on_client_error is not None and (failed := [m for m in replies if m.has_error() and not is_dropout(m)]):
         parts.on_client_error(f"round {server_round}: {first_error(failed, client_of)}")
     replies.sort(key=lambda m: client_of.get(m.metadata.src_node_id, -1))  # deterministic aggregation order
     ok = [m for m in replies if not m.has_error()]
-    bytes_up = sum(p.payload_bytes(m.content) + (0 if client_states is None else state_bytes(m)) for m in ok)  # state: payload too
+    bytes_up = sum(p.payload_bytes(m.content) + (0 if parts.client_states is None else state_bytes(m)) for m in ok)  # state: payload too (not when it travels only because of packing)
     if parts.client_ranks is not None:
         pad_replies(ok, client_of, parts.client_ranks)
     if client_states is not None:
@@ -228,6 +247,7 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
         "bytes_up": bytes_up,
         "wall_seconds": time.perf_counter() - t0,
         "clients_dropped": dropped,
+        "train_calls": -(-len(messages) // size),  # worker calls (messages) that carried the training: fewer than clients when packed
         "round_skipped": int(skipped),
         **privacy_columns,
     }

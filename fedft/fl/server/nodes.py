@@ -34,6 +34,7 @@ class NodePartitions:
     def __init__(self) -> None:
         self._mapping: dict[int, int] = {}
         self._ready = threading.Event()
+        self.workers = 1  # clients the engine runs at once (its backend's workers), set by fedft.runtime.engine
 
     def set(self, mapping: dict[int, int]) -> None:
         self._mapping = {int(node): int(part) for node, part in mapping.items()}
@@ -41,6 +42,13 @@ class NodePartitions:
 
     def wait(self, timeout: float) -> dict[int, int] | None:
         return dict(self._mapping) if self._ready.wait(timeout) else None
+
+
+def engine_workers(grid: Any) -> int | None:
+    """The in-process engine's worker count if `grid` is a `KnownNodesGrid`, else None
+    (a deployment: nodes are machines, and packed training is not for them)."""
+    nodes = getattr(grid, "node_partitions", None)
+    return nodes.workers if isinstance(nodes, NodePartitions) else None
 
 
 def known_partitions(grid: Any, timeout: float) -> dict[int, int] | None:
