@@ -55,6 +55,22 @@ def tree_rss_bytes(root_pid: int) -> int:
     return total
 
 
+def tree_pss_bytes(root_pid: int) -> int:
+    """Sum of proportional set sizes over `root_pid` and its descendants (/proc/PID/smaps_rollup):
+    a page shared by n processes counts 1/n in each, so shared memory (pages a forked worker
+    still shares with its parent, a memory-mapped file, Ray's object store) counts once."""
+    kids, total, todo = _children(), 0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        todo.extend(kids.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("Pss:")) * 1024
+        except (OSError, IndexError, ValueError, StopIteration):
+            pass
+    return total
+
+
 def session_processes(sid: int) -> list[int]:
     """Live (non-zombie) processes in session `sid`: `run_fedft` starts fedft in its own
     session, which everything it starts (Ray's processes, local workers) stays in."""
@@ -73,7 +89,7 @@ def session_processes(sid: int) -> list[int]:
 
 def run_fedft(config: str | Path, overrides: list[str], sample_every: float = 0.5) -> dict:
     """`python -m fedft run CONFIG --set ...` in a child process; returns wall time from
-    launch to exit, peak tree RSS, the metrics.csv rows, the time the first round row
+    launch to exit, peak tree RSS and PSS, the metrics.csv rows, the time the first round row
     appeared (start-up = launch to round 0 row, i.e. Ray, nodes and the handshake up; the
     server sends round 1 right after) and the processes of its session still running
     when it exited (`left_running`)."""
@@ -86,13 +102,14 @@ def run_fedft(config: str | Path, overrides: list[str], sample_every: float = 0.
         cmd += ["--set", o]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    peak, first_row_at = 0, None
+    peak, peak_pss, first_row_at = 0, 0, None
     stop = threading.Event()
 
     def sample() -> None:
-        nonlocal peak, first_row_at
+        nonlocal peak, peak_pss, first_row_at
         while not stop.is_set():
             peak = max(peak, tree_rss_bytes(proc.pid))
+            peak_pss = max(peak_pss, tree_pss_bytes(proc.pid))
             if first_row_at is None and (out / "metrics.csv").exists():
                 first_row_at = time.perf_counter() - t0
             stop.wait(sample_every)
@@ -116,7 +133,7 @@ def run_fedft(config: str | Path, overrides: list[str], sample_every: float = 0.
     summary = read_summary(out)
     if summary is None:
         raise RuntimeError(f"fedft run left no readable summary.json in {out}")
-    return {"wall": wall, "peak_rss": peak, "rows": rows, "summary": summary, "first_row_at": first_row_at, "run_dir": out, "left_running": left}
+    return {"wall": wall, "peak_rss": peak, "peak_pss": peak_pss, "rows": rows, "summary": summary, "first_row_at": first_row_at, "run_dir": out, "left_running": left}
 
 
 def round_seconds(rows: list[dict]) -> list[float]:

@@ -6,13 +6,14 @@ images): the 10,000-client run uses all 70,000 images (5% held out for the serve
 100-client run uses a truncated copy of the IDX files written to a temp folder
 (665 pool + 3,500 test). Only the number of idle clients differs. Peak memory is the RSS
 summed over the whole process tree (driver, raylet, GCS, workers), sampled every 0.5 s;
-shared pages (Ray's object store) count once per process, so it is an upper bound.
+shared pages (Ray's object store, what forked local workers share with the driver) count
+once per process, so it is an upper bound; the peak PSS beside it counts each shared page once.
 
 What the idle clients themselves cost is measured apart, on the real objects: Flower's
 per-node records (tracemalloc around the engine's own registration functions) and
 fedft's per-client shard indices.
 
-    python benchmarks/scale.py [--rounds 3] [--clients 10000] [--per-round 100] [--set KEY=VALUE ...]
+    python benchmarks/scale.py [--rounds 3] [--clients 10000] [--per-round 100] [--small N] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -94,17 +95,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, default=10_000)
     parser.add_argument("--per-round", type=int, default=100)
+    parser.add_argument("--small", type=int, default=0, help="clients in the comparison run (default: --per-round, all sampled each round)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="added to both runs, e.g. simulation.evaluate_every=4")
     args = parser.parse_args(argv)
     common = ["data.name=fashion-mnist", "data.val_fraction=0.0", "train.local_epochs=1", "train.batch_size=32",
               f"simulation.rounds={args.rounds}", f"simulation.clients_per_round={args.per_round}", "simulation.device=cpu", *args.overrides]
     test = 3500
     pool = 70_000 - test
-    small_pool = pool * args.per_round // args.clients
+    small_n = args.small or args.per_round
+    small_pool = pool * small_n // args.clients
     small_dir = truncated_fashion_mnist(small_pool + test + 1)  # +1: train file then t10k gets >= 1
     cases = {
         f"{args.clients} clients": common + [f"partition.num_clients={args.clients}", f"data.test_fraction={test / 70_000:.6f}"],
-        f"{args.per_round} clients": common + [f"partition.num_clients={args.per_round}", f"data.path={small_dir}",
+        f"{small_n} clients": common + [f"partition.num_clients={small_n}", f"data.path={small_dir}",
                                                f"data.test_fraction={test / (small_pool + test + 1):.6f}"],
     }
     results = {}
@@ -114,17 +117,16 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = dict(r, round=statistics.median(rounds), handshake=float(r["rows"][0]["wall_seconds"]))
         print(f"{name}: rounds {['%.2f' % s for s in rounds]}, round 0 (eval + nodes) {results[name]['handshake']:.1f} s", flush=True)
     print()
-    print(f"{'run':<16}{'peak RSS (tree)':>17}{'start->round 0':>16}{'round 0':>9}{'round (median)':>16}{'total':>9}")
+    print(f"{'run':<16}{'peak RSS (tree)':>17}{'peak PSS (tree)':>17}{'start->round 0':>16}{'round 0':>9}{'round (median)':>16}{'total':>9}")
     for name, r in results.items():
-        print(f"{name:<16}{r['peak_rss'] / 2**30:>14.2f} GiB{r['first_row_at'] or float('nan'):>14.1f} s{r['handshake']:>7.1f} s"
+        print(f"{name:<16}{r['peak_rss'] / 2**30:>14.2f} GiB{r['peak_pss'] / 2**30:>14.2f} GiB{r['first_row_at'] or float('nan'):>14.1f} s{r['handshake']:>7.1f} s"
               f"{r['round']:>14.2f} s{r['wall']:>7.1f} s")
     big, small = results.values()
-    per_node, per_shard = engine_bytes_per_node(args.per_round, args.clients), shard_bytes_per_client(cases[f"{args.clients} clients"])
+    per_node, per_shard = engine_bytes_per_node(small_n, args.clients), shard_bytes_per_client(cases[f"{args.clients} clients"])
     print(f"\nper idle client: {per_node:.0f} B in Flower's engine (driver) + {per_shard:.0f} B of shard indices (driver and each worker); "
-          f"x {args.clients - args.per_round} idle clients = {(per_node + per_shard) * (args.clients - args.per_round) / 2**20:.1f} MiB")
-    print("the rest of the peak RSS difference is the 70,000-image pool each data-loading process holds vs 4,166 images")
-    print(f"ratio {args.clients}/{args.per_round} clients: per-round {big['round'] / small['round']:.2f}x "
-          
+          f"x {args.clients - small_n} more clients = {(per_node + per_shard) * (args.clients - small_n) / 2**20:.1f} MiB")
+    print(f"the rest of the peak RSS difference is the {pool:,}-image pool each data-loading process holds vs {small_pool:,} images")
+    print(f"ratio {args.clients}/{small_n} clients: per-round {big['round'] / small['round']:.2f}x "
           f"peak RSS {big['peak_rss'] / small['peak_rss']:.2f}x ({big['peak_rss'] / 2**30:.2f} GiB; target < 4 GiB, per-round <= 1.2x)")
     return 0
 
