@@ -87,3 +87,36 @@ def test_local_dp_run_lower_bound_stays_below_epsilon(tiny_config, tmp_path, sha
     assert s["status"] == "completed" and s["privacy_mode"] == "local"
     assert s["audit_canaries"] == 100 and 0 <= s["epsilon_lower_bound"] < s["epsilon"]
     assert s["audit_contradicts_epsilon"] is False
+
+
+# ---------------------------------------------------------------- canary users (user level, central DP)
+
+
+def _central(tiny_config: dict, noise_multiplier: float, **privacy) -> dict:
+    return _config(tiny_config, audit={"canary_users": 100}, simulation={"rounds": 2, "clients_per_round": 2, "device": "cpu"},
+                   train={"lr": 0.05, "momentum": 0.0, "local_epochs": 1, "batch_size": 32},
+                   privacy={"mode": "central", "noise_multiplier": noise_multiplier, "clipping_norm": 1.0, **privacy})
+
+
+@pytest.mark.slow
+def test_canary_users_give_a_positive_bound_without_noise_and_one_below_epsilon_with_it(tiny_config, tmp_path, shared_ray, process_guard):
+    """Central DP's release with σ = 0 shows every canary user: 50 of 50 guesses right,
+    the most 50 guesses can prove. Closed form (δ's term is negligible): q^50 = 0.05 at
+    q = 0.05^(1/50) = 0.9418, ε = ln(q / (1 - q)) = 2.78. With σ = 2 the bound stays
+    below the accountant's ε."""
+    plain = fedft.run(_central(tiny_config, 0.0), out=tmp_path / "plain", quiet=True).summary
+    assert plain["status"] == "completed" and plain["audit_canaries"] == 100 and plain["audit_guesses"] == 50
+    assert plain["audit_correct"] == 50 and plain["epsilon_lower_bound"] == pytest.approx(np.log(0.05 ** (1 / 50) / (1 - 0.05 ** (1 / 50))), abs=0.01)
+    assert plain["audit_score"].startswith("update alignment")
+    noised = fedft.run(_central(tiny_config, 2.0), out=tmp_path / "noised", quiet=True).summary
+    assert noised["status"] == "completed" and noised["epsilon"] > 0
+    assert 0 <= noised["epsilon_lower_bound"] < noised["epsilon"] and noised["audit_contradicts_epsilon"] is False
+
+
+def test_canary_users_need_central_dp_and_one_audit_at_a_time(tiny_config):
+    with pytest.raises(FedftError, match=r"audit.canary_users: .*privacy.mode is \"none\""):
+        load_config(_config(tiny_config, audit={"canary_users": 10}))
+    with pytest.raises(FedftError, match="audit.canary_users: and audit.canaries are both set"):
+        load_config(_config(tiny_config, audit={"canary_users": 10, "canaries": 10}, privacy={"mode": "central", "noise_multiplier": 1.0}))
+    with pytest.raises(FedftError, match="audit.guesses: = 11 is more than audit.canary_users = 10"):
+        load_config(_config(tiny_config, audit={"canary_users": 10, "guesses": 11}, privacy={"mode": "central", "noise_multiplier": 1.0}))

@@ -132,8 +132,14 @@ def check_sections(cfg: FedftConfig) -> None:
     if cfg.simulation.centralised and cfg.privacy.mode == "central":
         raise FedftError("simulation.centralised", "cannot run with privacy.mode = \"central\": user-level DP-FedAvg needs users, and a centralised run has one data holder.",
                          "use privacy.mode = \"local\" (record-level DP-SGD over the union, the reference for both federated modes) or \"none\".")
-    if cfg.audit.guesses > cfg.audit.canaries:
-        raise FedftError("audit.guesses", f"= {cfg.audit.guesses} is more than audit.canaries = {cfg.audit.canaries}.", "make at most one guess per canary (0 = half the canaries).")
+    if cfg.audit.canary_users and cfg.privacy.mode != "central":
+        raise FedftError("audit.canary_users", f"audits user-level DP, but privacy.mode is \"{cfg.privacy.mode}\".",
+                         "set privacy.mode = \"central\" (privacy.noise_multiplier = 0 for a non-private reference), or use audit.canaries (records).")
+    if cfg.audit.canary_users and cfg.audit.canaries:
+        raise FedftError("audit.canary_users", "and audit.canaries are both set; one run reports one ε lower bound.", "set one of them to 0.")
+    canaries, name = (cfg.audit.canary_users, "audit.canary_users") if cfg.audit.canary_users else (cfg.audit.canaries, "audit.canaries")
+    if cfg.audit.guesses > canaries:
+        raise FedftError("audit.guesses", f"= {cfg.audit.guesses} is more than {name} = {canaries}.", "make at most one guess per canary (0 = half the canaries).")
 
 
 def raw_config(source: str | Path | dict[str, Any] | FedftConfig, overrides: list[str] | None = None) -> dict[str, Any]:

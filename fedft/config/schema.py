@@ -257,13 +257,14 @@ class AuditConfig(_Section):
     # one-run ε lower bound (Steinke, Nasr & Jagielski 2023; docs/audit.md): writes epsilon_lower_bound, audit_* to summary.json
     canaries: int = Field(0, ge=0)  # mislabeled records taken from the clients' pool, each in its client's shard with probability 1/2; 0 = off
     canary_kind: Literal["mislabeled", "noise"] = "mislabeled"  # a real record with a random wrong label; "noise": a uniform-noise image with a random label (easier to detect)
-    guesses: int = Field(0, ge=0)  # r guesses: "in" for the lowest losses, "out" for the highest, half each; 0 = half the canaries
+    canary_users: int = Field(0, ge=0)  # central DP: canary users (fedft/privacy/canary_users.py), each a fixed random update direction, in the run with probability 1/2; 0 = off
+    guesses: int = Field(0, ge=0)  # r guesses: "in" for the best scores, "out" for the worst, half each; 0 = half the canaries
     confidence: float = Field(0.95, gt=0.0, lt=1.0)  # the bound holds with this probability (beta = 1 - confidence)
     delta: float | None = Field(None, gt=0.0, lt=1.0)  # the audit's δ; None = privacy.target_delta (1e-5 by default)
 
     def guess_count(self) -> int:
         """r: the configured guesses, or half the canaries."""
-        return self.guesses or self.canaries // 2
+        return self.guesses or (self.canaries or self.canary_users) // 2
 
 
 class PluginsConfig(_Section):

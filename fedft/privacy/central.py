@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,7 @@ from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, KEY_NORM_BIT 
 
 from fedft.config import FedftConfig
 from fedft.privacy.accounting import calibrate_noise, central_rdp_orders
+from fedft.privacy.canary_users import canaries_in_round, canary_direction, included_canaries
 
 # Strategies whose update is a post-processing of the mean of the (clipped) updates.
 CENTRAL_DP_STRATEGIES = ("fedavg", "fedprox", "fedavgm", "fedadam", "fedyogi", "fedadagrad")
@@ -152,10 +154,25 @@ def wrap_strategy(strategy: Strategy, cfg: FedftConfig, noise_seed: int | None) 
     pc = cfg.privacy
     if pc.mode != "central":
         return strategy
+    canaries = CanaryUsers(cfg.seed, cfg.audit.canary_users, central_sampling_rate(cfg)) if cfg.audit.canary_users else None
     return CentralDP(strategy, noise_multiplier=central_noise_multiplier(cfg), clipping_norm=pc.clipping_norm,
                      expected_cohort=float(cfg.simulation.clients_per_round), clipping=pc.clipping, noise_seed=noise_seed,
                      target_clipped_quantile=pc.target_clipped_quantile, clip_norm_lr=pc.clip_norm_lr,
-                     clipped_count_stddev=clipped_count_stddev(cfg))
+                     clipped_count_stddev=clipped_count_stddev(cfg), canaries=canaries)
+
+
+@dataclass(frozen=True)
+class CanaryUsers:
+    """`audit.canary_users` canary users (fedft.privacy.canary_users) joining at the users' rate."""
+
+    seed: int
+    count: int
+    rate: float
+
+    def updates(self, server_round: int, shapes: list[tuple[int, ...]], clipping_norm: float) -> list[list[np.ndarray]]:
+        """The updates C·uᵢ of the included canaries that join `server_round`."""
+        joining = canaries_in_round(self.seed, server_round, included_canaries(self.seed, self.count), self.rate)
+        return [[clipping_norm * u for u in canary_direction(self.seed, i, shapes)] for i in joining]
 
 
 def current_clipping_norm(strategy: Strategy, configured: float) -> float:
@@ -171,8 +188,10 @@ class CentralDP(Strategy):
     inner strategy post-process the noised mean (see the module docstring)."""
 
     def __init__(self, strategy: Strategy, *, noise_multiplier: float, clipping_norm: float, expected_cohort: float, clipping: str,
-                 noise_seed: int | None, target_clipped_quantile: float = 0.5, clip_norm_lr: float = 0.2, clipped_count_stddev: float = 1.0) -> None:
+                 noise_seed: int | None, target_clipped_quantile: float = 0.5, clip_norm_lr: float = 0.2, clipped_count_stddev: float = 1.0,
+                 canaries: CanaryUsers | None = None) -> None:
         self.strategy = strategy
+        self.canaries = canaries  # audit.canary_users: extra users whose updates join the same release
         self.noise_multiplier = float(noise_multiplier)  # σ, what the accountant sees
         self.adaptive = clipping.endswith("adaptive")
         self.client_side = clipping.startswith("client")
@@ -208,6 +227,10 @@ class CentralDP(Strategy):
                 metrics = next(iter(reply.content.metric_records.values()), None)
                 was_clipped = bool(metrics.get(KEY_NORM_BIT, was_clipped)) if metrics is not None else was_clipped
             bits.append(was_clipped)
+        if self.canaries is not None:  # norm C exactly: clipping would leave them unchanged
+            canary_updates = self.canaries.updates(server_round, [np.shape(c) for c in current], self.clipping_norm)
+            clipped.extend(canary_updates)
+            bits.extend(False for _ in canary_updates)
         rng = noise_generator(self.noise_seed, server_round)
         standard = [rng.standard_normal(np.shape(c)) for c in current]
         mean = noised_mean_update(clipped, standard, self.update_noise_multiplier, self.clipping_norm, self.expected_cohort)

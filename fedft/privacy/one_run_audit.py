@@ -92,7 +92,7 @@ def contradicts(epsilon: float | None, delta: float | None, audit: dict[str, Any
     None when there is nothing to compare (no DP, or the audit used another δ)."""
     if epsilon is None or delta is None or audit.get("audit_delta") != delta:
         return None
-    return bool(audit["epsilon_lower_bound"] > epsilon)
+    return bool(audit["epsilon_lower_bound"] > float(epsilon))  # float(): an unbounded ε is recorded as "inf" (JSON has no infinity)
 
 
 def audit_canaries(model: nn.Module, state: dict[str, torch.Tensor], x: np.ndarray, y: np.ndarray, included: np.ndarray,

@@ -98,9 +98,10 @@ def integer_rounds(ax: Any) -> None:
     ax.set_xlabel("round")
 
 
-def number(value: float) -> str:
-    """Short, exact enough for a title: 2.9812 -> "2.98", 1e-05 -> "1e-5", 4.0 -> "4"."""
-    return re.sub(r"e([+-])0*(\d)", lambda m: "e" + ("-" if m.group(1) == "-" else "") + m.group(2), f"{value:.3g}")
+def number(value: float | str) -> str:
+    """Short, exact enough for a title: 2.9812 -> "2.98", 1e-05 -> "1e-5", 4.0 -> "4", "inf" -> "inf"
+    (summary.json records an unbounded ε, σ = 0, as the string "inf")."""
+    return re.sub(r"e([+-])0*(\d)", lambda m: "e" + ("-" if m.group(1) == "-" else "") + m.group(2), f"{float(value):.3g}")
 
 
 def strategy_label(name: str) -> str:

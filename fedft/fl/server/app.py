@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import numpy as np
 import torch
 from flwr.app import ArrayRecord, Context
 from flwr.serverapp import Grid, ServerApp
@@ -22,13 +23,14 @@ from fedft.errors import FedftError
 from fedft.fl.context import RunContext
 from fedft.fl.server import text_metrics
 from fedft.fl.server.evaluation import central_evaluator
-from fedft.fl.server.loop import RoundCallback, RoundParts, RoundSettings, run_rounds
+from fedft.fl.server.loop import RoundCallback, RoundParts, RoundSettings, run_rounds, select_arrays
 from fedft.fl.server.nodes import KnownNodesGrid, NodePartitions
 from fedft.fl.server.ranks import ClientRanks
 from fedft.ml.data import FederatedData
 from fedft.ml.data.text import TextFederatedData
 from fedft.ml.models import lora_active, model_options
 from fedft.privacy.audit import run_mia
+from fedft.privacy.canary_users import audit_canary_users
 from fedft.privacy.central import wrap_strategy
 from fedft.privacy.one_run_audit import audit_canaries, contradicts
 from fedft.privacy.tracker import privacy_tracker
@@ -129,6 +131,16 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
                                a.guess_count(), a.delta or cfg.privacy.target_delta, a.confidence)
         audit["audit_contradicts_epsilon"] = refuted = contradicts(writer.extra.get("epsilon"), writer.extra.get("delta"), audit)
         if refuted:  # the accounting, or the mechanism it describes, is wrong: say so where the user looks
+            log.warning("privacy audit: ε lower bound %.3g is above the reported ε %.3g: the reported ε is wrong for this run",
+                        audit["epsilon_lower_bound"], writer.extra["epsilon"])
+        writer.extra.update(audit)
+    if cfg.audit.canary_users:  # user level: the canaries' alignment with how far the released arrays moved
+        sent = select_arrays(ArrayRecord(ctx.start_state), ctx.plan.sent)
+        movement = [final[k].double().numpy() - sent[k].numpy().astype(np.float64) for k in sent.keys()]
+        a = cfg.audit
+        audit = audit_canary_users(cfg.seed, a.canary_users, movement, a.guess_count(), a.delta or cfg.privacy.target_delta, a.confidence)
+        audit["audit_contradicts_epsilon"] = refuted = contradicts(writer.extra.get("epsilon"), writer.extra.get("delta"), audit)
+        if refuted:
             log.warning("privacy audit: ε lower bound %.3g is above the reported ε %.3g: the reported ε is wrong for this run",
                         audit["epsilon_lower_bound"], writer.extra["epsilon"])
         writer.extra.update(audit)
