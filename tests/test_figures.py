@@ -159,3 +159,9 @@ def test_comparison_figure_has_integer_rounds_and_says_what_differs(tmp_path):
 ])
 def test_partition_title_gives_the_partitioner_and_its_parameter(partition, words):
     assert partition_title(FedftConfig(data={"name": "mnist-5k"}, partition=partition)) == words
+
+
+def test_an_unbounded_epsilon_is_labelled_inf():
+    # summary.json records σ = 0's ε as "inf" (JSON has no infinity); titles and ticks show it as it is
+    assert figures.number("inf") == figures.number(float("inf")) == "inf"
+    assert figures.number(1e-05) == "1e-5"
