@@ -5,8 +5,8 @@ quickstart: per call it builds the model and loads its partition with flwr-datas
 the server is Flower's FedAvg `strategy.start`; `client_resources` is Flower's default
 (2 CPUs per client). Both run mnist-5k, seed_cnn, 10 clients, all per round, 2 local
 epochs, batch 32, SGD lr 0.05 momentum 0.9, central evaluation each round, via
-`flwr.simulation.run_simulation`: the plain app on Ray (Flower's backend), fedft on its
-default `simulation.backend` ("ray", like the plain app). Round time =
+`flwr.simulation.run_simulation`: the plain app on Ray (Flower's backend), fedft with
+`simulation.backend = "ray"` too (the quickstart's "auto" would pick the local pool). Round time =
 time between central evaluations.
 
     python benchmarks/vs_flower.py [--rounds 5]
@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
     flower, flower_start = run_plain_flower(args.rounds, 10)
-    fed = run_fedft(ROOT / "simulations" / "quickstart.toml", [f"simulation.rounds={args.rounds}", "simulation.device=cpu", "data.val_fraction=0.1"])
+    fed = run_fedft(ROOT / "simulations" / "quickstart.toml", [f"simulation.rounds={args.rounds}", "simulation.device=cpu", "data.val_fraction=0.1",
+                                                                 "simulation.backend=ray"])  # the same engine as the plain app
     fed_rounds = round_seconds(fed["rows"])
     f, p = statistics.median(fed_rounds), statistics.median(flower)
     print(f"plain Flower rounds (s): {' '.join('%.2f' % s for s in flower)}")
