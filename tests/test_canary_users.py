@@ -4,8 +4,9 @@ from the seed alone, and the alignment scores against hand-built model movements
 import numpy as np
 import pytest
 
-from fedft.privacy.canary_users import audit_canary_users, canaries_in_round, canary_direction, canary_scores, included_canaries
+from fedft.privacy.canary_users import canaries_in_round, canary_direction, canary_scores, included_canaries
 from fedft.privacy.central import CanaryUsers, noised_mean_update
+from fedft.privacy.one_run_audit import audit_canary_users
 
 SHAPES = [(30, 20), (20,)]
 

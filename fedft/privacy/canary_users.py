@@ -17,6 +17,9 @@ of correct guesses into an ε lower bound. An honest mechanism keeps the bound b
 its ε; a mechanism whose noise is smaller than the accountant is told gives itself
 away (tests/test_one_run_audit.py).
 
+Pure numpy, so the central DP release can use it without the audit's statistics
+(`audit_canary_users` in fedft.privacy.one_run_audit scores and bounds).
+
 Canaries are extra users, outside `partition.num_clients`: they add about q·m/2
 updates to a round and move the model slightly (each by C/m_expected per round),
 so a study reports its accuracy without them. Everything derives from (seed, canary,
@@ -26,11 +29,8 @@ round): a resumed run replays the same canaries.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
-
-from fedft.privacy.one_run_audit import correct_guesses, epsilon_lower_bound
 
 _STREAM = 0xCA7A  # keeps the canary streams apart from sampling, training and noise
 
@@ -60,19 +60,3 @@ def canary_scores(seed: int, count: int, movement: Sequence[np.ndarray]) -> np.n
     return np.array([sum(float(np.sum(np.asarray(m, dtype=np.float64) * u)) for m, u in zip(movement, canary_direction(seed, i, shapes)))
                      for i in range(count)])
 
-
-def audit_canary_users(seed: int, count: int, movement: Sequence[np.ndarray], guesses: int, delta: float, confidence: float) -> dict[str, Any]:
-    """Score the canary users on the final model's movement, make `guesses` guesses and
-    bound ε (the same summary.json keys as the record-level audit)."""
-    included = included_canaries(seed, count)
-    v = correct_guesses(canary_scores(seed, count, movement), included, guesses)
-    return {
-        "epsilon_lower_bound": epsilon_lower_bound(count, guesses, v, delta, confidence),
-        "audit_canaries": count,
-        "audit_canaries_included": int(np.sum(included)),
-        "audit_guesses": guesses,
-        "audit_correct": v,
-        "audit_delta": delta,
-        "audit_confidence": confidence,
-        "audit_score": "update alignment (canary users)",
-    }

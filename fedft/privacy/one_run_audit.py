@@ -26,6 +26,7 @@ Pure functions of numbers and arrays; the canaries themselves are planted in
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ from scipy import stats
 from torch import nn
 
 from fedft.privacy.audit import per_example_losses
+from fedft.privacy.canary_users import canary_scores, included_canaries
 
 
 def p_value(m: int, r: int, v: int, eps: float, delta: float) -> float:
@@ -114,4 +116,21 @@ def audit_canaries(model: nn.Module, state: dict[str, torch.Tensor], x: np.ndarr
         "audit_delta": delta,
         "audit_confidence": confidence,
         "audit_score": "minus loss",
+    }
+
+
+def audit_canary_users(seed: int, count: int, movement: Sequence[np.ndarray], guesses: int, delta: float, confidence: float) -> dict[str, Any]:
+    """Score the canary users on the final model's movement, make `guesses` guesses and
+    bound ε (the same summary.json keys as the record-level audit)."""
+    included = included_canaries(seed, count)
+    v = correct_guesses(canary_scores(seed, count, movement), included, guesses)
+    return {
+        "epsilon_lower_bound": epsilon_lower_bound(count, guesses, v, delta, confidence),
+        "audit_canaries": count,
+        "audit_canaries_included": int(np.sum(included)),
+        "audit_guesses": guesses,
+        "audit_correct": v,
+        "audit_delta": delta,
+        "audit_confidence": confidence,
+        "audit_score": "update alignment (canary users)",
     }

@@ -30,9 +30,8 @@ from fedft.ml.data import FederatedData
 from fedft.ml.data.text import TextFederatedData
 from fedft.ml.models import lora_active, model_options
 from fedft.privacy.audit import run_mia
-from fedft.privacy.canary_users import audit_canary_users
 from fedft.privacy.central import wrap_strategy
-from fedft.privacy.one_run_audit import audit_canaries, contradicts
+from fedft.privacy.one_run_audit import audit_canaries, audit_canary_users, contradicts
 from fedft.privacy.tracker import privacy_tracker
 from fedft.state.model_file import save_checkpoint
 from fedft.state.run_checkpoint import CheckpointKeeper, RunCheckpoint, ServerState, restore_state
