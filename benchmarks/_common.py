@@ -11,6 +11,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,35 +41,40 @@ def _children() -> dict[int, list[int]]:
     return kids
 
 
-def tree_rss_bytes(root_pid: int) -> int:
-    """Sum of resident memory over `root_pid` and all its descendants (shared pages,
-    e.g. Ray's object store, count once per process that touches them: an upper bound)."""
+def _tree_sum(root_pid: int, read: Callable[[int], int]) -> int:
+    """`read(pid)` summed over `root_pid` and all its descendants (a process that is gone counts 0)."""
     kids, total, todo = _children(), 0, [root_pid]
     while todo:
         pid = todo.pop()
         todo.extend(kids.get(pid, []))
         try:
-            with open(f"/proc/{pid}/statm") as f:
-                total += int(f.read().split()[1]) * PAGE
-        except (OSError, IndexError, ValueError):
+            total += read(pid)
+        except (OSError, IndexError, ValueError, StopIteration):
             pass
     return total
+
+
+def _rss(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+
+
+def _pss(pid: int) -> int:
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Pss:")) * 1024
+
+
+def tree_rss_bytes(root_pid: int) -> int:
+    """Sum of resident memory over `root_pid` and all its descendants (shared pages,
+    e.g. Ray's object store, count once per process that touches them: an upper bound)."""
+    return _tree_sum(root_pid, _rss)
 
 
 def tree_pss_bytes(root_pid: int) -> int:
     """Sum of proportional set sizes over `root_pid` and its descendants (/proc/PID/smaps_rollup):
     a page shared by n processes counts 1/n in each, so shared memory (pages a forked worker
     still shares with its parent, a memory-mapped file, Ray's object store) counts once."""
-    kids, total, todo = _children(), 0, [root_pid]
-    while todo:
-        pid = todo.pop()
-        todo.extend(kids.get(pid, []))
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                total += next(int(line.split()[1]) for line in f if line.startswith("Pss:")) * 1024
-        except (OSError, IndexError, ValueError, StopIteration):
-            pass
-    return total
+    return _tree_sum(root_pid, _pss)
 
 
 def session_processes(sid: int) -> list[int]:

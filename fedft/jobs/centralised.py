@@ -37,7 +37,7 @@ from fedft.ml.training import evaluate, make_optimizer, resolve_device, seed_gen
 from fedft.privacy.accounting import History, epsilon, total_steps
 from fedft.privacy.audit import run_mia
 from fedft.privacy.dp_sgd import client_noise_multiplier, dp_train, make_dp_compatible, plain_state
-from fedft.privacy.one_run_audit import audit_canaries, contradicts
+from fedft.privacy.one_run_audit import audit_canaries, record_audit
 from fedft.privacy.tracker_plain import finite
 from fedft.state.model_file import save_checkpoint
 from fedft.state.run_folder import RunWriter
@@ -156,7 +156,5 @@ def _audits(cfg: FedftConfig, ctx: RunContext, final: dict[str, torch.Tensor], w
         writer.extra.update(run_mia(ctx.build_model(), final, data, cfg.audit.mia_samples, cfg.seed))
     if cfg.audit.canaries and data.canaries is not None:
         c, a = data.canaries, cfg.audit
-        audit = audit_canaries(ctx.build_model(), final, data.full.x[c.index], data.full.y[c.index], c.included,
-                               a.guess_count(), a.delta or cfg.privacy.target_delta, a.confidence)
-        audit["audit_contradicts_epsilon"] = contradicts(writer.extra.get("epsilon"), writer.extra.get("delta"), audit)
-        writer.extra.update(audit)
+        record_audit(writer.extra, audit_canaries(ctx.build_model(), final, data.full.x[c.index], data.full.y[c.index], c.included,
+                                                  a.guess_count(), a.delta or cfg.privacy.target_delta, a.confidence))

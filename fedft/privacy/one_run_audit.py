@@ -25,6 +25,7 @@ Pure functions of numbers and arrays; the canaries themselves are planted in
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -36,6 +37,8 @@ from torch import nn
 
 from fedft.privacy.audit import per_example_losses
 from fedft.privacy.canary_users import canary_scores, included_canaries
+
+log = logging.getLogger("fedft")
 
 
 def p_value(m: int, r: int, v: int, eps: float, delta: float) -> float:
@@ -105,6 +108,18 @@ def audit_canaries(model: nn.Module, state: dict[str, torch.Tensor], x: np.ndarr
     losses = per_example_losses(model, torch.from_numpy(x), torch.from_numpy(y)).astype(np.float64)
     big = np.finfo(np.float64).max  # a diverged model (NaN/inf loss) says "not memorised"
     scores = -np.nan_to_num(losses, nan=big, posinf=big, neginf=-big)
+    return scored_audit(scores, included, guesses, delta, confidence, "minus loss")
+
+
+def audit_canary_users(seed: int, count: int, movement: Sequence[np.ndarray], guesses: int, delta: float, confidence: float) -> dict[str, Any]:
+    """Score the canary users (fedft.privacy.canary_users) on the final model's movement,
+    make `guesses` guesses and bound ε; the same summary.json keys as `audit_canaries`."""
+    return scored_audit(canary_scores(seed, count, movement), included_canaries(seed, count), guesses, delta, confidence,
+                        "update alignment (canary users)")
+
+
+def scored_audit(scores: np.ndarray, included: np.ndarray, guesses: int, delta: float, confidence: float, score: str) -> dict[str, Any]:
+    """Guesses on `scores` (best = "in"), counted against `included`, and the bound; summary.json keys."""
     v = correct_guesses(scores, included, guesses)
     m = len(included)
     return {
@@ -115,22 +130,16 @@ def audit_canaries(model: nn.Module, state: dict[str, torch.Tensor], x: np.ndarr
         "audit_correct": v,
         "audit_delta": delta,
         "audit_confidence": confidence,
-        "audit_score": "minus loss",
+        "audit_score": score,
     }
 
 
-def audit_canary_users(seed: int, count: int, movement: Sequence[np.ndarray], guesses: int, delta: float, confidence: float) -> dict[str, Any]:
-    """Score the canary users on the final model's movement, make `guesses` guesses and
-    bound ε (the same summary.json keys as the record-level audit)."""
-    included = included_canaries(seed, count)
-    v = correct_guesses(canary_scores(seed, count, movement), included, guesses)
-    return {
-        "epsilon_lower_bound": epsilon_lower_bound(count, guesses, v, delta, confidence),
-        "audit_canaries": count,
-        "audit_canaries_included": int(np.sum(included)),
-        "audit_guesses": guesses,
-        "audit_correct": v,
-        "audit_delta": delta,
-        "audit_confidence": confidence,
-        "audit_score": "update alignment (canary users)",
-    }
+def record_audit(summary: dict[str, Any], audit: dict[str, Any]) -> None:
+    """Add the audit's keys to a run's summary (its `epsilon` and `delta` already there) with
+    whether it refutes that ε; if it does, the accounting (or the mechanism it describes)
+    is wrong for this run: say so where the user looks, in the log too."""
+    audit["audit_contradicts_epsilon"] = refuted = contradicts(summary.get("epsilon"), summary.get("delta"), audit)
+    if refuted:
+        log.warning("privacy audit: ε lower bound %.3g is above the reported ε %.3g: the reported ε is wrong for this run",
+                    audit["epsilon_lower_bound"], float(summary["epsilon"]))
+    summary.update(audit)
