@@ -128,13 +128,12 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
     if a.canaries and data.canaries is not None:  # one-run ε lower bound beside ε (docs/audit.md)
         c = data.canaries
         record_audit(writer.extra, audit_canaries(ctx.build_model(), final, data.full.x[c.index], data.full.y[c.index], c.included,
-                                            a.guess_count(), audit_delta, a.confidence))
+                                                  a.guess_count(), audit_delta, a.confidence))
     if a.canary_users:  # user level: the canaries' alignment with how far the released arrays moved
         sent = select_arrays(ArrayRecord(ctx.start_state), ctx.plan.sent)
         movement = [final[k].double().numpy() - sent[k].numpy().astype(np.float64) for k in sent.keys()]
         record_audit(writer.extra, audit_canary_users(cfg.seed, a.canary_users, movement, a.guess_count(), audit_delta, a.confidence))
     return final
-
 
 
 def make_server_app(cfg: FedftConfig, writer: RunWriter, on_round: RoundCallback, outcome: ServerOutcome, resume: RunCheckpoint | None = None,

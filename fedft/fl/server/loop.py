@@ -198,11 +198,11 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
     bytes_down = sum(p.payload_bytes(m.content) for m in messages)
     if client_states is not None:
         client_states.attach(messages, client_of, every_client=wire.packed)
-    size = pack_size(len(messages), settings.clients_per_call, wire.workers) if wire.packed else 1
     if wire.packed:
+        size = pack_size(len(messages), settings.clients_per_call, wire.workers)
         replies = send_packed(grid, messages, [client_of[m.metadata.dst_node_id] for m in messages], size, settings.round_timeout, stop)
     else:
-        replies = send_and_receive(grid, messages, settings.round_timeout, stop)
+        size, replies = 1, send_and_receive(grid, messages, settings.round_timeout, stop)
     log_round_failures(server_round, messages, replies, client_of)  # which clients/nodes failed or timed out
     if parts.on_client_error is not None and (failed := [m for m in replies if m.has_error() and not is_dropout(m)]):
         parts.on_client_error(f"round {server_round}: {first_error(failed, client_of)}")
