@@ -6,8 +6,12 @@ One client of simulations/dp_local_eps3.toml (mnist-5k, about 360 records, batch
 DP-SGD (`DPTrainer`, `fedft.fl.client.trainers`: per-sample gradients, clipping,
 noise, Poisson batches, accountant), alternating, so both see the same machine load.
 Prints the median wall time of each and their ratio, per model (`--model a,b`).
+Another workload: `--config` and `--set`, e.g. the LEAF-sized char_lstm on a play:
 
     python benchmarks/dp_cost.py [--repeats 15] [--device cpu|cuda] [--model seed_cnn,seed_rnn] [--profile 15]
+    python benchmarks/dp_cost.py --model char_lstm --config simulations/shakespeare_lstm.toml \
+        --set data.path=PATH/tinyshakespeare.txt --set data.max_client_sequences=64 --set train.local_epochs=1 \
+        --set privacy.mode=local --set privacy.noise_multiplier=1.0 --set privacy.max_grad_norm=1.0
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--model", default="seed_cnn,seed_rnn", help="comma-separated model names")
     parser.add_argument("--client", type=int, default=0)
+    parser.add_argument("--config", default=str(ROOT / "simulations" / "dp_local_eps3.toml"))
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="also print cProfile's top N functions (by own time) over 10 DP rounds")
     args = parser.parse_args(argv)
     ratios = [(m, measure(args, m)) for m in args.model.split(",")]
@@ -47,7 +53,7 @@ def measure(args, model: str) -> tuple[float, float]:
     from fedft.fl.context import run_context
 
     args.model = model
-    cfg = prepare(ROOT / "simulations" / "dp_local_eps3.toml", [f"simulation.device={args.device}", f"model.name={args.model}"])
+    cfg = prepare(args.config, [f"simulation.device={args.device}", f"model.name={args.model}", *args.overrides])
     config_json = cfg.to_json()
     ctx = run_context(config_json)
     state = ctx.initial_state

@@ -7,7 +7,6 @@ import pytest
 import torch
 from flwr.app import RecordDict
 from opacus.accountants import PRVAccountant, RDPAccountant
-from opacus.layers import DPRNN
 
 from fedft.fl.client.pipeline import local_update
 from fedft.fl.client.trainers import PlainTrainer
@@ -105,7 +104,7 @@ def test_every_clipped_per_sample_gradient_is_within_max_grad_norm(model_name):
 @pytest.mark.parametrize("model_name", ["seed_cnn", "seed_rnn"])
 def test_no_noise_no_clipping_dp_client_equals_plain_client(model_name):
     """Same batches (Poisson off), σ = 0 and a clipping bound no gradient reaches:
-    Opacus' GradSampleModule + DPOptimizer (and DPRNN) reproduce plain SGD."""
+    Opacus' GradSampleModule + DPOptimizer (and FastDPRNN) reproduce plain SGD."""
     torch.manual_seed(2)
     x, y = torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
     plain = build_model(model_name)
@@ -121,10 +120,12 @@ def test_no_noise_no_clipping_dp_client_equals_plain_client(model_name):
         assert torch.allclose(got[k], v, atol=1e-5, rtol=1e-4), k
 
 
-def test_rnn_uses_dprnn_with_the_plain_parameter_names():
+def test_rnn_uses_fast_dp_rnn_with_the_plain_parameter_names():
+    from fedft.ml.models.dp_rnn import FastDPRNN
+
     plain = build_model("seed_rnn")
     dp = make_dp_compatible(plain)
-    assert isinstance(dp.rnn, DPRNN) and isinstance(plain.rnn, torch.nn.RNN)
+    assert isinstance(dp.rnn, FastDPRNN) and isinstance(plain.rnn, torch.nn.RNN)
     state = plain_state(dp, list(plain.state_dict()))
     assert list(state) == list(plain.state_dict())
     assert all(torch.equal(state[k], v) for k, v in plain.state_dict().items())

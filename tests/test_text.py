@@ -144,7 +144,8 @@ def test_char_lstm_shapes_and_sizes():
     assert sum(p.numel() for p in leaf.parameters()) == 80 * 8 + 4 * 256 * (8 + 256 + 2) + 4 * 256 * (256 + 256 + 2) + 256 * 80 + 80
 
 
-def test_dplstm_has_the_same_array_names_and_function():
+def test_dp_lstms_have_the_same_array_names_and_function():
+    """fedft's FastDPLSTM (to_dp) and Opacus' DPLSTM (Opacus' own fix) both load and give back plain checkpoints."""
     from opacus.validators import ModuleValidator
 
     torch.manual_seed(0)
@@ -152,9 +153,9 @@ def test_dplstm_has_the_same_array_names_and_function():
     reference = {k: v.clone() for k, v in plain.state_dict().items()}
     x = torch.randint(1, 97, (2, 20))
     expected = plain(x)
-    for dp_model in (to_dp(build_model("char_lstm", (20,), 97, hidden_size=16)), ModuleValidator.fix(plain)):
+    for dp_model, layer in ((to_dp(build_model("char_lstm", (20,), 97, hidden_size=16)), "FastDPLSTM"), (ModuleValidator.fix(plain), "DPLSTM")):
         dp_model.load_state_dict(reference)  # non-DP checkpoint -> DP model
-        assert type(dp_model.lstm).__name__ == "DPLSTM"
+        assert type(dp_model.lstm).__name__ == layer
         assert {k: v.shape for k, v in dp_model.state_dict().items()} == {k: v.shape for k, v in reference.items()}
         assert torch.allclose(dp_model(x), expected, atol=1e-5)
         back = from_dp(dp_model)
@@ -162,8 +163,8 @@ def test_dplstm_has_the_same_array_names_and_function():
         assert all(torch.equal(back.state_dict()[k], v) for k, v in reference.items())
 
 
-def test_one_dp_sgd_client_round_on_dplstm(play):
-    """A client's round under Opacus DP-SGD: DPLSTM in, the same array names out."""
+def test_one_dp_sgd_client_round_on_a_dp_lstm(play):
+    """A client's round under Opacus DP-SGD: FastDPLSTM in, the same array names out."""
     from opacus import PrivacyEngine
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -302,7 +303,7 @@ def test_hf_shakespeare_rows_become_role_texts(monkeypatch):
 
 @pytest.mark.slow
 def test_one_tiny_round_with_local_dp_sends_plain_lstm_names(tmp_path, play, shared_ray, process_guard):
-    # DP-SGD on a char_lstm through the real Ray engine: DPLSTM inside, plain names out.
+    # DP-SGD on a char_lstm through the real Ray engine: FastDPLSTM inside, plain names out.
     cfg = _tiny_text_config(tmp_path, play)
     cfg["privacy"] = {"mode": "local", "noise_multiplier": 1.0, "max_grad_norm": 1.0}
     result = fedft.run(cfg, out=tmp_path / "dp", quiet=True)

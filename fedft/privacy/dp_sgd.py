@@ -55,14 +55,18 @@ class DPIncompatibleModel(ValueError):
 def make_dp_compatible(model: nn.Module) -> nn.Module:
     """A copy of `model` that Opacus can train, with the same parameter names and values.
 
-    RNN/LSTM/GRU become Opacus' DPRNN/DPLSTM/DPGRU with their plain names kept
-    (`fedft.ml.models.dp_layers.to_dp`); `ModuleValidator.fix` then swaps BatchNorm for
+    RNN/LSTM/GRU become DP layers with their plain names kept (fedft's
+    FastDPRNN/FastDPLSTM/FastDPGRU, Opacus' for bidirectional ones;
+    `fedft.ml.models.dp_layers.to_dp`); `ModuleValidator.fix` then swaps BatchNorm for
     GroupNorm and so on. Raises `DPIncompatibleModel` listing what is left.
     """
     from opacus import GradSampleModule
     from opacus.validators import ModuleValidator
 
-    model = to_dp(copy.deepcopy(model))  # RNN/LSTM/GRU -> Opacus twins, same names (fedft.ml.models.dp_layers)
+    projected = [name for name, m in model.named_modules() if isinstance(m, nn.LSTM) and m.proj_size]
+    if projected:
+        raise DPIncompatibleModel(f"LSTM {', '.join(projected)} has proj_size > 0: neither fedft nor Opacus computes per-sample gradients through LSTM projections; use proj_size = 0")
+    model = to_dp(copy.deepcopy(model))  # RNN/LSTM/GRU -> DP twins, same names (fedft.ml.models.dp_layers)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = ModuleValidator.fix(model)

@@ -11,7 +11,7 @@ seed_cnn at batch 32 that allocation and copy is about 15% of a DP-SGD step
 `borrowed_grad_samples` replaces it, for the duration of one DP training loop, with
 a version that keeps the computed tensor when its batch size is already
 `max_batch_len`, and otherwise does what Opacus does. Accumulation (a layer called
-several times per batch, e.g. DPLSTM's gates once per time step) never writes into
+several times per batch, e.g. Opacus' DPLSTM gates once per time step) never writes into
 a kept tensor: the first sum goes into a copy this module owns, later ones into that
 copy, so no tensor that autograd or a grad sampler still holds is modified. Per-sample gradients, clipping and noise are unchanged;
 tests/test_dp_fast_paths.py checks them bit for bit against Opacus' own.

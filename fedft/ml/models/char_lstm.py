@@ -4,7 +4,7 @@ Input: int64 token ids, batch x T. Output: logits for the next character at ever
 position, batch x T x vocabulary. LEAF's sizes are embedding 8, two LSTM layers of
 256 units, sequences of 80; fedft's defaults are the same (`[model]` keys
 `embedding_dim`, `hidden_size`, `num_layers`). For DP-SGD, `fedft.ml.models.dp_layers.to_dp`
-swaps the `nn.LSTM` for Opacus' `DPLSTM` with identical parameter names.
+swaps the `nn.LSTM` for fedft's `FastDPLSTM` (fedft.ml.models.dp_rnn) with identical parameter names.
 """
 
 from __future__ import annotations

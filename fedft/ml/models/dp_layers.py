@@ -1,12 +1,14 @@
-"""Swap PyTorch's recurrent layers for Opacus' DP versions and back.
+"""Swap PyTorch's recurrent layers for DP versions and back.
 
 Opacus cannot compute per-sample gradients through the fused `nn.LSTM`/`nn.GRU`/
-`nn.RNN` kernels; its `DPLSTM`/`DPGRU`/`DPRNN` compute the same function from
-per-step linear layers it can hook, and name their parameters exactly as PyTorch
-does (`weight_ih_l0`, `bias_hh_l1`, ...). So `to_dp` before DP-SGD and `from_dp`
+`nn.RNN` kernels. `to_dp` swaps them for fedft's `FastDPLSTM`/`FastDPGRU`/`FastDPRNN`
+(`fedft.ml.models.dp_rnn`: one per-sample product per weight over all time steps)
+or, for bidirectional layers, which those do not cover, Opacus'
+`DPLSTM`/`DPGRU`/`DPRNN`. Both name their parameters exactly as PyTorch does
+(`weight_ih_l0`, `bias_hh_l1`, ...). So `to_dp` before DP-SGD and `from_dp`
 after it change no array name or shape: DP and non-DP checkpoints and client
-updates are interchangeable. (Only the order of keys in `state_dict()` differs
-while a DP layer is in place; `from_dp` restores PyTorch's order.)
+updates are interchangeable. (With an Opacus layer in place only the order of keys in
+`state_dict()` differs; `from_dp` restores PyTorch's order.)
 
 One Opacus pitfall (1.6): a DP layer hides its internal names (`l0.ih.weight`)
 only when it is the top module; nested in a model, its state-dict hook misses
@@ -19,7 +21,11 @@ with Opacus' own `ModuleValidator.fix` is clean too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import nn
+
+from fedft.ml.models.dp_rnn import FastDPGRU, FastDPLSTM, FastDPRNN, register_with_opacus
 
 _NAMES_HIDDEN = "_fedft_dp_names_hidden"  # set on a model once hide_dp_internal_names has hooked it
 _KWARGS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional", "proj_size")
@@ -27,7 +33,9 @@ _KWARGS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dr
 
 def _settings(layer: nn.Module) -> dict:
     kwargs = {k: getattr(layer, k) for k in _KWARGS}
-    if isinstance(layer, nn.RNN):
+    if not kwargs["proj_size"]:
+        del kwargs["proj_size"]  # nn.GRU and nn.RNN refuse the argument, even at its default 0
+    if isinstance(layer, (nn.RNN, FastDPRNN)):
         kwargs["nonlinearity"] = layer.nonlinearity
     elif cell_params := getattr(layer, "cell_params", None):  # DPRNN keeps its nonlinearity here
         kwargs.update(cell_params)
@@ -40,13 +48,14 @@ def _convert(layer: nn.Module, target: type[nn.Module]) -> nn.Module:
     return new.to(next(layer.parameters()).device).train(layer.training)
 
 
-def _swap(model: nn.Module, mapping: dict[type, type]) -> nn.Module:
-    if type(model) in mapping:
-        return _convert(model, mapping[type(model)])
+def _swap(model: nn.Module, target: Callable[[nn.Module], type[nn.Module] | None]) -> nn.Module:
+    """Convert every layer for which `target` names a class (the model itself, or in place)."""
+    if (cls := target(model)) is not None:
+        return _convert(model, cls)
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if type(child) in mapping:
-                setattr(parent, name, _convert(child, mapping[type(child)]))
+            if (cls := target(child)) is not None:
+                setattr(parent, name, _convert(child, cls))
     return model
 
 
@@ -81,18 +90,34 @@ def hide_dp_internal_names(model: nn.Module) -> nn.Module:
     return model
 
 
-def _dp_classes() -> dict[type, type]:
+def _opacus_classes() -> dict[type, type]:
     from opacus.layers import DPGRU, DPLSTM, DPRNN
 
     return {nn.LSTM: DPLSTM, nn.GRU: DPGRU, nn.RNN: DPRNN}
 
 
+def _fast_classes() -> dict[type, type]:
+    register_with_opacus()
+    return {nn.LSTM: FastDPLSTM, nn.GRU: FastDPGRU, nn.RNN: FastDPRNN}
+
+
+def dp_class(layer: nn.Module) -> type[nn.Module] | None:
+    """The DP layer that replaces `layer` (None: not a PyTorch recurrent layer)."""
+    plain = type(layer)
+    if plain not in (nn.LSTM, nn.GRU, nn.RNN) or getattr(layer, "proj_size", None):
+        return None  # Opacus has no DP layer for LSTM projections either: its validator reports the layer
+    if layer.bidirectional:
+        return _opacus_classes()[plain]
+    return _fast_classes()[plain]
+
+
 def to_dp(model: nn.Module) -> nn.Module:
-    """Replace every nn.LSTM/GRU/RNN in `model` by its Opacus DP twin with the same
-    weights (in place; returns the model, or the new layer if `model` is one)."""
-    return hide_dp_internal_names(_swap(model, _dp_classes()))
+    """Replace every nn.LSTM/GRU/RNN in `model` by its DP twin with the same weights
+    (in place; returns the model, or the new layer if `model` is one)."""
+    return hide_dp_internal_names(_swap(model, dp_class))
 
 
 def from_dp(model: nn.Module) -> nn.Module:
-    """Replace every Opacus DPLSTM/DPGRU/DPRNN in `model` by the PyTorch layer with the same weights."""
-    return _swap(model, {dp: plain for plain, dp in _dp_classes().items()})
+    """Replace every DP recurrent layer in `model` (fedft's or Opacus') by the PyTorch layer with the same weights."""
+    plain = {dp: p for table in (_opacus_classes(), _fast_classes()) for p, dp in table.items()}
+    return _swap(model, lambda layer: plain.get(type(layer)))

@@ -11,8 +11,9 @@ from fedft.ml.models.registry import register_model
 class SeedRNN(nn.Module):
     """Elman RNN over rows: h_t = tanh(W x_t + U h_{t-1} + b), classify from h_T.
 
-    A 28x28 image is 28 steps of 28 features. `nn.RNN` is swapped for Opacus'
-    `DPRNN` (same parameter names) when DP-SGD needs per-sample gradients.
+    A 28x28 image is 28 steps of 28 features. `nn.RNN` is swapped for fedft's
+    `FastDPRNN` (same parameter names; fedft.ml.models.dp_rnn) when DP-SGD needs
+    per-sample gradients.
     """
 
     def __init__(self, input_shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, hidden_size: int = 128) -> None:
