@@ -104,6 +104,34 @@ def test_fashion_mnist_truncated_file_is_a_clear_error(tmp_path):
         load_dataset("fashion-mnist", str(tmp_path))
 
 
+def _write_idx(path, array):
+    import struct
+
+    path.write_bytes(struct.pack(">HBB", 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_pool_is_uint8_pixels_that_read_as_float32_divided_by_255(tmp_path):
+    """Prepare: tiny IDX files with every pixel value. Execute: load them.
+    Assert: the pool keeps one byte per pixel and reads exactly as float32 / 255.0."""
+    from fedft.ml.data.arrays import Pixels
+
+    rng = np.random.default_rng(0)
+    images = {"train": rng.integers(0, 256, (5, 28, 28)), "t10k": rng.integers(0, 256, (3, 28, 28))}
+    images["train"][0].flat[:256] = np.arange(256)
+    for prefix, x in images.items():
+        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte", x)
+        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", np.arange(len(x)) % 10)
+    ds = load_dataset("fashion-mnist", str(tmp_path))
+    expected = (np.concatenate(list(images.values())).astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
+    assert isinstance(ds.x, Pixels) and ds.x.raw.nbytes == expected.nbytes // 4
+    assert ds.x.shape == expected.shape and ds.x.dtype == np.float32 and len(ds.x) == 8
+    idx = np.array([6, 0, 3])
+    assert ds.x[idx].dtype == np.float32 and np.array_equal(ds.x[idx], expected[idx])
+    assert np.array_equal(ds.subset(idx).x, expected[idx]) and np.array_equal(np.asarray(ds.x), expected)
+    with pytest.raises(TypeError, match="uint8"):
+        Pixels(expected, 255.0)
+
+
 @needs_fashion_mnist
 def test_fashion_mnist_from_debian_package():
     ds = load_dataset("fashion-mnist")

@@ -55,7 +55,7 @@ def federated_data(
         pool, planted = draw_canaries(pool, full.y, full.num_classes, num_clients, canaries, seed)
         labels = full.y.copy()
         labels[planted.index] = planted.label  # these records are nobody else's: out of the pool, never in the test set
-        images = noise_images(full.x, planted.index, seed) if canary_kind == "noise" else full.x
+        images = noise_images(full.features(), planted.index, seed) if canary_kind == "noise" else full.x
         full = ArrayDataset(full.name, images, labels, full.num_classes)
     shards = partition_pool(full.y[pool], method, num_clients, seed, alpha, classes_per_client, shards_per_client)
     clients = []

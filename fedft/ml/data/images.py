@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from fedft.errors import FedftError
-from fedft.ml.data.arrays import ArrayDataset
+from fedft.ml.data.arrays import ArrayDataset, Pixels
 from fedft.ml.data.registry import register_dataset
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -83,6 +83,6 @@ def fashion_mnist(path: str = "") -> ArrayDataset:
         if len(images) != len(labels):
             raise FedftError("data.path", f"{prefix} images and labels differ in count in '{folder}'.", "reinstall the dataset files.")
         parts.append((images, labels))
-    x = np.concatenate([p[0] for p in parts]).reshape(-1, 28 * 28)
+    x = np.concatenate([p[0] for p in parts]).reshape(-1, 1, 28, 28)
     y = np.concatenate([p[1] for p in parts]).astype(np.int64)
-    return ArrayDataset("fashion-mnist", _images(x, 28), y, 10)
+    return ArrayDataset("fashion-mnist", Pixels(x, 255.0), y, 10)  # reads as _images(x, 28) does, at a quarter of the memory
