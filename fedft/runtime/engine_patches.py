@@ -14,6 +14,10 @@ clients, the choice of backend, and who shuts Ray down.
    sweep even when 100 of 10,000 nodes were sampled. The replacement asks only the
    nodes that have an undelivered message (found by one pass over the store), through
    the same `state.get_message_ins`, and polls every 0.02 s.
+   Its other threads (the workers that call the backend, the one that stores replies)
+   wait on queues with a 1-s timeout and see the stop event only between waits: a
+   finished run spent up to a second more in shutdown. Their queues are replaced by
+   `StopAwareQueue`s that give up a wait within 0.02 s of the stop event.
 
 3. Another backend (`backend_replaced`): `vce_api.start_vce` builds `RayBackend` in a
    local `backend_fn` and hands it to `vce_api.run_api`; the replacement `run_api` gets
@@ -27,7 +31,9 @@ unaffected: there the server still asks each node (fedft.fl.server.loop.identify
 
 from __future__ import annotations
 
+import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -35,6 +41,26 @@ from typing import Any
 from fedft.fl.server.nodes import NodePartitions
 
 DISPATCH_POLL_SECONDS = 0.02
+STOP_POLL_SECONDS = 0.02
+
+
+class StopAwareQueue(queue.Queue):
+    """A queue whose timed `get` also ends (queue.Empty) once `stop` is set."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__()
+        self._stop = stop
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        if not block or timeout is None:
+            return super().get(block, timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return super().get(True, max(0.0, min(deadline - time.monotonic(), STOP_POLL_SECONDS)))
+            except queue.Empty:
+                if self._stop.is_set() or time.monotonic() >= deadline:
+                    raise
 
 
 def _dispatch_pending(state: Any, queue: Any, nodes_mapping: dict, f_stop: threading.Event, fallback: Any) -> None:
@@ -92,7 +118,7 @@ def backend_replaced(make_backend: Callable[[], Any]) -> Iterator[None]:
 
 @contextmanager
 def patched_engine(node_partitions: NodePartitions | None = None) -> Iterator[None]:
-    """Apply both fixes to `flwr...vce_api` for the duration of one in-process simulation."""
+    """Apply the fixes (1, 2) to `flwr...vce_api` for the duration of one in-process simulation."""
     from flwr.server.superlink.fleet.vce import vce_api
 
     register, dispatch = vce_api._register_nodes, vce_api.add_messages_to_queue
@@ -106,8 +132,18 @@ def patched_engine(node_partitions: NodePartitions | None = None) -> Iterator[No
     def fast_dispatch(state: Any, queue: Any, nodes_mapping: dict, f_stop: threading.Event) -> None:
         _dispatch_pending(state, queue, nodes_mapping, f_stop, dispatch)
 
-    vce_api._register_nodes, vce_api.add_messages_to_queue = register_and_record, fast_dispatch
+    run_api, queue_class = vce_api.run_api, vce_api.Queue
+
+    def run_api_stopping_promptly(*args: Any, **kwargs: Any) -> None:
+        stop = kwargs["f_stop"] if "f_stop" in kwargs else args[5]  # run_api(app_fn, backend_fn, nodes_mapping, state_factory, node_info_stores, f_stop, metrics)
+        setattr(vce_api, "Queue", lambda: StopAwareQueue(stop))  # the queues run_api makes for its threads
+        try:
+            return run_api(*args, **kwargs)
+        finally:
+            setattr(vce_api, "Queue", queue_class)
+
+    vce_api._register_nodes, vce_api.add_messages_to_queue, vce_api.run_api = register_and_record, fast_dispatch, run_api_stopping_promptly
     try:
         yield
     finally:
-        vce_api._register_nodes, vce_api.add_messages_to_queue = register, dispatch
+        vce_api._register_nodes, vce_api.add_messages_to_queue, vce_api.run_api = register, dispatch, run_api
