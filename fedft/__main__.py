@@ -1,5 +1,3 @@
-import sys
+from fedft.cli import console
 
-from fedft.cli import main
-
-sys.exit(main())
+console()

@@ -191,5 +191,23 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def console() -> None:
+    """The `fedft` command: `main`, then exit without tearing the interpreter down.
+
+    What libraries registered to run at exit still runs (atexit: multiprocessing's
+    joins, temporary folders, loggers), and every process a command started has exited
+    by then (fedft's engine waits for them). Skipped is only the interpreter's own
+    teardown of every loaded module (torch, Flower), about 0.6 s of a 5-round quickstart
+    (benchmarks/README.md, section 16), which no result depends on."""
+    import atexit
+    import os
+
+    code = main()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -136,11 +136,11 @@ def patched_engine(node_partitions: NodePartitions | None = None) -> Iterator[No
 
     def run_api_stopping_promptly(*args: Any, **kwargs: Any) -> None:
         stop = kwargs["f_stop"] if "f_stop" in kwargs else args[5]  # run_api(app_fn, backend_fn, nodes_mapping, state_factory, node_info_stores, f_stop, metrics)
-        setattr(vce_api, "Queue", lambda: StopAwareQueue(stop))  # the queues run_api makes for its threads
+        vce_api.Queue = lambda: StopAwareQueue(stop)  # type: ignore[misc,assignment]  # the queues run_api makes for its threads
         try:
             return run_api(*args, **kwargs)
         finally:
-            setattr(vce_api, "Queue", queue_class)
+            vce_api.Queue = queue_class  # type: ignore[misc]
 
     vce_api._register_nodes, vce_api.add_messages_to_queue, vce_api.run_api = register_and_record, fast_dispatch, run_api_stopping_promptly
     try:
