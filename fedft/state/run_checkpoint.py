@@ -171,13 +171,22 @@ class CheckpointKeeper:
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self._t0
 
-    def after_round(self, server_round: int, arrays: dict[str, torch.Tensor]) -> None:
+    def after_round(self, server_round: int, arrays: dict[str, torch.Tensor]) -> Callable[[], None]:
+        """Snapshot the round as it ends (the global arrays, the server's state); the returned
+        callable, called once the round's row is recorded, adds the rows and writes the
+        checkpoint every `every` rounds and after the last."""
         every = self.cfg.checkpoint.every
         if every == 0:
-            return
-        self._latest = (server_round, {k: v.detach().cpu().clone() for k, v in arrays.items()}, [dict(r) for r in self.rows], capture_state(self.server_state), self.elapsed())
-        if server_round % every == 0 or server_round == self.cfg.simulation.rounds:
-            self.flush()
+            return lambda: None
+        ended = (server_round, {k: v.detach().cpu().clone() for k, v in arrays.items()}, capture_state(self.server_state), self.elapsed())
+
+        def commit() -> None:
+            server_round, arrays, state, elapsed = ended
+            self._latest = (server_round, arrays, [dict(r) for r in self.rows], state, elapsed)
+            if server_round % every == 0 or server_round == self.cfg.simulation.rounds:
+                self.flush()
+
+        return commit
 
     def flush(self) -> None:
         if self._latest is None or self._latest[0] == self.saved_round:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -34,7 +35,9 @@ from fedft.state.client_records import ClientStateStore, state_bytes
 from fedft.state.client_records import strip as strip_client_state
 
 RoundCallback = Callable[[dict[str, Any]], None]
-AfterRound = Callable[[int, dict[str, Any]], None]  # (round, global state dict) once the round is recorded
+# (round, global state dict) as the round ends: snapshots what a checkpoint keeps; the
+# callable it returns is called once the round's row is recorded (and may write the checkpoint)
+AfterRound = Callable[[int, dict[str, Any]], Callable[[], None]]
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ class RoundParts:
     privacy: PrivacyTracker
     plan: FinetunePlan  # only `plan.sent` arrays travel (`finetune.mode`)
     on_round: RoundCallback  # each round's metrics row, round 0 (initial evaluation) included
-    after_round: AfterRound | None = None  # (round, global state) once its row is recorded: checkpoints
+    after_round: AfterRound | None = None  # (round, global state) as the round ends: checkpoints
     client_states: ClientStateStore | None = None  # None: client-state records in replies are dropped
     on_client_error: Callable[[str], None] | None = None  # one line per round in which a client failed: its first error
     client_ranks: ClientRanks | None = None  # lora.ranks: adapters cut to each client's rank and padded back
@@ -174,18 +177,53 @@ def run_rounds(grid: Grid, arrays: ArrayRecord, settings: RoundSettings, parts: 
         # checkpoint.client_state off, one that lives as long as the run, as a node's Context would
         client_states=(ClientStateStore() if parts.client_states is None else parts.client_states) if packed else parts.client_states,
     )
-    for server_round in range(start_round + 1, settings.rounds + 1):
-        check_stop(stop)
-        arrays, row = run_round(grid, arrays, server_round, settings, parts, wire, stop)
-        parts.on_round(row)
-        if parts.after_round is not None:
-            parts.after_round(server_round, arrays.to_torch_state_dict())
+    # Round r's central evaluation runs in its own thread while round r + 1 trains; its
+    # row is recorded (and checkpointed, with the state snapshotted as round r ended) as
+    # soon as round r + 1's replies are in, or when the loop ends or stops.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fedft-evaluation") as evaluations:
+        pending: list[_Unrecorded] = []
+
+        def record_pending() -> None:
+            while pending:
+                pending.pop(0).record(parts)
+
+        try:
+            for server_round in range(start_round + 1, settings.rounds + 1):
+                check_stop(stop)
+                started = time.perf_counter()
+                arrays, row = run_round(grid, arrays, server_round, settings, parts, wire, stop, on_replies=record_pending)
+                state = arrays.to_torch_state_dict()
+                commit = parts.after_round(server_round, state) if parts.after_round is not None else None
+                test = evaluations.submit(parts.evaluator, state) if "test_loss" in row else None
+                pending.append(_Unrecorded(row, started, test, commit))
+        finally:  # a stop or a failure keeps every round that ended
+            record_pending()
     return arrays
 
 
+@dataclass
+class _Unrecorded:
+    """A round that ended while its central evaluation still runs."""
+
+    row: dict[str, Any]  # test_loss/test_accuracy None until the evaluation is in
+    started: float  # perf_counter at the round's start: wall_seconds runs to the end of its evaluation
+    test: Future | None
+    commit: Callable[[], None] | None
+
+    def record(self, parts: RoundParts) -> None:
+        if self.test is not None:
+            self.row["test_loss"], self.row["test_accuracy"] = self.test.result()
+        self.row["wall_seconds"] = time.perf_counter() - self.started
+        parts.on_round(self.row)
+        if self.commit is not None:
+            self.commit()
+
+
 def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: RoundSettings, parts: RoundParts, wire: _Wire,
-              stop: threading.Event | None) -> tuple[ArrayRecord, dict[str, Any]]:
-    """One round: sample, send, screen the replies, aggregate, evaluate; (new arrays, metrics row)."""
+              stop: threading.Event | None, on_replies: Callable[[], None] = lambda: None) -> tuple[ArrayRecord, dict[str, Any]]:
+    """One round: sample, send, screen the replies, aggregate; (new arrays, metrics row).
+    The row has test_loss/test_accuracy set to None when the round is centrally evaluated
+    (the caller evaluates). `on_replies` runs as soon as the replies are in."""
     t0 = time.perf_counter()
     strategy, privacy, client_states, client_of, plan = parts.strategy, parts.privacy, wire.client_states, wire.client_of, parts.plan
     unavailable = frozenset(c for c in range(settings.num_clients) if c not in wire.node_of) | privacy.exclude
@@ -203,6 +241,7 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
         replies = send_packed(grid, messages, [client_of[m.metadata.dst_node_id] for m in messages], size, settings.round_timeout, stop)
     else:
         size, replies = 1, send_and_receive(grid, messages, settings.round_timeout, stop)
+    on_replies()
     log_round_failures(server_round, messages, replies, client_of)  # which clients/nodes failed or timed out
     if parts.on_client_error is not None and (failed := [m for m in replies if m.has_error() and not is_dropout(m)]):
         parts.on_client_error(f"round {server_round}: {first_error(failed, client_of)}")
@@ -229,7 +268,7 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
     if new_arrays is not None:
         arrays = merge_arrays(arrays, conform(new_arrays, wire.schema), plan.sent)
     evaluated = server_round % settings.evaluate_every == 0 or server_round == settings.rounds
-    test = dict(zip(("test_loss", "test_accuracy"), parts.evaluator(arrays.to_torch_state_dict()))) if evaluated else {}
+    test: dict[str, Any] = {"test_loss": None, "test_accuracy": None} if evaluated else {}
     return arrays, {
         "round": server_round,
         **test,
