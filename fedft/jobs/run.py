@@ -34,6 +34,7 @@ from fedft.privacy.checks import check_privacy_data, privacy_description
 from fedft.runtime import engine
 from fedft.runtime.interrupt import stop_on_signals
 from fedft.runtime.progress import RoundPrinter
+from fedft.state import figures
 from fedft.state.run_folder import RunWriter, new_run_dir, read_rows
 
 
@@ -126,6 +127,8 @@ def run(
     trackers.start(cfg.model_dump(mode="json"), run_dir)
 
     def record(row: dict[str, Any]) -> None:
+        if row.get("round") == cfg.simulation.rounds - 1:  # the last round's replies are in: the plots' imports load beside its evaluation
+            figures.preload_in_background()
         printer.on_round(row)
         trackers.log_round(row)
         if on_round is not None:
