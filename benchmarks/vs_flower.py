@@ -10,6 +10,13 @@ epochs, batch 32, SGD lr 0.05 momentum 0.9, central evaluation each round, via
 time between central evaluations.
 
     python benchmarks/vs_flower.py [--rounds 5]
+    python benchmarks/vs_flower.py --whole 3 [--rounds 5]
+
+`--whole N` times whole processes instead, as a user waits for them (launch to exit,
+start-up included), N of each, alternating: the plain app in a process of its own
+(on Ray, Flower's backend) against `fedft run simulations/quickstart.toml` as shipped
+(its backend "auto": the local worker pool on one Linux machine). Prints the medians
+and their ratio.
 """
 
 from __future__ import annotations
@@ -63,10 +70,43 @@ def run_plain_flower(rounds: int, num_clients: int) -> tuple[list[float], float]
     return [b - a for a, b in zip(stamps, stamps[1:])], stamps[0] - t0
 
 
+def whole_runs(repeats: int, rounds: int) -> int:
+    import subprocess
+    import tempfile
+
+    times: dict[str, list[float]] = {"plain Flower app": [], "fedft run": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats):
+            commands = {
+                "plain Flower app": [sys.executable, __file__, "--plain-process", "--rounds", str(rounds)],
+                "fedft run": [sys.executable, "-m", "fedft", "run", str(ROOT / "simulations" / "quickstart.toml"), "--quiet", "--out", f"{tmp}/run{i}",
+                              "--set", f"simulation.rounds={rounds}", "--set", "simulation.device=cpu", "--set", "data.val_fraction=0.1"],
+            }
+            for name, command in commands.items():
+                t0 = time.perf_counter()
+                subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+                times[name].append(time.perf_counter() - t0)
+                print(f"run {i + 1} {name:<17} {times[name][-1]:6.1f} s", flush=True)
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    print()
+    for name, t in times.items():
+        print(f"{name:<17} {' '.join(f'{x:.1f}' for x in t):<24} median {medians[name]:.1f} s")
+    print(f"\nspeed-up fedft over the plain Flower app, whole-process wall time (medians): "
+          f"{medians['plain Flower app'] / medians['fedft run']:.2f}x (target >= 1.5)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--whole", type=int, default=0, metavar="N", help="time N whole processes of each, alternating")
+    parser.add_argument("--plain-process", action="store_true", help=argparse.SUPPRESS)  # one plain-app run, then exit (for --whole)
     args = parser.parse_args(argv)
+    if args.plain_process:
+        run_plain_flower(args.rounds, 10)
+        return 0
+    if args.whole:
+        return whole_runs(args.whole, args.rounds)
     flower, flower_start = run_plain_flower(args.rounds, 10)
     fed = run_fedft(ROOT / "simulations" / "quickstart.toml", [f"simulation.rounds={args.rounds}", "simulation.device=cpu", "data.val_fraction=0.1",
                                                                  "simulation.backend=ray"])  # the same engine as the plain app
