@@ -10,8 +10,12 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fedft.errors import EXIT_BAD_INPUT, FedftError
+
+if TYPE_CHECKING:
+    from fedft.runtime.warm_start import WarmStart
 
 
 def _add_run_args(p: argparse.ArgumentParser, config_optional: bool = False) -> None:
@@ -25,7 +29,37 @@ def _add_run_args(p: argparse.ArgumentParser, config_optional: bool = False) -> 
     p.add_argument("--verbose", action="store_true", help="show Flower and Ray logs")
 
 
+def _begin_warm_start(args: argparse.Namespace) -> WarmStart | None:
+    """A `fedft.runtime.warm_start.WarmStart` when this is a fresh process (torch not
+    imported yet: the `fedft` command) and the config may run on the local backend; else
+    None. Forked once the workers' own imports are made: it imports `torch._dynamo` and
+    loads the data while this process imports the rest (the engine, the server side)."""
+    if "torch" in sys.modules or args.config is None or args.resume is not None:
+        return None
+    from fedft.config.loading import raw_config, validate
+
+    try:
+        raw = raw_config(args.config, args.overrides)
+        sim = validate(raw).simulation
+    except Exception:  # noqa: BLE001  (not this function's to report: the run says what is wrong)
+        return None
+    if raw.get("sweep") or (raw.get("compare") or {}).get("arms") or sim.backend == "ray" or sim.ray_address or sim.centralised:
+        return None
+    from fedft.runtime.warm_start import WarmStart  # with it, what both processes need: torch, Flower's client side, fedft's
+
+    return WarmStart.begin()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    warm_start = _begin_warm_start(args)
+    try:
+        return _run_command(args, warm_start)
+    finally:
+        if warm_start is not None:
+            warm_start.close()
+
+
+def _run_command(args: argparse.Namespace, warm_start: WarmStart | None) -> int:
     from fedft.api import run
     from fedft.jobs.compare import has_arms
     from fedft.jobs.sweep import is_sweep_config
@@ -34,7 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return cmd_sweep(args)
     if args.resume is None and args.config is not None and has_arms(args.config, args.overrides):  # a [compare] table: run every arm
         return cmd_compare(args)
-    result = run(args.config, args.overrides, out=args.out, quiet=args.quiet, verbose=args.verbose, resume=args.resume)
+    result = run(args.config, args.overrides, out=args.out, quiet=args.quiet, verbose=args.verbose, resume=args.resume, warm_start=warm_start)
     status = result.summary["status"]
     if status == "interrupted":
         if args.quiet:  # otherwise the run's own output already said so

@@ -34,6 +34,7 @@ from fedft.privacy.checks import check_privacy_data, privacy_description
 from fedft.runtime import engine
 from fedft.runtime.interrupt import stop_on_signals
 from fedft.runtime.progress import RoundPrinter
+from fedft.runtime.warm_start import WarmStart
 from fedft.state import figures
 from fedft.state.run_folder import RunWriter, new_run_dir, read_rows
 
@@ -83,12 +84,24 @@ def run(
     verbose: bool = False,
     resume: str | Path | None = None,
     on_round: Callable[[dict[str, Any]], None] | None = None,
+    warm_start: WarmStart | None = None,
 ) -> RunResult:
     """Run one federated simulation and write its results folder. With `resume`, continue
     the run in that folder from its last checkpoint instead (`config` and `overrides`, if
     given, must equal the folder's config). SIGINT/SIGTERM stop it cleanly: the summary
     says "interrupted" and how to resume. `on_round(row)` gets each round's metrics row as it
-    is written (from the server's thread; round 0 is the initial evaluation)."""
+    is written (from the server's thread; round 0 is the initial evaluation). `warm_start`:
+    a `fedft.runtime.warm_start.WarmStart` begun before this process's imports (the
+    `fedft` command's), for the local backend's workers; this call closes it."""
+    try:
+        return _run(config, overrides, out, quiet, verbose, resume, on_round, warm_start)
+    finally:
+        if warm_start is not None:
+            warm_start.close()  # whatever happened: it has exited, or its workers have
+
+
+def _run(config: str | Path | dict | FedftConfig | None, overrides: list[str] | None, out: str | Path | None, quiet: bool, verbose: bool,
+         resume: str | Path | None, on_round: Callable[[dict[str, Any]], None] | None, warm_start: WarmStart | None) -> RunResult:
     point = None
     if resume is not None:
         if out is not None:
@@ -114,6 +127,8 @@ def run(
         writer = RunWriter(run_dir, cfg)
         if cfg.output.plot_partitions:
             plot_label_counts(federated_data_for(cfg), run_dir / "partitions", title=partition_title(cfg))
+    if warm_start is not None:
+        warm_start.send_config(cfg.to_json())  # it loads the data while this process goes on
     printer = RoundPrinter(cfg.simulation.rounds, quiet=quiet)
     if point is None:
         printer.say(f"fedft: {cfg.name}: {_shape(cfg)}, {cfg.simulation.rounds} rounds, "
@@ -148,7 +163,8 @@ def run(
                 finally:
                     outcome.done.set()
             else:
-                engine.simulate(server_app, client_app, cfg.partition.num_clients, cfg.simulation, verbose, on_ray_started=caught.reinstall, node_partitions=nodes)
+                engine.simulate(server_app, client_app, cfg.partition.num_clients, cfg.simulation, verbose, on_ray_started=caught.reinstall, node_partitions=nodes,
+                                warm_start=warm_start)
         status = "completed" if outcome.state is not None else "failed"
         failure = training_failure(writer.rows, outcome.first_client_error) if status == "completed" else outcome.error or outcome.first_client_error
         if failure is not None:

@@ -30,6 +30,7 @@ from fedft.fl.server.nodes import NodePartitions
 from fedft.runtime.engine_patches import backend_replaced, patched_engine, ray_left_running
 from fedft.runtime.local_backend import LocalBackend, LocalPool, machine_cpus, pool_size
 from fedft.runtime.reaping import StartedProcesses
+from fedft.runtime.warm_start import WarmStart
 
 _DEPRECATION = "The `run_simulation` function is deprecated"
 
@@ -139,7 +140,8 @@ def _ray_running() -> bool:
     return ray is not None and ray.is_initialized()
 
 
-def simulate(server_app: ServerApp, client_app: ClientApp, num_clients: int, sim: SimulationConfig, verbose: bool = False, on_ray_started: Callable[[], None] | None = None, node_partitions: NodePartitions | None = None) -> str:
+def simulate(server_app: ServerApp, client_app: ClientApp, num_clients: int, sim: SimulationConfig, verbose: bool = False, on_ray_started: Callable[[], None] | None = None,
+             node_partitions: NodePartitions | None = None, warm_start: WarmStart | None = None) -> str:
     """Run `server_app` against `num_clients` virtual SuperNodes; blocks until done and
     until every process it started has exited. Returns the backend used ("ray" or "local",
     `choose_backend`).
@@ -148,22 +150,27 @@ def simulate(server_app: ServerApp, client_app: ClientApp, num_clients: int, sim
     running); `on_ray_started` runs right after `ray.init` (fedft.runtime.interrupt takes
     SIGTERM back from Ray's handlers there). Local: a pool of forked workers
     (fedft.runtime.local_backend). `node_partitions` receives the engine's node ->
-    partition mapping (fedft.runtime.engine_patches: no per-node handshake)."""
+    partition mapping (fedft.runtime.engine_patches: no per-node handshake). `warm_start`:
+    where the local workers come from (fedft.runtime.warm_start; `client_app` must be
+    fedft's); closed here unless the local backend takes its workers (its pool stops them)."""
     backend = choose_backend(sim, _ray_running(), uses_cuda(sim))
+    if warm_start is not None and backend != "local":
+        warm_start.close()
     with flower_logging(verbose):
         if backend == "local":
-            _simulate_local(server_app, client_app, num_clients, sim, verbose, node_partitions)
+            _simulate_local(server_app, client_app, num_clients, sim, verbose, node_partitions, warm_start)
         else:
             _simulate_ray(server_app, client_app, num_clients, sim, verbose, on_ray_started, node_partitions)
     return backend
 
 
-def _simulate_local(server_app: ServerApp, client_app: ClientApp, num_clients: int, sim: SimulationConfig, verbose: bool, node_partitions: NodePartitions | None) -> None:
+def _simulate_local(server_app: ServerApp, client_app: ClientApp, num_clients: int, sim: SimulationConfig, verbose: bool, node_partitions: NodePartitions | None,
+                    warm_start: WarmStart | None) -> None:
     from flwr.simulation import run_simulation
 
     resources: dict[str, Any] = {"num_cpus": sim.client_resources.num_cpus, "num_gpus": sim.client_resources.num_gpus}
     # forked now, before the engine and the ServerApp start their threads
-    pool = LocalPool(client_app, pool_size(sim.ray_num_cpus or machine_cpus(), sim.client_resources.num_cpus))
+    pool = LocalPool(client_app, pool_size(sim.ray_num_cpus or machine_cpus(), sim.client_resources.num_cpus), warm_start)
     if node_partitions is not None:
         node_partitions.workers = pool.size
     try:
