@@ -1,24 +1,28 @@
-"""Local workers that start warm: forked from a process that imported what they need
-while the driver was importing the rest.
+"""Local workers that start warm: forked from a process that made their one missing
+import and loaded the data beside the driver's start-up.
 
 Why: a worker forked from the driver has the driver's imports, but its first client
-call still pays for one the driver never made: `torch.optim.Optimizer.step` and
-`zero_grad` import `torch._dynamo` on first use, 0.8 s of CPU in every worker before
-its first step. The `fedft` command forks this process first thing, before it imports
-torch itself (`WarmStart.begin`). On the other core, this process imports the ClientApp
-and `torch._dynamo`, then loads the run's data as soon as the driver knows the config
-(`send_config`). When the driver builds its pool (`fedft.runtime.local_backend`), it
-sends one end of each worker's pipe (`start_workers`). This process forks the other
-workers from itself, so they inherit the imports and the data pool (its pages shared
-copy-on-write), and then serves as the first worker: the pool has no process more than
-a pool forked from the driver.
+call still pays for one the driver never makes: `torch.optim.Optimizer.step` and
+`zero_grad` import `torch._dynamo` on first use, 0.8 s of CPU in every worker (on
+2 cores, round 1 of the quickstart took 1.7 s instead of 0.8 s). The `fedft` command
+imports what the driver and the workers share (torch, Flower's client side, fedft's
+ClientApp: this module's imports), then forks this process (`WarmStart.begin`) and goes
+on with the rest (Flower's engine, the server side). On the other core, this process
+imports `torch._dynamo` and loads the run's data once the driver has checked the
+config (`send_config`). When the driver builds its pool (fedft.runtime.local_backend),
+it sends one end of each worker's pipe (`request_workers`), starts the engine and round
+0's evaluation, and takes the PIDs when the first message needs a worker
+(`collect_workers`). This process forks the other workers from itself, so they inherit
+the import and the data pool (its pages shared copy-on-write), and then serves as the
+first worker: the pool has no process more than one forked from the driver.
+benchmarks/README.md, section 16: the whole 5-round quickstart 0.9 s shorter.
 
 Same results as workers forked from the driver: the same ClientApp on the same data
 (`run_context(config_json)` is a pure function of the config), and nothing here draws
-a random number (tests/test_backends.py). If anything goes wrong here (an import, the
-data), `start_workers` returns None and the driver forks its workers itself, as
-before. The driver holds a pidfd for each worker, since only the first is its child
-(fedft.runtime.local_backend.Forked).
+a random number (tests/test_warm_start.py). If anything goes wrong here (an import, the
+data, more workers than one message can carry descriptors for), the driver forks its
+workers itself, as before. The driver holds a pidfd for each worker, since only the
+first is its child (fedft.runtime.local_backend.Forked).
 """
 
 from __future__ import annotations
@@ -40,8 +44,15 @@ _MAX_MESSAGE = 1 << 22  # a config as JSON is a few kB; a message is one datagra
 
 
 def supported() -> bool:
-    """Linux (fork, SOCK_SEQPACKET, pidfds), as the local backend itself."""
-    return hasattr(os, "fork") and hasattr(os, "pidfd_open") and hasattr(socket, "send_fds") and hasattr(socket, "SOCK_SEQPACKET")
+    """Linux (fork, SOCK_SEQPACKET, pidfds), as the local backend itself, where pidfds are
+    not refused (an old container runtime's seccomp profile may refuse the system call)."""
+    if not (hasattr(os, "fork") and hasattr(os, "pidfd_open") and hasattr(socket, "send_fds") and hasattr(socket, "SOCK_SEQPACKET")):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return False
+    return True
 
 
 class WarmStart:
@@ -75,12 +86,15 @@ class WarmStart:
         worker is the warming process itself), or None if it has exited. Their PIDs come
         with `collect_workers`: meanwhile the driver starts the engine."""
         pipes = [Pipe() for _ in range(size)]
-        sent = self._send({"workers": size}, [theirs.fileno() for _, theirs in pipes])
+        sent = self._send({"workers": size}, [theirs.fileno() for _, theirs in pipes])  # Linux passes at most 253 per message
         for mine, theirs in pipes:
             theirs.close()
             if not sent:
                 mine.close()
-        return [mine for mine, _ in pipes] if sent else None
+        if not sent:
+            self.close()
+            return None
+        return [mine for mine, _ in pipes]
 
     def collect_workers(self) -> list[int] | None:
         """The requested workers' PIDs, once they are forked; None if the warming process
