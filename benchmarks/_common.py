@@ -109,7 +109,18 @@ def run_fedft(config: str | Path, overrides: list[str], sample_every: float = 0.
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     peak, peak_pss, first_row_at = 0, 0, None
+    rows_at: list[float] = []  # when each metrics.csv row appeared (polled every 10 ms)
     stop = threading.Event()
+
+    def watch_rows() -> None:
+        while not stop.is_set():
+            try:
+                seen = (out / "metrics.csv").read_text().count("\n") - 1
+            except OSError:
+                seen = 0
+            while len(rows_at) < seen:
+                rows_at.append(time.perf_counter() - t0)
+            stop.wait(0.01)
 
     def sample() -> None:
         nonlocal peak, peak_pss, first_row_at
@@ -122,6 +133,8 @@ def run_fedft(config: str | Path, overrides: list[str], sample_every: float = 0.
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    watcher = threading.Thread(target=watch_rows, daemon=True)
+    watcher.start()
     try:
         output, _ = proc.communicate()
     finally:
@@ -130,6 +143,7 @@ def run_fedft(config: str | Path, overrides: list[str], sample_every: float = 0.
             proc.wait()
         stop.set()
         sampler.join()
+        watcher.join()
     wall = time.perf_counter() - t0
     left = session_processes(proc.pid)  # at once, as the command returned
     if proc.returncode != 0:
@@ -139,7 +153,17 @@ def run_fedft(config: str | Path, overrides: list[str], sample_every: float = 0.
     summary = read_summary(out)
     if summary is None:
         raise RuntimeError(f"fedft run left no readable summary.json in {out}")
-    return {"wall": wall, "peak_rss": peak, "peak_pss": peak_pss, "rows": rows, "summary": summary, "first_row_at": first_row_at, "run_dir": out, "left_running": left}
+    return {"wall": wall, "peak_rss": peak, "peak_pss": peak_pss, "rows": rows, "summary": summary, "first_row_at": first_row_at, "rows_at": rows_at,
+            "run_dir": out, "left_running": left}
+
+
+def round_period(rows_at: list[float]) -> float:
+    """Mean seconds per round, from when row 0 (the initial evaluation) appeared to when
+    the last row did: every round's training and evaluation, as a user waits for them.
+    Since round r's evaluation runs while round r + 1 trains, `wall_seconds` (a round's
+    start to its evaluation's end) overlaps the next round, and summing or comparing it
+    with a sequential loop's rounds counts that overlap twice."""
+    return (rows_at[-1] - rows_at[0]) / (len(rows_at) - 1)
 
 
 def round_seconds(rows: list[dict]) -> list[float]:
