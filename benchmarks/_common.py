@@ -93,17 +93,18 @@ def session_processes(sid: int) -> list[int]:
     return found
 
 
-def run_fedft(config: str | Path, overrides: list[str], sample_every: float = 0.5) -> dict:
+def run_fedft(config: str | Path, overrides: list[str], sample_every: float = 0.5, launcher: list[str] | None = None) -> dict:
     """`python -m fedft run CONFIG --set ...` in a child process; returns wall time from
     launch to exit, peak tree RSS and PSS, the metrics.csv rows, the time the first round row
     appeared (start-up = launch to round 0 row, i.e. Ray, nodes and the handshake up; the
     server sends round 1 right after) and the processes of its session still running
-    when it exited (`left_running`)."""
+    when it exited (`left_running`). `launcher`: what runs the `fedft` command line instead
+    of `python -m fedft`."""
     from fedft.state.run_folder import read_summary  # here: the scripts put ROOT on sys.path after importing this module
 
     out = Path(tempfile.mkdtemp(prefix="fedft-bench-")) / "run"
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    cmd = [sys.executable, "-m", "fedft", "run", str(config), "--quiet", "--out", str(out)]
+    cmd = [*(launcher or [sys.executable, "-m", "fedft"]), "run", str(config), "--quiet", "--out", str(out)]
     for o in overrides:
         cmd += ["--set", o]
     t0 = time.perf_counter()
