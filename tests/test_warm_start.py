@@ -57,6 +57,33 @@ def test_the_warm_process_forks_the_other_workers_and_serves_as_the_first(tiny_c
     assert seen["left"] == []
 
 
+FALLBACK = r"""
+import json, os, signal
+from fedft.fl.client.app import app
+from fedft.runtime.warm_start import WarmStart
+from fedft.runtime.local_backend import LocalPool
+
+warm = WarmStart.begin()
+os.kill(warm.pid, signal.SIGKILL)  # it died (out of memory, say) before the driver needed its workers
+os.waitpid(warm.pid, 0)
+pool = LocalPool(app, 2, warm)
+pids = pool.pids()
+parent = lambda pid: int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+parents = [parent(p) for p in pids]
+pool.close()
+print(json.dumps({"me": os.getpid(), "pids": pids, "parents": parents, "left": [p for p in pids if os.path.exists(f"/proc/{p}")]}))
+"""
+
+
+@pytest.mark.slow
+def test_without_the_warm_process_the_driver_forks_the_workers_itself(process_guard):
+    out = subprocess.run([sys.executable, "-c", FALLBACK], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(seen["pids"]) == 2 and seen["parents"] == [seen["me"], seen["me"]]
+    assert seen["left"] == []
+
+
 def _cli(config: Path, out: Path) -> tuple[subprocess.CompletedProcess, list[str]]:
     proc = subprocess.Popen([sys.executable, "-m", "fedft", "run", str(config), "--quiet", "--out", str(out)], cwd=ROOT, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
