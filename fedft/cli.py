@@ -45,6 +45,8 @@ def _begin_warm_start(args: argparse.Namespace) -> WarmStart | None:
         return None
     if raw.get("sweep") or (raw.get("compare") or {}).get("arms") or sim.backend == "ray" or sim.ray_address or sim.centralised:
         return None
+    if sim.backend == "auto" and (sim.device == "cuda" or sim.client_resources.num_gpus > 0):  # "auto" picks Ray for CUDA clients
+        return None
     from fedft.runtime.warm_start import WarmStart  # with it, what both processes need: torch, Flower's client side, fedft's
 
     return WarmStart.begin()
