@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -84,12 +85,41 @@ def test_without_the_warm_process_the_driver_forks_the_workers_itself(process_gu
     assert seen["left"] == []
 
 
-def _cli(config: Path, out: Path) -> tuple[subprocess.CompletedProcess, list[str]]:
-    proc = subprocess.Popen([sys.executable, "-m", "fedft", "run", str(config), "--quiet", "--out", str(out)], cwd=ROOT, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    output, _ = proc.communicate(timeout=240)
+def _session_parents(sid: int) -> dict[int, int]:
+    """{pid: parent pid} of the live processes in session `sid`."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":
+                found[int(entry)] = int(fields[1])
+    return found
+
+
+def _cli(config: Path, out: Path) -> tuple[subprocess.CompletedProcess, list[str], bool]:
+    """`fedft run` in its own session: (its result, its processes still alive once it exited,
+    whether a child of the driver forked a process of its own while it ran: a worker
+    forked by the warm process)."""
+    log = out.parent / f"{out.name}.log"
+    with open(log, "w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "fedft", "run", str(config), "--quiet", "--out", str(out)], cwd=ROOT, env=ENV,
+                                stdout=sink, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        parent_of: dict[int, int] = {}
+        try:
+            while proc.poll() is None:  # until it exits: what forked what, seen as it happens
+                parent_of.update(_session_parents(proc.pid))
+                time.sleep(0.01)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=240)
     left = _session_processes(proc.pid)  # at once: no grace period
-    return subprocess.CompletedProcess(proc.args, proc.returncode, output), left
+    children = {pid for pid, parent in parent_of.items() if parent == proc.pid}
+    grandchild = any(parent in children for parent in parent_of.values())
+    return subprocess.CompletedProcess(proc.args, proc.returncode, log.read_text()), left, grandchild
 
 
 @pytest.mark.slow
@@ -100,9 +130,10 @@ def test_the_fedft_command_gives_the_results_of_workers_forked_from_the_driver(t
     tiny_config["simulation"].update(min_replies=1, backend="local", ray_num_cpus=2)  # two workers: the second forked by the first
     config = tmp_path / "tiny.toml"
     config.write_text(tomli_w.dumps(tiny_config))
-    done, left = _cli(config, tmp_path / "cli")
+    done, left, worker_forked_worker = _cli(config, tmp_path / "cli")
     assert done.returncode == 0, done.stdout
     assert left == [], "still running after `fedft run` exited:\n" + "\n".join(left)
+    assert worker_forked_worker, "the second worker should be forked by the first (the warm start), not by the driver"
     driver = fedft.run(tiny_config, out=tmp_path / "api", quiet=True)  # torch is imported here: workers forked from this process
     assert driver.summary["status"] == "completed"
     assert _rows(tmp_path / "cli") == _rows(driver.run_dir)
@@ -116,7 +147,7 @@ def test_bad_input_still_exits_with_code_2_and_leaves_no_process(tiny_config, tm
     tiny_config["simulation"]["backend"] = "local"
     config = tmp_path / "bad.toml"
     config.write_text(tomli_w.dumps(tiny_config))
-    done, left = _cli(config, tmp_path / "run")
+    done, left, _ = _cli(config, tmp_path / "run")
     assert done.returncode == 2, done.stdout
     assert done.stdout.count("\n") == 1 and "fedft: error: data" in done.stdout, done.stdout
     assert left == []
