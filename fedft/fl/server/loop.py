@@ -194,8 +194,8 @@ def run_rounds(grid: Grid, arrays: ArrayRecord, settings: RoundSettings, parts: 
                 arrays, row = run_round(grid, arrays, server_round, settings, parts, wire, stop, on_replies=record_pending)
                 state = arrays.to_torch_state_dict()
                 commit = parts.after_round(server_round, state) if parts.after_round is not None else None
-                test = evaluations.submit(parts.evaluator, state) if "test_loss" in row else None
-                pending.append(_Unrecorded(row, started, test, commit))
+                test = evaluations.submit(_timed, parts.evaluator, state) if "test_loss" in row else None
+                pending.append(_Unrecorded(row, started, time.perf_counter(), test, commit))
         finally:  # a stop or a failure keeps every round that ended
             record_pending()
     return arrays
@@ -207,16 +207,23 @@ class _Unrecorded:
 
     row: dict[str, Any]  # test_loss/test_accuracy None until the evaluation is in
     started: float  # perf_counter at the round's start: wall_seconds runs to the end of its evaluation
-    test: Future | None
+    ended: float  # perf_counter once the round aggregated: the end of a round not evaluated centrally
+    test: Future | None  # (loss, accuracy, perf_counter at its end)
     commit: Callable[[], None] | None
 
     def record(self, parts: RoundParts) -> None:
+        ended = self.ended
         if self.test is not None:
-            self.row["test_loss"], self.row["test_accuracy"] = self.test.result()
-        self.row["wall_seconds"] = time.perf_counter() - self.started
+            self.row["test_loss"], self.row["test_accuracy"], ended = self.test.result()
+        self.row["wall_seconds"] = ended - self.started  # not the recording time: that waits for the next round's replies
         parts.on_round(self.row)
         if self.commit is not None:
             self.commit()
+
+
+def _timed(evaluator: Callable[[dict[str, Any]], tuple[float, float]], state: dict[str, Any]) -> tuple[float, float, float]:
+    loss, accuracy = evaluator(state)
+    return loss, accuracy, time.perf_counter()
 
 
 def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: RoundSettings, parts: RoundParts, wire: _Wire,
