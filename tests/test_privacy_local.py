@@ -28,7 +28,7 @@ def _config(**privacy) -> str:
         "model": {"name": "seed_cnn"},
         "train": {"lr": 0.05, "local_epochs": 1, "batch_size": 64},
         "simulation": {"rounds": 3, "clients_per_round": 10, "device": "cpu"},
-        "privacy": {"mode": "local", **privacy},
+        "privacy": {"mode": "local", "noise_source": "seeded", **privacy},  # seeded: rounds compared bit for bit
     }
     return load_config(raw).to_json()
 
@@ -157,3 +157,22 @@ def test_reused_worker_dp_model_trains_exactly_like_a_fresh_one(model_name):
     _worker_dp_model.cache_clear()
     fresh, metrics_fresh = local_update(config, 1, 2, start, node_state=RecordDict())
     assert all(torch.equal(reused[k], fresh[k]) for k in fresh) and metrics_reused == metrics_fresh
+
+
+def test_os_noise_generator_state_is_not_a_32_bit_seed():
+    """torch's CPU Mersenne Twister keeps only the low 32 bits of `manual_seed`, so 64 bits of
+    os.urandom through it gave 2^32 possible noise streams. `entropy_generator` fills all 624
+    state words instead: entropies equal mod 2^32 give different noise, equal ones the same."""
+    from fedft.privacy.dp_sgd import entropy_generator
+
+    seed = int.from_bytes(bytes(range(1, 9)), "little")
+    twin = seed + 2**32  # the same low 32 bits
+    by_manual_seed = [torch.randn(8, generator=torch.Generator().manual_seed(s)) for s in (seed, twin)]
+    assert torch.equal(*by_manual_seed)  # the defect: what seeding a generator with 64 bits gave
+    a, b = (torch.randn(8, generator=entropy_generator(CPU, s.to_bytes(8, "little"))) for s in (seed, twin))
+    assert not torch.equal(a, b)
+    assert torch.equal(a, torch.randn(8, generator=entropy_generator(CPU, seed.to_bytes(8, "little"))))
+    words = entropy_generator(CPU).get_state()[24 : 24 + 624 * 8].numpy().view("<u8")
+    assert len(set(words.tolist())) > 600 and int(words.max()) < 2**32  # the state words are ours: distinct 32-bit values
+    draws = torch.randn(200_000, generator=entropy_generator(CPU))
+    assert abs(float(draws.mean())) < 0.02 and abs(float(draws.std()) - 1) < 0.02  # still N(0, 1)

@@ -8,20 +8,22 @@ in the node's state) is `fedft.fl.client.trainers.DPTrainer`: if the history plu
 this round's steps would exceed `target_epsilon`, the client does not train and
 replies `budget_spent = 1`.
 
-Where the randomness comes from (`privacy.noise_source`): "derived" seeds the
-Poisson sampling and the noise from (seed, round, client), so a run is
-reproducible; whoever knows the seed (the server chooses it) can regenerate the
-noise and subtract it, so that is for experiments only. "os" seeds each of the
-two `torch.Generator`s from 64 bits of `os.urandom`: the server cannot predict
-the noise. It is not Opacus' `secure_mode` (torchcsprng, which does not install
-with current torch): the generator itself is torch's Mersenne Twister (Philox on
-a GPU), not a cryptographic generator, and Opacus' defence against
-floating-point attacks on the Gaussian sampler is not applied.
+Where the randomness comes from (`privacy.noise_source`): "os", the default, gives
+each of the two generators (Poisson batches, noise) its whole state from
+`os.urandom` (`entropy_generator`): the server and the published files cannot
+predict the noise. "seeded" seeds them from (seed, round, client), so a run is
+reproducible; whoever knows the seed (it is in config.toml and model.pt) can
+regenerate the noise and subtract it, so that is for experiments only. Neither is
+Opacus' `secure_mode` (torchcsprng, which does not install with current torch): the
+generator itself is torch's Mersenne Twister (Philox on a GPU), not a cryptographic
+generator, and Opacus' defence against floating-point attacks on the Gaussian
+sampler is not applied.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import os
 import warnings
@@ -101,11 +103,38 @@ def plain_state(dp_model: nn.Module, keys: list[str]) -> dict[str, torch.Tensor]
     return {k: state[k].detach().cpu().clone() for k in keys}
 
 
-def _generator(device: torch.device, *parts: int) -> torch.Generator:
-    """Seeded from `parts`; with no parts, from 64 bits of OS entropy (`os.urandom`)."""
+_MT_WORDS = 624  # the CPU Mersenne Twister's state: 624 32-bit words (19,968 bits)
+_MT_STATE_OFFSET = 24  # where they start in `torch.Generator.get_state()`'s bytes (after seed, left, seeded, next)
+
+
+def entropy_generator(device: torch.device, entropy: bytes | None = None) -> torch.Generator:
+    """A generator whose whole state comes from `entropy` (default: `os.urandom`).
+
+    `manual_seed` is not enough on CPU: the Mersenne Twister keeps only the low 32 bits
+    of a seed, so 2**32 guesses would recover the noise. Instead all 624 state words are
+    filled from SHAKE-256 of `entropy` (2,496 bytes of `os.urandom` by default), the
+    layout Torch's `set_state` reads. CUDA's Philox takes the full 64-bit seed, so there
+    the first 8 bytes of SHAKE-256 of `entropy` seed it."""
+    entropy = os.urandom(_MT_WORDS * 4) if entropy is None else entropy
     gen = torch.Generator(device=device)
-    seed = int.from_bytes(os.urandom(8), "little") if not parts else int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
-    gen.manual_seed(seed)
+    if device.type != "cpu":
+        gen.manual_seed(int.from_bytes(hashlib.shake_256(entropy).digest(8), "little"))
+        return gen
+    gen.manual_seed(0)  # a valid state (left = 1, next = 0: the first draw regenerates from the words below)
+    state = gen.get_state().numpy().copy()
+    words = np.frombuffer(hashlib.shake_256(entropy).digest(_MT_WORDS * 4), dtype="<u4").astype("<u8")
+    state[_MT_STATE_OFFSET : _MT_STATE_OFFSET + _MT_WORDS * 8] = np.frombuffer(words.tobytes(), dtype=np.uint8)
+    gen.set_state(torch.from_numpy(state))
+    return gen
+
+
+def _generator(device: torch.device, *parts: int) -> torch.Generator:
+    """Seeded from `parts` (`noise_source = "seeded"`: reproducible, not private); with no
+    parts, its whole state from OS entropy (`entropy_generator`)."""
+    if not parts:
+        return entropy_generator(device)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(np.random.SeedSequence(list(parts)).generate_state(1)[0]))
     return gen
 
 
@@ -161,7 +190,7 @@ def dp_train(
     parameters. `poisson_sampling=False` keeps the shuffled fixed-size batches of
     `fedft.ml.training.train` (same order for the same seed); it exists for tests
     and voids the accounting. `seed_parts=None` draws the batches and the noise
-    from OS entropy (`privacy.noise_source = "os"`).
+    from OS entropy (`privacy.noise_source = "os"`, the default).
     """
     from opacus import PrivacyEngine
 
