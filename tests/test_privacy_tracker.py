@@ -11,12 +11,13 @@ from fedft.config import validate
 from fedft.privacy.accounting import CENTRAL_RDP_ORDERS as O
 from fedft.privacy.accounting import epsilon
 from fedft.privacy.central_tracker import CentralDPTracker
+from fedft.privacy.disclosure import outside_epsilon
 from fedft.privacy.local_tracker import LocalDPTracker
 from fedft.privacy.tracker import NoPrivacy, privacy_tracker
 from flower_messages import RecordDict, train_instruction, train_reply
 
 CLIENT_OF = {100 + c: c for c in range(5)}  # node id -> client id
-PLAIN_KEYS = ["spent", "eps", "steps", "noise", "rate", "releases", "clipping_norm"]  # what checkpoints hold, every mode
+PLAIN_KEYS = ["spent", "eps", "steps", "noise", "rate", "releases", "clipping_norm", "history", "reported"]  # what checkpoints hold, every mode
 
 
 def _cfg(**privacy):
@@ -30,9 +31,9 @@ def _local_reply(client: int, eps: float, steps: int, sigma: float = 1.1, q: flo
 
 def _opacus_epsilon(accountant: str, sigma: float, q: float, steps: int, delta: float = 1e-5) -> float:
     """Opacus' own accountant holding the history: the reference for epsilon_rdp / epsilon_prv."""
-    from opacus.accountants import PRVAccountant, RDPAccountant
+    from opacus.accountants import GaussianAccountant, PRVAccountant, RDPAccountant
 
-    acc = RDPAccountant() if accountant == "rdp" else PRVAccountant()
+    acc = {"rdp": RDPAccountant, "prv": PRVAccountant, "gdp": GaussianAccountant}[accountant]()
     acc.history = [(sigma, q, steps)]
     return acc.get_epsilon(delta)
 
@@ -92,9 +93,12 @@ def test_local_columns_and_summary_follow_the_clients_reports():
         "privacy_mode": "local", "privacy_unit": "record", "neighbouring": "add/remove", "delta": 1e-5, "accountant": "rdp", "epsilon": 1.2,
         "epsilon_rdp": pytest.approx(_opacus_epsilon("rdp", 1.1, 0.1, 20)), "epsilon_prv": pytest.approx(_opacus_epsilon("prv", 1.1, 0.1, 20), abs=0.02),
         "noise_multiplier": 1.1,
+        "epsilon_gdp": pytest.approx(_opacus_epsilon("gdp", 1.1, 0.1, 20)),
         "max_grad_norm": 0.7, "sample_rate": 0.1, "steps_max": 24, "epsilon_client": 0, "epsilon_client_steps": 20,
+        "epsilon_client_history": [[1.1, 0.1, 20]],
         "epsilon_mean": pytest.approx((1.2 + 0.5 + 0.3 + 1.2) / 5), "clients_budget_spent": [3],
-        "clients_refused_policy": [3], "noise_source": "derived", "client_metrics": "withheld",
+        "clients_refused_policy": [3], "noise_source": "os", "client_metrics": "withheld",
+        "private": True, "not_private_because": None, "outside_epsilon": outside_epsilon("local", "withheld"),
         "epsilon_per_client": {"0": 1.2, "1": 0.5, "2": 0.3, "3": 1.2},
     }  # clients 0 and 3 tie at the largest ε: the lower id is named
     assert list(summary) == list(LocalDPTracker(1e-5, "rdp", 5, 0.7, None).summary())  # one key order, before and after reports
@@ -122,7 +126,9 @@ def test_central_epsilon_counts_released_rounds():
     assert tracker.summary() == {
         "privacy_mode": "central", "delta": 1e-5, "accountant": "prv", "epsilon": epsilon([(0.9, q, 2)], 1e-5, "prv", O),
         "epsilon_rdp": epsilon([(0.9, q, 2)], 1e-5, "rdp", O), "epsilon_prv": epsilon([(0.9, q, 2)], 1e-5, "prv"),
-        "privacy_unit": "user", "neighbouring": "add/remove", "client_sampling": "poisson", "expected_cohort": 2.0, "noise_source": "derived",
+        "epsilon_gdp": pytest.approx(_opacus_epsilon("gdp", 0.9, q, 2)),
+        "privacy_unit": "user", "neighbouring": "add/remove", "client_sampling": "poisson", "expected_cohort": 2.0, "noise_source": "os",
+        "client_metrics": "withheld", "private": True, "not_private_because": None, "outside_epsilon": outside_epsilon("central", "withheld", "poisson"),
         "noise_multiplier": 0.9, "max_grad_norm": None, "clipping": "server_adaptive", "clipping_norm": 1.5,
         "sample_rate": q, "releases": 2,
     }
@@ -164,7 +170,61 @@ def test_a_checkpoint_section_of_the_earlier_tracker_resumes():
     local = privacy_tracker(_cfg(mode="local", noise_multiplier=1.1))
     local.load_plain(written)
     assert local.exclude == frozenset({3}) and local.summary()["epsilon_client"] == 3
-    assert repr(local.to_plain()) == repr(written)
+    plain = local.to_plain()
+    assert repr({k: plain[k] for k in written}) == repr(written)
+    assert plain["history"] == {"1": [[1.1, 0.1, 10]], "3": [[1.2, 0.1, 24]]} and plain["reported"] == {"1": 10, "3": 24}  # one entry per client
     central = privacy_tracker(_cfg(mode="central", noise_multiplier=0.9))
     central.load_plain({**written, "spent": [], "eps": {}, "steps": {}, "noise": {}, "rate": {}, "releases": 3, "clipping_norm": 0.7})
     assert central.summary()["releases"] == 3 and central.summary()["clipping_norm"] == 0.7
+
+
+def _dp_accounting_rdp(history, delta=1e-5):
+    """Google's dp-accounting on a whole history, at Opacus' default RDP orders."""
+    import dp_accounting as dpa
+    from dp_accounting.rdp import rdp_privacy_accountant
+    from opacus.accountants.rdp import RDPAccountant
+
+    acc = rdp_privacy_accountant.RdpAccountant(orders=list(RDPAccountant.DEFAULT_ALPHAS))
+    for sigma, q, steps in history:
+        acc.compose(dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(q, dpa.GaussianDpEvent(sigma)), steps))
+    return acc.get_epsilon(delta)
+
+
+def test_a_client_whose_accountant_was_reset_is_counted_from_the_servers_history(caplog):
+    """A client that lost its history (a resume without its state) reports dp_steps that fall.
+    The server composes the new steps onto what it counted: ε never goes down, it is the whole
+    history's (checked against dp-accounting), and past target_epsilon the client is excluded."""
+    tracker = privacy_tracker(_cfg(mode="local", noise_multiplier=1.1, target_epsilon=5.0))
+    _round(tracker, [_local_reply(1, epsilon([(1.1, 0.1, 20)], 1e-5), 20)])
+    _round(tracker, [_local_reply(1, epsilon([(1.1, 0.1, 40)], 1e-5), 40)])
+    before = tracker.summary()["epsilon"]
+    assert tracker.exclude == frozenset()
+    with caplog.at_level("WARNING", logger="fedft"):
+        _, _, columns = _round(tracker, [_local_reply(1, epsilon([(1.1, 0.1, 20)], 1e-5), 20)])  # reset: 20 steps from scratch
+    assert "was reset" in caplog.text
+    whole = _dp_accounting_rdp([(1.1, 0.1, 60)])
+    assert columns["epsilon"] > before and columns["epsilon"] == pytest.approx(whole, rel=0.02)  # dp-accounting's orders' bound differs by < 2%
+    summary = tracker.summary()
+    assert summary["epsilon_client_steps"] == 60 and summary["epsilon_client_history"] == [[1.1, 0.1, 60]]
+    assert whole > 5.0 and tracker.exclude == frozenset({1})  # the server's count is past the budget: sampled no more
+    # a report that goes down without a reset (steps unchanged) is not believed either
+    _round(tracker, [_local_reply(1, 0.01, 20)])
+    assert tracker.summary()["epsilon"] >= columns["epsilon"]
+
+
+def test_epsilon_rdp_and_prv_come_from_the_whole_history_not_its_last_entry():
+    """A client trained at σ = 1.1 for 20 steps, then at σ = 0.8 (another q) for 10: summary.json's
+    epsilon_rdp is the composition of both (dp-accounting), not the last (σ, q, steps) alone."""
+    tracker = privacy_tracker(_cfg(mode="local", noise_multiplier=1.1))
+    _round(tracker, [_local_reply(2, epsilon([(1.1, 0.1, 20)], 1e-5), 20, sigma=1.1, q=0.1)])
+    history = [(1.1, 0.1, 20), (0.8, 0.2, 10)]
+    _round(tracker, [_local_reply(2, epsilon(history, 1e-5), 30, sigma=0.8, q=0.2)])
+    summary = tracker.summary()
+    assert summary["epsilon_client_history"] == [list(h) for h in history]
+    assert summary["epsilon_rdp"] == pytest.approx(_dp_accounting_rdp(history), rel=0.02)
+    single = epsilon([(0.8, 0.2, 30)], 1e-5)  # what one entry of (last σ, last q, all steps) gave before
+    assert abs(summary["epsilon_rdp"] - single) > 0.1 * single
+    assert summary["epsilon_gdp"] is None  # GDP needs one (σ, q): no approximation to show
+    resumed = privacy_tracker(_cfg(mode="local", noise_multiplier=1.1))
+    resumed.load_plain(tracker.to_plain())
+    assert resumed.summary() == summary

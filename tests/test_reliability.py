@@ -409,14 +409,14 @@ def _fake_fashion_mnist(folder: Path) -> Path:
     return folder
 
 
-def _finished_folder(tmp_path: Path, data: dict | None = None) -> tuple[Path, dict]:
+def _finished_folder(tmp_path: Path, data: dict | None = None, **sections) -> tuple[Path, dict]:
     """A results folder as a run leaves it after round 2 of 4 (no Ray needed)."""
     from fedft.fl.context import RunContext
     from fedft.state.run_checkpoint import ServerState, capture_state, save_run_checkpoint
     from fedft.state.run_folder import RunWriter
     from strategies import build_strategy
 
-    cfg_dict = small_config(tmp_path, data=data or {})
+    cfg_dict = small_config(tmp_path, data=data or {}, **sections)
     cfg = load_config(cfg_dict)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -473,6 +473,31 @@ def test_bad_resume_input_exits_2_and_touches_nothing(tmp_path, capsys, damage):
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and err[0].startswith(f"fedft: error: {field}: "), err
     assert _snapshot_files(run_dir) == before, "a refused resume must not touch any file"
+
+
+@pytest.mark.slow  # seconds of compute, no process
+def test_resuming_local_dp_without_client_state_is_refused(tmp_path, capsys):
+    """Without checkpoint.client_state the clients' accountant histories are not in the
+    checkpoint: a resume would restart every client's ε from 0 (an audit saw the ε
+    column fall from 3.72 to 2.32). The resume is refused, naming the field; nothing is touched."""
+    from fedft.cli import main
+
+    privacy = {"mode": "local", "noise_multiplier": 1.0}
+    run_dir, _ = _finished_folder(tmp_path, privacy=privacy, checkpoint={"client_state": False})
+    before = _snapshot_files(run_dir)
+    assert main(["run", "--resume", str(run_dir)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("fedft: error: checkpoint.client_state: ") and "ε = 0" in err[0], err
+    assert _snapshot_files(run_dir) == before
+    # with the histories kept (in the checkpoint or in privacy.state_dir's files) it passes the check
+    from fedft.jobs.resume import prepare_resume
+
+    kept = ({"privacy": privacy, "checkpoint": {"client_state": True}},
+            {"privacy": {**privacy, "state_dir": str(tmp_path / "dp")}, "checkpoint": {"client_state": False}})
+    for k, sections in enumerate(kept):
+        (tmp_path / f"kept{k}").mkdir()
+        folder, _ = _finished_folder(tmp_path / f"kept{k}", **sections)
+        assert prepare_resume(folder)[1].round == 2
 
 
 @pytest.mark.slow

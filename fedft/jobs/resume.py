@@ -86,10 +86,22 @@ def prepare_resume(run_dir: str | Path, config: str | Path | dict | FedftConfig 
     checkpoint = None
     if (run_dir / FILENAME).exists():
         checkpoint = load_run_checkpoint(run_dir / FILENAME, cfg)
+    if checkpoint is not None and checkpoint.round > 0:
+        check_budgets_resume(cfg)
     federated_data_for(cfg)  # unreadable data fails here, before anything is touched
     if checkpoint is not None:
         _check_arrays(run_dir / FILENAME, checkpoint.arrays, cfg)
     return cfg, ResumePoint(run_dir, checkpoint)
+
+
+def check_budgets_resume(cfg: FedftConfig) -> None:
+    """Local DP keeps each client's accountant history in its Flower Context.state, which
+    only `checkpoint.client_state` (or `privacy.state_dir`'s files) carries across a resume.
+    Without either, every client would restart from ε = 0 and overrun its budget."""
+    pc = cfg.privacy
+    if pc.mode == "local" and not cfg.checkpoint.client_state and not pc.state_dir:
+        raise FedftError("checkpoint.client_state", "is false in this local-DP run, so its checkpoint holds no client's accountant history: resumed clients would start again from ε = 0 and overrun their budgets.",
+                         "start the run again in a new folder, with checkpoint.client_state = true (the default) or privacy.state_dir set if it must resume.")
 
 
 def _check_arrays(path: Path, arrays: dict[str, Any], cfg: FedftConfig) -> None:

@@ -20,8 +20,11 @@ def checkpoint_section(
     rate: Mapping[int, float] | None = None,
     releases: int = 0,
     clipping_norm: float = float("nan"),
+    history: Mapping[int, list[tuple[float, float, int]]] | None = None,
+    reported: Mapping[int, int] | None = None,
 ) -> dict[str, Any]:
-    """The "privacy" section of a run checkpoint; a mode leaves what it does not track at the default."""
+    """The "privacy" section of a run checkpoint; a mode leaves what it does not track at the default.
+    (`history` and `reported` came later: a checkpoint without them still loads.)"""
     return {
         "spent": sorted(spent),
         "eps": {str(c): v for c, v in (eps or {}).items()},
@@ -30,6 +33,8 @@ def checkpoint_section(
         "rate": {str(c): v for c, v in (rate or {}).items()},
         "releases": releases,
         "clipping_norm": clipping_norm,
+        "history": {str(c): [list(h) for h in v] for c, v in (history or {}).items()},
+        "reported": {str(c): v for c, v in (reported or {}).items()},
     }
 
 
