@@ -15,18 +15,21 @@ from scipy.optimize import brentq
 from scipy.stats import norm
 
 from fedft.errors import FedftError
+from fedft.fl.server.loop import RoundSettings
 from fedft.fl.server.sampling import poisson_sample_clients
 from fedft.jobs.validate import load_config
 from fedft.privacy.accounting import CENTRAL_RDP_ORDERS, GAUSSIAN_RDP_ORDERS, central_epsilon, central_rdp_orders
 from fedft.privacy.central import (
     CENTRAL_DP_STRATEGIES,
     CentralDP,
+    central_noise_seed,
     clip_update,
     next_clipping_norm,
     noise_generator,
     noised_clipped_fraction,
     noised_mean_update,
     update_noise_multiplier,
+    wrap_strategy,
 )
 from fedft.privacy.tracker import privacy_tracker
 from flower_messages import FakeGrid, array_record, server_identity, train_reply
@@ -172,6 +175,46 @@ def test_central_noise_is_a_function_of_seed_and_round_unless_drawn_from_the_os(
     assert not np.array_equal(noise_generator(None, 2).standard_normal(4), noise_generator(None, 2).standard_normal(4))
 
 
+def _released_by_a_default_server(cfg, server_round, current, update):
+    """What a server built from `cfg` as `fedft run` builds it releases for one reply."""
+    strategy = wrap_strategy(FedAvg(fraction_train=1.0, min_available_nodes=0, min_train_nodes=0), cfg, central_noise_seed(cfg))
+    _configured(strategy, server_round, current)
+    arrays, _ = strategy.aggregate_train(server_round, [train_reply({"w": current["w"] + update}, node_id=1)])
+    return arrays["w"].numpy()
+
+
+@pytest.mark.parametrize("noise_source", [None, "seeded"])
+def test_whoever_has_the_config_can_subtract_the_noise_only_when_seeded(noise_source):
+    """The attack an audit ran on the old default: regenerate the round's noise from the seed in
+    config.toml, subtract it, and read the clipped update exactly. By default (OS entropy) the
+    subtraction only adds noise; opting in to "seeded" hands the update over."""
+    privacy = {} if noise_source is None else {"noise_source": noise_source}
+    cfg = load_config(_central(noise_multiplier=2.0, clipping_norm=1.0, **privacy))
+    current, update = {"w": np.zeros(4000)}, np.full(4000, 0.01)  # norm 0.63 < C: unclipped
+    released = _released_by_a_default_server(cfg, 3, current, update)
+    regenerated = noise_generator(cfg.seed, 3).standard_normal(4000) * 2.0 * 1.0 / cfg.simulation.clients_per_round
+    recovered = (released - regenerated) * cfg.simulation.clients_per_round
+    residual = float(np.std(recovered - update))
+    if noise_source == "seeded":
+        assert residual < 1e-6  # the update, exactly
+    else:
+        assert cfg.privacy.noise_source == "os" and central_noise_seed(cfg) is None
+        assert residual == pytest.approx(2.0 * math.sqrt(2), rel=0.1)  # the real noise minus an independent guess: σC√2 on every coordinate of the sum
+
+
+def test_default_poisson_cohorts_cannot_be_replayed_from_the_seed():
+    """Amplification by sampling needs the cohort to be secret: by default the coins come from
+    OS entropy, so the seed does not tell who joined a round; "seeded" replays them."""
+    def settings(**privacy):
+        raw = _central(**privacy)
+        raw["partition"], raw["simulation"]["clients_per_round"] = {"num_clients": 200}, 100
+        return RoundSettings.from_config(load_config(raw))
+
+    default, seeded = settings(), settings(noise_source="seeded")
+    assert seeded.sample(4, frozenset()) == seeded.sample(4, frozenset()) == poisson_sample_clients(0, 4, 200, 0.5)
+    assert len({tuple(default.sample(4, frozenset())) for _ in range(3)}) == 3  # 3 fresh cohorts of 2^200 possible
+
+
 # ------------------------------------------------------------------ sampling and config
 
 
@@ -252,6 +295,22 @@ def test_central_prv_epsilon_brackets_dp_accounting_pld(sigma, q, rounds):
     assert pld - 1e-9 <= prv <= pld + 0.02
 
 
+@pytest.mark.parametrize("accountant", ["rdp", "prv"])
+def test_the_headline_is_an_upper_bound_and_gdp_only_an_approximation_beside_it(accountant):
+    """σ = 0.6, q = 0.01, 100 rounds: GDP says 1.50 where dp-accounting's PLD says 3.82. The
+    headline ε (rdp or prv; "gdp" is refused as a config value) is at or above PLD, and the
+    GDP value appears only as epsilon_gdp."""
+    tracker = privacy_tracker(load_config({"partition": {"num_clients": 1000}, "simulation": {"clients_per_round": 10, "rounds": 100},
+                                           "privacy": {"mode": "central", "noise_multiplier": 0.6, "accountant": accountant}}))
+    tracker.releases = 100  # as after 100 released rounds
+    summary, pld = tracker.summary(), _dp_accounting_pld(0.6, 0.01, 100)
+    assert summary["epsilon"] >= pld - 1e-9 and summary["epsilon"] == summary[f"epsilon_{accountant}"]
+    assert summary["epsilon_gdp"] < pld / 2  # the approximation understates by 2.5x here
+    with pytest.raises(FedftError) as err:
+        load_config(_central(accountant="gdp"))
+    assert err.value.field == "privacy.accountant" and "prv" in err.value.problem
+
+
 def _gaussian_exact_epsilon(mu, delta):
     """Balle & Wang 2018: the Gaussian of GDP parameter μ is (ε, δ)-DP iff
     Φ(−ε/μ + μ/2) − e^ε Φ(−ε/μ − μ/2) ≤ δ."""
@@ -270,7 +329,7 @@ def test_fixed_size_sampling_is_accounted_without_amplification(sigma, rounds):
     for _ in range(rounds):
         tracker.end_round([], {}, [], released=True)
     summary = tracker.summary()
-    assert summary["client_sampling"] == "fixed" and summary["sample_rate"] == 1.0 and summary["neighbouring"] == "add/remove"
+    assert summary["client_sampling"] == "fixed" and summary["sample_rate"] == 1.0 and summary["neighbouring"] == "zero-out"
     assert summary["epsilon"] == pytest.approx(closed, rel=1e-12) == pytest.approx(_dp_accounting_rdp(sigma, 1.0, rounds), rel=1e-12)
     exact = _gaussian_exact_epsilon(math.sqrt(rounds) / sigma, DELTA)
     assert exact - 1e-6 <= summary["epsilon_prv"] <= exact + 0.02
@@ -300,7 +359,8 @@ def _sim_config(tmp_path, client_sampling):
         "train": {"lr": 0.05, "momentum": 0.9, "local_epochs": 1, "batch_size": 25},
         "strategy": {"name": "fedavg"},
         "simulation": {"rounds": 3, "clients_per_round": 5, "device": "cpu", "ray_num_cpus": 1},  # the `fedft run` subprocess's own Ray: one actor
-        "privacy": {"mode": "central", "noise_multiplier": 1.1, "clipping_norm": 0.5, "client_sampling": client_sampling},
+        # seeded: the resumed run must repeat the noise and cohorts bit for bit (summary.json: not private)
+        "privacy": {"mode": "central", "noise_multiplier": 1.1, "clipping_norm": 0.5, "client_sampling": client_sampling, "noise_source": "seeded"},
         "output": {"dir": str(tmp_path / "runs")},
     }
 
@@ -325,6 +385,7 @@ def test_central_dp_run_samples_poisson_reports_dp_accountings_epsilon_and_resum
     summary = json.loads((reference.run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["client_sampling"] == "poisson"
     assert summary["privacy_unit"] == "user" and summary["neighbouring"] == "add/remove"
+    assert summary["private"] is False and "seeded" in summary["not_private_because"]
     with open(reference.run_dir / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     sampled = [int(r["clients_sampled"]) for r in rows[1:]]

@@ -19,7 +19,7 @@ def _config(privacy=None, **sections) -> str:
         "partition": {"method": "iid", "num_clients": 8},
         "train": {"lr": 0.05, "local_epochs": 1, "batch_size": 32},
         "simulation": {"rounds": 3, "clients_per_round": 8, "device": "cpu"},
-        "privacy": {"mode": "local", "noise_multiplier": 1.0, **(privacy or {})},
+        "privacy": {"mode": "local", "noise_multiplier": 1.0, "noise_source": "seeded", **(privacy or {})},  # seeded: runs compared bit for bit
     }
     for section, values in sections.items():
         raw[section] = {**raw.get(section, {}), **values}

@@ -45,8 +45,8 @@ def _rdp_epsilon(config: str, sigma: float, rounds: int, delta: float = 1e-5) ->
     return accountant.get_epsilon(delta)
 
 
-def test_os_noise_differs_between_identical_rounds_derived_repeats():
-    derived, os_noise = _config(), _config(noise_source="os")
+def test_os_noise_by_default_differs_between_identical_rounds_seeded_repeats():
+    derived, os_noise = _config(noise_source="seeded"), _config()
     a, _ = local_update(derived, 2, 1, _start(derived), node_state=RecordDict())
     b, _ = local_update(derived, 2, 1, _start(derived), node_state=RecordDict())
     c, _ = local_update(os_noise, 2, 1, _start(os_noise), node_state=RecordDict())
@@ -68,10 +68,35 @@ def test_private_metrics_withheld_under_local_dp_unless_clear():
     assert "train_loss" in metrics  # without DP there is no ε to stay inside
 
 
+@pytest.mark.parametrize("mode", ["local", "central"])
+def test_what_replies_carry_outside_epsilon_and_how_to_keep_it_out(mode):
+    """Under either DP mode the default withholds train/val metrics (central DP sent them in the
+    clear before), "none" also sends num-examples as 1, and summary.json lists what stays outside ε."""
+    from fedft.fl.client.pipeline import local_evaluate
+    from fedft.privacy.disclosure import outside_epsilon
+    from fedft.privacy.tracker import privacy_tracker
+
+    private = {"train_loss", "train_accuracy", "val_loss", "val_accuracy"}
+    withheld = _config(mode)
+    _, metrics = local_update(withheld, 2, 1, _start(withheld), node_state=RecordDict())
+    n = len(client_tensors(withheld, 2)[1])
+    assert not private & set(metrics) and metrics["num-examples"] == n
+    summary = privacy_tracker(load_config(json.loads(withheld))).summary()
+    assert summary["outside_epsilon"] == outside_epsilon(mode, "withheld") and any(f.startswith("num-examples") for f in summary["outside_epsilon"])
+    none = _config(mode, client_metrics="none")
+    _, metrics = local_update(none, 2, 1, _start(none), node_state=RecordDict())
+    assert not private & set(metrics) and metrics["num-examples"] == 1.0
+    assert local_evaluate(none, 2, _start(none)) == {"num-examples": 1.0}
+    summary = privacy_tracker(load_config(json.loads(none))).summary()
+    assert not any(f.startswith("num-examples") for f in summary["outside_epsilon"]) and summary["private"] is True
+    clear = privacy_tracker(load_config(json.loads(_config(mode, client_metrics="clear")))).summary()
+    assert any(f.startswith("train_loss") for f in clear["outside_epsilon"])
+
+
 def test_policy_budget_is_the_clients_own_rdp_epsilon_in_its_own_folder(tmp_path):
     """ε after one round fits the client's maximum, after two it does not: round 2 is
     refused and nothing is spent; the history lives only in the node's folder."""
-    config = _config(accountant="gdp")  # the server's accountant does not count: the client checks RDP
+    config = _config(accountant="prv")  # the server's accountant does not count: the client checks RDP
     one, two = _rdp_epsilon(config, 1.0, 1), _rdp_epsilon(config, 1.0, 2)
     policy = ClientPolicy(str(tmp_path), max_epsilon=(one + two) / 2)
     state, first = local_update(config, 2, 1, _start(config), node_state=RecordDict(), policy=policy)

@@ -212,15 +212,15 @@ def test_deployed_client_keeps_its_own_budget_across_a_server_restart(tmp_path, 
     """A `fedft client --max-epsilon 2` with one state folder, through two server runs
     (server and client restarted between them: Flower 1.42's SuperNode does not rejoin a
     restarted SuperLink). Run 1 (one round, ε 1.76) trains and leaves withheld metrics;
-    run 2 asks for a round that would take it to 2.04 while naming the GDP accountant
-    (which would call it 1.09) and pointing privacy.state_dir at an empty folder: the
+    run 2 asks for a round that would take it to 2.04 while naming the PRV accountant
+    (tighter than the client's RDP bound) and pointing privacy.state_dir at an empty folder: the
     client refuses from its own history, and the server records a refused client."""
     from opacus.accountants import RDPAccountant
 
     state = tmp_path / "node"
     procs: list[subprocess.Popen] = []
     try:
-        for name, privacy in (("first", {}), ("second", {"accountant": "gdp", "state_dir": str(tmp_path / "server-chosen")})):
+        for name, privacy in (("first", {}), ("second", {"accountant": "prv", "state_dir": str(tmp_path / "server-chosen")})):
             port = free_port()
             server = _fedft("server", str(_local_dp_config(tmp_path, name, **privacy)), "--insecure", "--expose-control", "--host", "127.0.0.1",
                             "--port", str(port), "--out", str(tmp_path / name), log=tmp_path / f"{name}.log")

@@ -44,8 +44,8 @@ def test_configuration_reference_names_every_field():
 
     missing = [k for k in keys(FedftConfig, "") if (f"## `{k}`" if k.startswith("[") else f"| `{k}` |") not in page]
     assert not missing, f"fields missing from the reference: {missing}"
-    assert "| `privacy.noise_source` | `\"derived\"` \\| `\"os\"` | `\"derived\"` |" in page  # type, default, and the source comment
-    assert "OS entropy, unpredictable to whoever knows the seed" in page
+    assert "| `privacy.noise_source` | `\"os\"` \\| `\"seeded\"` | `\"os\"` |" in page  # type, default, and the source comment
+    assert "reproducible but NOT private" in page
 
 
 def test_field_comments_are_read_from_the_source():

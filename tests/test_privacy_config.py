@@ -81,6 +81,13 @@ def test_secure_mode_is_gone_and_the_error_names_noise_source():
     assert err.value.field == "privacy.noise_source"
 
 
+def test_the_old_derived_noise_source_is_refused_with_its_new_name():
+    with pytest.raises(FedftError) as err:
+        load_config(LOCAL, ["privacy.noise_source=derived"])
+    assert err.value.field == "privacy.noise_source" and "seeded" in err.value.problem and "not private" in err.value.problem
+    assert load_config(LOCAL).privacy.noise_source == "os"  # the default: noise no published file can reproduce
+
+
 def test_delta_at_least_one_over_n_warns():
     with pytest.warns(PrivacyWarning, match="1/n"):
         load_config(CENTRAL, ["privacy.target_delta=0.2"])  # 10 users: 1/n = 0.1

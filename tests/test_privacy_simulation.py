@@ -57,7 +57,8 @@ def test_local_dp_run_accounts_refuses_and_excludes(tiny_config, tmp_path, share
     assert int(rows[3]["clients_sampled"]) == min(2, 3 - int(rows[2]["clients_refused_budget"]))
     assert list(result.state) == list(build_model("seed_cnn").state_dict())  # no `_module.` keys reach the server
     # nothing computed on private data leaves a client by default; the server's own evaluation and plot stay
-    assert summary["noise_source"] == "derived" and summary["client_metrics"] == "withheld"
+    assert summary["noise_source"] == "os" and summary["client_metrics"] == "withheld" and summary["private"] is True
+    assert summary["epsilon_client_history"] == [[1.0, q, steps]]  # the server's own count of the worst client's steps
     assert all(r["train_loss"] == r["val_accuracy"] == "" and r["test_accuracy"] != "" for r in rows[1:])
     assert (result.run_dir / "accuracy.png").is_file()
 
@@ -79,3 +80,6 @@ def test_central_dp_run_reports_user_level_epsilon(tiny_config, tmp_path, shared
         assert float(rows[r]["clipping_norm"]) == 0.5 and rows[r]["clients_replied"] == rows[r]["clients_sampled"]
     assert summary["epsilon"] == pytest.approx(_rdp(0.8, 2 / 3, 2, alphas=orders), rel=1e-9)
     assert summary["sample_rate"] == pytest.approx(2 / 3) and summary["releases"] == 2 and summary["noise_multiplier"] == 0.8
+    # train metrics are computed on private data: withheld under central DP too, and what stays outside ε is listed
+    assert all(r["train_loss"] == r["train_accuracy"] == "" and r["test_accuracy"] != "" for r in rows[1:])
+    assert summary["private"] is True and any(f.startswith("num-examples") for f in summary["outside_epsilon"])

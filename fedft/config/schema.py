@@ -232,12 +232,12 @@ class PrivacyConfig(_Section):
     noise_multiplier: float | None = Field(None, ge=0.0)  # Gaussian noise std / clipping norm
     target_epsilon: float | None = Field(None, gt=0.0)  # privacy budget ε
     target_delta: float = Field(1e-5, gt=0.0, lt=1.0)  # δ; keep it below 1/(records or users protected)
-    accountant: Literal["rdp", "prv", "gdp"] = "rdp"  # Opacus accountant used for every ε fedft reports
+    accountant: Literal["rdp", "prv"] = "rdp"  # Opacus accountant of the headline ε (an upper bound) and of noise calibration; summary.json adds prv/rdp and the gdp approximation beside it
     max_grad_norm: float = Field(1.0, gt=0.0)  # local: per-sample gradient clipping bound
     state_dir: str = ""  # local, simulation: also keep each client's accountant history in <state_dir>/client-<id>.json (a deployed client uses its own --state-dir)
     # where the DP noise comes from (a deployment forces "os" whatever the config says), and what local-DP clients send:
-    noise_source: Literal["derived", "os"] = "derived"  # "derived": local DP-SGD noise and batches from (seed, round, client), central noise from (seed, round): reproducible; "os": OS entropy, unpredictable to whoever knows the seed
-    client_metrics: Literal["withheld", "clear"] = "withheld"  # "clear": clients also send train_*/val_* computed on their private data (outside ε)
+    noise_source: Literal["os", "seeded"] = "os"  # "os": local DP-SGD noise and batches, central noise and Poisson cohorts from OS entropy, which no published file can reproduce; "seeded": all of them from the run's seed, reproducible but NOT private (anyone with config.toml or model.pt can regenerate and subtract the noise; summary.json says private = false)
+    client_metrics: Literal["withheld", "clear", "none"] = "withheld"  # under DP, what replies carry besides the update: "withheld" = num-examples and the accounting (listed in summary.json's outside_epsilon), no train_*/val_*; "clear" = also train_*/val_* computed on private data (outside ε); "none" = also num-examples sent as 1 (unweighted mean)
 
     clipping: Literal["server_fixed", "client_fixed", "server_adaptive", "client_adaptive"] = "server_fixed"  # central
     clipping_norm: float = Field(1.0, gt=0.0)  # central: L2 bound on a client's update (adaptive: the initial value)
@@ -247,6 +247,22 @@ class PrivacyConfig(_Section):
     # central: "poisson" = each client joins a round with prob clients_per_round / num_clients (accounted with
     # amplification); "fixed" = exactly clients_per_round clients (accounted without amplification, q = 1)
     client_sampling: Literal["poisson", "fixed"] = "poisson"
+
+    @field_validator("noise_source", mode="before")
+    @classmethod
+    def _renamed_noise_source(cls, value: Any) -> Any:
+        if value == "derived":
+            raise ValueError("'derived' is now 'seeded', and no longer the default: noise derived from the seed can be regenerated and subtracted by anyone who has config.toml or model.pt; "
+                             "drop the key for private noise from OS entropy, or write noise_source = \"seeded\" for a reproducible run that summary.json marks as not private")
+        return value
+
+    @field_validator("accountant", mode="before")
+    @classmethod
+    def _no_gdp_headline(cls, value: Any) -> Any:
+        if value == "gdp":
+            raise ValueError("'gdp' is a central-limit approximation that can understate ε (by 2.4x at few steps), so it cannot be the headline or calibrate the noise; "
+                             "use \"prv\" (tight upper bound) or \"rdp\": summary.json reports epsilon_gdp beside them")
+        return value
 
 
 class AuditConfig(_Section):

@@ -36,7 +36,9 @@ from fedft.ml.models import model_options
 from fedft.ml.training import evaluate, make_optimizer, resolve_device, seed_generator, seeded_global_rng, train
 from fedft.privacy.accounting import History, epsilon, total_steps
 from fedft.privacy.audit import run_mia
+from fedft.privacy.disclosure import disclosure
 from fedft.privacy.dp_sgd import client_noise_multiplier, dp_train, make_dp_compatible, plain_state
+from fedft.privacy.local_tracker import approximate_gdp
 from fedft.privacy.one_run_audit import audit_canaries, record_audit
 from fedft.privacy.tracker_plain import finite
 from fedft.state.model_file import save_checkpoint
@@ -140,12 +142,17 @@ def _privacy_summary(cfg: FedftConfig, state: _DPState | None, num_examples: int
     if state is None:
         return {**base, "privacy_mode": "none", "epsilon": None}
     pc = cfg.privacy
-    others = {f"epsilon_{name}": finite(epsilon(state.history, pc.target_delta, name)) for name in ("rdp", "prv")} if both else {}
+    others: dict[str, Any] = {f"epsilon_{name}": finite(epsilon(state.history, pc.target_delta, name)) for name in ("rdp", "prv")} if both else {}
+    if both:
+        others["epsilon_gdp"] = approximate_gdp(state.history, pc.target_delta)
+    seeded = disclosure("local", pc.noise_source, "none")
     return {
         **base, "privacy_mode": "local", **MEANING, "delta": pc.target_delta, "accountant": pc.accountant,
         "epsilon": finite(eps if eps is not None else epsilon(state.history, pc.target_delta, pc.accountant)), **others,
         "noise_multiplier": state.sigma, "max_grad_norm": pc.max_grad_norm, "sample_rate": state.sample_rate or None,
         "steps_max": total_steps(state.history), "noise_source": pc.noise_source,
+        "private": seeded["private"], "not_private_because": seeded["not_private_because"],
+        "outside_epsilon": ["train_examples (summary.json): the union's record count, in the clear"],
     }
 
 

@@ -20,9 +20,12 @@ Client sampling (`privacy.client_sampling`):
   Accounted as the Poisson-subsampled Gaussian at (σ, q), T rounds; neighbouring
   datasets differ by adding or removing one user.
 - "fixed": exactly clients_per_round distinct clients. No amplification is
-  claimed: each round is the plain Gaussian mechanism (q = 1 in the accountant),
-  with neighbours that differ by one user's update being present or absent (zero)
-  in the fixed-denominator sum, as Flower's no-amplification accountant assumes.
+  claimed: each round is the plain Gaussian mechanism (q = 1 in the accountant).
+  The neighbouring relation this covers is zero-out: one user's update replaced by
+  the zero update in the fixed-denominator sum (sensitivity C), as Flower's
+  no-amplification accountant assumes. It is not replace-one (one user's data
+  swapped for another's moves the sum by up to 2C), nor add/remove of a user
+  (that changes which fixed-size cohorts can be drawn).
 
 Clipping (`privacy.clipping`): "server_*" clips at the server; "client_*" has the
 client clip (Flower's fixedclipping_mod / adaptiveclipping_mod, see
@@ -33,10 +36,12 @@ denominator, b̃ = (Σ (b_i − ½) + σ_b · ξ') / m + ½ (sensitivity ½), an
 C ← C · exp(−η (b̃ − γ)). The two releases together are one Gaussian of
 multiplier σ when σ_Δ = (σ⁻² − (2σ_b)⁻²)^(−1/2), so the accounting is the same.
 
-Noise: in simulation drawn from a generator seeded by (seed, round), so runs and
-resumed runs are reproducible; in deployment from OS entropy (numpy's
-`default_rng()` seeds from the operating system), which the server operator still
-sees, as with any central DP.
+Noise (`privacy.noise_source`): "os", the default, draws it and the Poisson cohorts
+from OS entropy (numpy's `default_rng()`), so no published file can reproduce it; the
+server operator still sees the sum before noise, as with any central DP. "seeded"
+draws it from (seed, round): runs and resumed runs repeat bit for bit, but anyone
+with config.toml or model.pt can regenerate and subtract it (summary.json: private =
+false).
 """
 
 from __future__ import annotations
@@ -130,6 +135,12 @@ def central_sampling_rate(cfg: FedftConfig) -> float:
 def central_accounting_rate(cfg: FedftConfig) -> float:
     """The sampling rate the accountant uses: q under Poisson sampling, 1 (no amplification) under fixed-size."""
     return central_sampling_rate(cfg) if cfg.privacy.client_sampling == "poisson" else 1.0
+
+
+def central_noise_seed(cfg: FedftConfig) -> int | None:
+    """The seed of the server's noise: the run's seed under noise_source = "seeded" (not
+    private: the seed is in config.toml and model.pt), else None (OS entropy)."""
+    return cfg.seed if cfg.privacy.noise_source == "seeded" else None
 
 
 def central_noise_multiplier(cfg: FedftConfig) -> float:

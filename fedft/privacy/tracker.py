@@ -86,10 +86,10 @@ def privacy_tracker(cfg: FedftConfig) -> PrivacyTracker:
     if pc.mode == "local":
         return LocalDPTracker(delta=pc.target_delta, accountant=pc.accountant, num_clients=cfg.partition.num_clients,
                               max_grad_norm=pc.max_grad_norm, noise_multiplier=pc.noise_multiplier,
-                              noise_source=pc.noise_source, client_metrics=pc.client_metrics)
+                              noise_source=pc.noise_source, client_metrics=pc.client_metrics, target_epsilon=pc.target_epsilon)
     if pc.mode == "central":
         return CentralDPTracker(delta=pc.target_delta, accountant=pc.accountant, noise_multiplier=central_noise_multiplier(cfg),
                                 sample_rate=central_accounting_rate(cfg), clipping=pc.clipping, clipping_norm=pc.clipping_norm,
                                 client_sampling=pc.client_sampling, expected_cohort=float(cfg.simulation.clients_per_round),
-                                noise_source=pc.noise_source)
+                                noise_source=pc.noise_source, client_metrics=pc.client_metrics)
     return NoPrivacy()

@@ -22,9 +22,15 @@ PRIVATE_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")  
 
 
 def clear_metrics_allowed(mode: str, client_metrics: str) -> bool:
-    """Whether a client may send metrics computed on its private data: not under local DP
-    unless `privacy.client_metrics = "clear"` (they are outside ε)."""
-    return mode != "local" or client_metrics == "clear"
+    """Whether a client may send metrics computed on its private data: not under local or
+    central DP unless `privacy.client_metrics = "clear"` (they are outside ε)."""
+    return mode == "none" or client_metrics == "clear"
+
+
+def count_withheld(mode: str, client_metrics: str) -> bool:
+    """Whether replies carry num-examples = 1 instead of the true count: under DP with
+    `privacy.client_metrics = "none"` (the count is a function of private data, outside ε)."""
+    return mode != "none" and client_metrics == "none"
 
 
 def local_update(
@@ -54,8 +60,8 @@ def local_update(
     the trainable arrays; the frozen rest comes from the client's own start state.
     `trainer` replaces the one the config picks (benchmarks compare them). `policy`:
     a deployed node's own privacy policy (`fedft.privacy.client_policy`). Under local
-    DP the train/val metrics are left out of the reply unless `privacy.client_metrics`
-    is "clear"."""
+    or central DP the train/val metrics are left out of the reply unless
+    `privacy.client_metrics` is "clear" ("none": num-examples is sent as 1)."""
     ctx = run_context(config_json)
     cfg = ctx.cfg
     torch.set_num_threads(max(1, int(cfg.simulation.client_resources.num_cpus)))
@@ -84,6 +90,8 @@ def local_update(
         metrics.update(val_loss=val_loss, val_accuracy=val_acc)
     if not clear_metrics_allowed(cfg.privacy.mode, cfg.privacy.client_metrics):
         metrics = {k: v for k, v in metrics.items() if k not in PRIVATE_METRICS}
+    if count_withheld(cfg.privacy.mode, cfg.privacy.client_metrics):
+        metrics["num-examples"] = 1.0
     state = trained.state
     if attacker:
         a = cfg.attack
@@ -99,6 +107,7 @@ def local_evaluate(config_json: str, client_id: int, global_state: dict[str, tor
     model = ctx.build_model(tuple(x_val.shape[1:]), num_classes)
     model.load_state_dict(ctx.merge_received(global_state))
     loss, acc = evaluate(model, x_val, y_val, resolve_device(ctx.cfg.simulation.device))
+    count = 1.0 if count_withheld(ctx.cfg.privacy.mode, ctx.cfg.privacy.client_metrics) else float(len(y_val))
     if not clear_metrics_allowed(ctx.cfg.privacy.mode, ctx.cfg.privacy.client_metrics):
-        return {"num-examples": float(len(y_val))}
+        return {"num-examples": count}
     return {"num-examples": float(len(y_val)), "val_loss": loss, "val_accuracy": acc}

@@ -30,7 +30,7 @@ from fedft.ml.data import FederatedData
 from fedft.ml.data.text import TextFederatedData
 from fedft.ml.models import lora_active, model_options
 from fedft.privacy.audit import run_mia
-from fedft.privacy.central import wrap_strategy
+from fedft.privacy.central import central_noise_seed, wrap_strategy
 from fedft.privacy.one_run_audit import audit_canaries, audit_canary_users, record_audit
 from fedft.privacy.tracker import privacy_tracker
 from fedft.state.model_file import save_checkpoint
@@ -82,12 +82,12 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
           binding: tuple[dict[int, int], dict[int, int]] | None = None, on_client_error: Callable[[str], None] | None = None) -> dict[str, torch.Tensor]:
     """Run all rounds (from a checkpoint when resuming), record and checkpoint each,
     save the final model; return its state. Central DP's noise follows `privacy.noise_source`:
-    "derived" from (seed, round) (simulation: reproducible, resumable) or "os" entropy (deployment).
+    "os" entropy (the default; a deployment forces it) or "seeded" from (seed, round)
+    (reproducible and resumable bit for bit, not private).
     `binding` (`fedft server --clients`): ({node id: partition id}, {partition id: registered num-examples cap}).
     `on_client_error` gets one line per round in which a client failed."""
     ctx = RunContext(cfg)  # data, model, plan and start state, derived once for the whole run
-    noise_seed = cfg.seed if cfg.privacy.noise_source == "derived" else None
-    strategy = wrap_strategy(build_strategy(cfg.strategy.name, cfg.strategy.params(), RunFacts.from_config(cfg)), cfg, noise_seed)  # central DP wraps it
+    strategy = wrap_strategy(build_strategy(cfg.strategy.name, cfg.strategy.params(), RunFacts.from_config(cfg)), cfg, central_noise_seed(cfg))  # central DP wraps it
     evaluator = central_evaluator(ctx)
     privacy = privacy_tracker(cfg)
     data = ctx.data

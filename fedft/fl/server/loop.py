@@ -56,6 +56,7 @@ class RoundSettings:
     min_clients: int = 0  # start once this many nodes gave valid partition ids (0 = all)
     poisson_sampling: bool = False  # each client joins with prob clients_per_round / num_clients (central DP)
     always_release: bool = False  # central DP: every round releases its noised aggregate, whatever arrived
+    secret_cohorts: bool = False  # Poisson cohorts from OS entropy (privacy.noise_source = "os"): whoever knows the seed cannot tell who joined
     clients_per_call: int = 1  # simulation: clients per worker call (fedft.fl.packing); 0 = auto
     packs: bool = False  # simulation: training messages are packed (decided once per run, fedft.fl.packing.packs_run)
 
@@ -70,13 +71,15 @@ class RoundSettings:
         return cls(cfg.seed, sim.rounds, cfg.partition.num_clients, sim.clients_per_round, sim.round_timeout,
                    sim.min_replies, sim.evaluate_every, cfg.to_json(), bounds, sim.min_clients,
                    poisson_sampling=central and cfg.privacy.client_sampling == "poisson", always_release=central,
+                   secret_cohorts=central and cfg.privacy.noise_source == "os",
                    clients_per_call=sim.clients_per_call,
                    packs=packs_run(sim.clients_per_round, sim.clients_per_call, cfg.faults.straggler_probability))
 
     def sample(self, server_round: int, exclude: frozenset[int]) -> list[int]:
         """The round's cohort: Poisson at rate clients_per_round / num_clients, or exactly clients_per_round."""
         if self.poisson_sampling:
-            return poisson_sample_clients(self.seed, server_round, self.num_clients, self.clients_per_round / self.num_clients, exclude)
+            seed = None if self.secret_cohorts else self.seed  # amplification by sampling holds only against who cannot replay the coins
+            return poisson_sample_clients(seed, server_round, self.num_clients, self.clients_per_round / self.num_clients, exclude)
         return sample_clients(self.seed, server_round, self.num_clients, self.clients_per_round, exclude=exclude)
 
 

@@ -1,7 +1,9 @@
 """Which clients train in a round: a pure function of (seed, round).
 
 FedJAX-style: the randomness of round r is derived from (seed, r), never from a
-generator carried across rounds, so a resumed run replays the same sampling.
+generator carried across rounds, so a resumed run replays the same sampling. The one
+exception is central DP's Poisson cohort under `privacy.noise_source = "os"`: its coins
+come from OS entropy, because amplification by sampling needs the cohort to be secret.
 Fixed-size sampling (`sample_clients`) serves every mode; central DP samples with
 `poisson_sample_clients` unless privacy.client_sampling = "fixed".
 """
@@ -23,12 +25,14 @@ def sample_clients(seed: int, server_round: int, num_clients: int, clients_per_r
     return sorted(int(c) for c in rng.choice(eligible, size=k, replace=False))
 
 
-def poisson_sample_clients(seed: int, server_round: int, num_clients: int, sample_rate: float, exclude: frozenset[int] = frozenset()) -> list[int]:
+def poisson_sample_clients(seed: int | None, server_round: int, num_clients: int, sample_rate: float, exclude: frozenset[int] = frozenset()) -> list[int]:
     """Each client joins independently with probability `sample_rate` (Poisson sampling, as
     central DP's amplification assumes): the cohort varies in size and may be empty.
 
     Every client's coin is tossed, excluded or not, so excluding one never changes the
-    others' draws; excluded clients are then left out (they count as absent)."""
-    rng = np.random.default_rng([seed, server_round, 0x9015])
+    others' draws; excluded clients are then left out (they count as absent). `seed` None
+    tosses the coins from OS entropy: privacy amplification by sampling assumes that who
+    joined is secret, which it is not from whoever can replay (seed, round)."""
+    rng = np.random.default_rng([seed, server_round, 0x9015] if seed is not None else None)
     joins = rng.random(num_clients) < sample_rate
     return [int(c) for c in np.flatnonzero(joins) if int(c) not in exclude]
