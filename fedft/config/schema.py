@@ -248,21 +248,21 @@ class PrivacyConfig(_Section):
     # amplification); "fixed" = exactly clients_per_round clients (accounted without amplification, q = 1)
     client_sampling: Literal["poisson", "fixed"] = "poisson"
 
-    @field_validator("noise_source", mode="before")
+    @field_validator("noise_source", "accountant", mode="before")
     @classmethod
-    def _renamed_noise_source(cls, value: Any) -> Any:
-        if value == "derived":
-            raise ValueError("'derived' is now 'seeded', and no longer the default: noise derived from the seed can be regenerated and subtracted by anyone who has config.toml or model.pt; "
-                             "drop the key for private noise from OS entropy, or write noise_source = \"seeded\" for a reproducible run that summary.json marks as not private")
+    def _retired_values(cls, value: Any, info: pydantic.ValidationInfo) -> Any:
+        if (reason := _RETIRED.get((info.field_name or "", value))) is not None:
+            raise ValueError(reason)
         return value
 
-    @field_validator("accountant", mode="before")
-    @classmethod
-    def _no_gdp_headline(cls, value: Any) -> Any:
-        if value == "gdp":
-            raise ValueError("'gdp' is a central-limit approximation that can understate ε (by 2.4x at few steps), so it cannot be the headline or calibrate the noise; "
-                             "use \"prv\" (tight upper bound) or \"rdp\": summary.json reports epsilon_gdp beside them")
-        return value
+
+# Values that once meant something wrong for privacy: refused with why and what to write instead.
+_RETIRED = {
+    ("noise_source", "derived"): "'derived' is now 'seeded', and no longer the default: noise derived from the seed can be regenerated and subtracted by anyone who has "
+                                 "config.toml or model.pt; drop the key for private noise from OS entropy, or write noise_source = \"seeded\" for a reproducible run that summary.json marks as not private",
+    ("accountant", "gdp"): "'gdp' is a central-limit approximation that can understate ε (by 2.5x at few steps), so it cannot be the headline or calibrate the noise; "
+                           "use \"prv\" (tight upper bound) or \"rdp\": summary.json reports epsilon_gdp beside them",
+}
 
 
 class AuditConfig(_Section):

@@ -145,13 +145,13 @@ def _privacy_summary(cfg: FedftConfig, state: _DPState | None, num_examples: int
     others: dict[str, Any] = {f"epsilon_{name}": finite(epsilon(state.history, pc.target_delta, name)) for name in ("rdp", "prv")} if both else {}
     if both:
         others["epsilon_gdp"] = approximate_gdp(state.history, pc.target_delta)
-    seeded = disclosure("local", pc.noise_source, "none")
+    stamp = disclosure("local", pc.noise_source, "none")  # private, or why not
     return {
         **base, "privacy_mode": "local", **MEANING, "delta": pc.target_delta, "accountant": pc.accountant,
         "epsilon": finite(eps if eps is not None else epsilon(state.history, pc.target_delta, pc.accountant)), **others,
         "noise_multiplier": state.sigma, "max_grad_norm": pc.max_grad_norm, "sample_rate": state.sample_rate or None,
         "steps_max": total_steps(state.history), "noise_source": pc.noise_source,
-        "private": seeded["private"], "not_private_because": seeded["not_private_because"],
+        "private": stamp["private"], "not_private_because": stamp["not_private_because"],
         "outside_epsilon": ["train_examples (summary.json): the union's record count, in the clear"],
     }
 
