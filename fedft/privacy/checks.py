@@ -37,6 +37,9 @@ def check_privacy_config(cfg: FedftConfig) -> None:
     if pc.noise_multiplier is None and pc.target_epsilon is None:
         raise FedftError("privacy.noise_multiplier", f"is required when privacy.mode is '{pc.mode}'.",
                          "give privacy.noise_multiplier, or privacy.target_epsilon for fedft to calibrate the noise.")
+    if pc.noise_source == "seeded":
+        warnings.warn("privacy.noise_source = \"seeded\": the noise follows from the seed in config.toml and model.pt, so this run is reproducible "
+                      "but not private (summary.json: private = false); drop the key for noise from OS entropy.", PrivacyWarning, stacklevel=2)
     if pc.mode == "central":
         _check_central(cfg)
 
