@@ -176,3 +176,37 @@ def test_os_noise_generator_state_is_not_a_32_bit_seed():
     assert len(set(words.tolist())) > 600 and int(words.max()) < 2**32  # the state words are ours: distinct 32-bit values
     draws = torch.randn(200_000, generator=entropy_generator(CPU))
     assert abs(float(draws.mean())) < 0.02 and abs(float(draws.std()) - 1) < 0.02  # still N(0, 1)
+
+
+class _HeadsReshape(torch.nn.Module):
+    """Like a Hugging Face attention: `view(batch, heads, -1)`, which a batch of none cannot take."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 6)
+        self.out = torch.nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.lin(x)
+        return self.out(h.view(h.shape[0], 2, -1).mean(1))
+
+
+def test_an_empty_poisson_batch_is_a_noise_only_step_even_where_the_model_cannot_take_it():
+    """4 records, batch 1: q = 1/4, so 20 steps draw some empty batches (0.75^4 = 32% each; these
+    seeds draw some: without the fix the forward raises).
+    Each still counts as a step of the accountant and releases noise, and the reused model
+    is left with nothing of Opacus' on its modules (a failed forward used to leave its
+    captured inputs, and every later round on that worker then failed)."""
+    torch.manual_seed(0)
+    x, y = torch.randn(4, 4), torch.tensor([0, 1, 0, 1])
+    model = make_dp_compatible(_HeadsReshape())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    out = dp_train(model, x, y, epochs=5, batch_size=1, optimizer=optimizer, noise_multiplier=1.0, max_grad_norm=1.0,
+                   history=[], accountant="rdp", seed_parts=(1, 2, 3), device=CPU)
+    assert out.train.steps == 20 and out.history == [(1.0, 0.25, 20)]
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not [m for m in model.modules() if hasattr(m, "activations") or hasattr(m, "max_batch_len")]
+    again = dp_train(model, x, y, epochs=5, batch_size=1, optimizer=torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1),
+                     noise_multiplier=1.0, max_grad_norm=1.0, history=out.history, accountant="rdp", seed_parts=None, device=CPU)
+    assert again.history == [(1.0, 0.25, 40)]

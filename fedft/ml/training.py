@@ -79,17 +79,25 @@ def mean_loss(logits: torch.Tensor, y: torch.Tensor, examples: int) -> tuple[tor
 
 
 def run_batches(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], optimizer: torch.optim.Optimizer,
-                device: torch.device, batch_loss: BatchLoss = mean_loss) -> tuple[float, int, int, int]:
+                device: torch.device, batch_loss: BatchLoss = mean_loss, empty_batch: Callable[[], None] | None = None) -> tuple[float, int, int, int]:
     """The one batch loop of plain and DP training: (summed loss, correct, targets seen, steps).
 
     Sequence targets count per target (`flat_targets`). `batch_loss` is the only
     difference between the trainers: plain training takes the mean over targets, DP-SGD
-    the sum over targets divided by the batch's examples (Opacus clips per example)."""
+    the sum over targets divided by the batch's examples (Opacus clips per example).
+    `empty_batch` (DP-SGD: Poisson sampling can draw no example) runs instead of the
+    forward and backward of a batch of none, which not every model accepts (a Hugging
+    Face attention reshapes with -1); the optimizer still steps (DP-SGD: noise only)."""
     total_loss, correct, seen, steps = 0.0, 0, 0, 0
     for xb, yb in batches:
         xb, yb = xb.to(device), yb.to(device)
         optimizer.zero_grad(set_to_none=True)
         examples = len(yb)
+        if examples == 0 and empty_batch is not None:
+            empty_batch()
+            optimizer.step()
+            steps += 1
+            continue
         logits, targets = flat_targets(model(xb), yb)
         loss, summed = batch_loss(logits, targets, examples)
         loss.backward()

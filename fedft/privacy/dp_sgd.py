@@ -153,6 +153,17 @@ class _PermutationBatches:
             yield order[start : start + self.batch_size].tolist()
 
 
+_OPACUS_MODULE_ATTRS = ("activations", "max_batch_len")  # what Opacus' hooks leave on modules (its cleanup clears only parameters)
+
+
+def empty_grad_samples(model: nn.Module) -> None:
+    """An empty Poisson batch's per-sample gradients: none per trainable parameter, so
+    Opacus clips nothing and the step releases only its noise, as for any batch."""
+    for param in model.parameters():
+        if param.requires_grad:
+            setattr(param, "grad_sample", torch.zeros((0, *param.shape), dtype=param.dtype, device=param.device))  # noqa: B010  (Opacus reads it)
+
+
 @dataclass(frozen=True)
 class DPTrainResult:
     train: TrainResult
@@ -217,13 +228,18 @@ def dp_train(
             # Opacus' per-sample hooks on the first layer, whose input needs no gradient: harmless
             warnings.filterwarnings("ignore", message="Full backward hook is firing")
             epochs_of_batches = (batch for _ in range(epochs) for batch in dp_loader)
-            total_loss, correct, seen, steps = run_batches(dp_model, epochs_of_batches, dp_optimizer, device, per_example_mean_loss)
+            total_loss, correct, seen, steps = run_batches(dp_model, epochs_of_batches, dp_optimizer, device, per_example_mean_loss,
+                                                           empty_batch=lambda: empty_grad_samples(model))
     finally:  # leave `model` as it came: no hooks, no per-sample attributes (it may be trained again next round)
         dp_model._close()
         for param in model.parameters():
             param.grad = None
             if hasattr(param, "summed_grad"):
                 del param.summed_grad
+        for module in model.modules():  # a forward that failed half-way leaves its layers' captured inputs
+            for attr in _OPACUS_MODULE_ATTRS:
+                if hasattr(module, attr):
+                    delattr(module, attr)
     result = TrainResult(loss=total_loss / max(seen, 1), accuracy=correct / max(seen, 1), num_examples=len(y), steps=steps)
     new_history = [(float(s), float(q), int(n)) for s, q, n in engine.accountant.history]
     return DPTrainResult(train=result, history=new_history, sample_rate=1 / len(dp_loader))
