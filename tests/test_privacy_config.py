@@ -87,7 +87,7 @@ def test_the_old_derived_noise_source_is_refused_with_its_new_name():
     assert err.value.field == "privacy.noise_source" and "seeded" in err.value.problem and "not private" in err.value.problem
     assert load_config(LOCAL).privacy.noise_source == "os"  # the default: noise no published file can reproduce
     with pytest.warns(PrivacyWarning, match="not private"):
-        load_config(LOCAL, ["privacy.noise_source=seeded"])
+        prepare(LOCAL, ["privacy.noise_source=seeded"])
 
 
 def test_delta_at_least_one_over_n_warns():

@@ -30,7 +30,7 @@ from fedft.jobs.trackers import RunTrackers
 from fedft.jobs.validate import check_lora, load_config
 from fedft.ml.data import federated_data_for
 from fedft.ml.data.plot import partition_title, plot_label_counts
-from fedft.privacy.checks import check_privacy_data, privacy_description
+from fedft.privacy.checks import check_privacy_data, privacy_description, warn_seeded_noise
 from fedft.runtime import engine
 from fedft.runtime.interrupt import stop_on_signals
 from fedft.runtime.progress import RoundPrinter
@@ -67,6 +67,7 @@ def prepare(config: str | Path | dict | FedftConfig, overrides: list[str] | None
     data = federated_data_for(cfg)  # loads and partitions: bad data or impossible splits fail here
     check_privacy_data(cfg, data)  # DP: Opacus can train the model, every client's budget covers a round
     check_start(cfg)  # model.init_from: readable, and fits this model and data
+    warn_seeded_noise(cfg)
     return cfg
 
 

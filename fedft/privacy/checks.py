@@ -30,6 +30,13 @@ def _warn_delta(delta: float, n: int, what: str) -> None:
         )
 
 
+def warn_seeded_noise(cfg: FedftConfig) -> None:
+    """Once the input is known to be good (so that bad input still gets its one line alone)."""
+    if cfg.privacy.mode != "none" and cfg.privacy.noise_source == "seeded":
+        warnings.warn("privacy.noise_source = \"seeded\": the noise follows from the seed in config.toml and model.pt, so this run is reproducible "
+                      "but not private (summary.json: private = false); drop the key for noise from OS entropy.", PrivacyWarning, stacklevel=3)
+
+
 def check_privacy_config(cfg: FedftConfig) -> None:
     pc = cfg.privacy
     if pc.mode == "none":
@@ -37,9 +44,6 @@ def check_privacy_config(cfg: FedftConfig) -> None:
     if pc.noise_multiplier is None and pc.target_epsilon is None:
         raise FedftError("privacy.noise_multiplier", f"is required when privacy.mode is '{pc.mode}'.",
                          "give privacy.noise_multiplier, or privacy.target_epsilon for fedft to calibrate the noise.")
-    if pc.noise_source == "seeded":
-        warnings.warn("privacy.noise_source = \"seeded\": the noise follows from the seed in config.toml and model.pt, so this run is reproducible "
-                      "but not private (summary.json: private = false); drop the key for noise from OS entropy.", PrivacyWarning, stacklevel=2)
     if pc.mode == "central":
         _check_central(cfg)
 
