@@ -38,9 +38,8 @@ from fedft.privacy.accounting import History, epsilon, total_steps
 from fedft.privacy.audit import run_mia
 from fedft.privacy.disclosure import disclosure
 from fedft.privacy.dp_sgd import client_noise_multiplier, dp_train, make_dp_compatible, plain_state
-from fedft.privacy.local_tracker import approximate_gdp
 from fedft.privacy.one_run_audit import audit_canaries, record_audit
-from fedft.privacy.tracker_plain import finite
+from fedft.privacy.tracker_plain import approximate_gdp, finite
 from fedft.state.model_file import save_checkpoint
 from fedft.state.run_folder import RunWriter
 

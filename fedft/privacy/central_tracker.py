@@ -23,7 +23,7 @@ from fedft.privacy.accounting import central_rdp_orders
 from fedft.privacy.accounting import epsilon as account
 from fedft.privacy.central import current_clipping_norm
 from fedft.privacy.disclosure import disclosure
-from fedft.privacy.tracker_plain import checkpoint_section, finite
+from fedft.privacy.tracker_plain import approximate_gdp, checkpoint_section, finite
 
 
 class CentralDPTracker:
@@ -73,17 +73,10 @@ class CentralDPTracker:
         return account([(self.noise_multiplier, self.sample_rate, self.releases)], self.delta, accountant or self.accountant,
                        central_rdp_orders(self.sample_rate))
 
-    def epsilon_gdp(self) -> float | str | None:
-        """Opacus' GDP approximation of ε (can understate it), or None where its analysis fails."""
-        try:
-            return finite(self.epsilon("gdp"))
-        except ValueError:
-            return None
-
     def summary(self) -> dict[str, Any]:
         """summary.json keys: (σ, q, releases), enough to recompute ε with any accountant."""
         return {"privacy_mode": "central", "delta": self.delta, "accountant": self.accountant, "epsilon": finite(self.epsilon()),
-                "epsilon_rdp": finite(self.epsilon("rdp")), "epsilon_prv": finite(self.epsilon("prv")), "epsilon_gdp": self.epsilon_gdp(),
+                "epsilon_rdp": finite(self.epsilon("rdp")), "epsilon_prv": finite(self.epsilon("prv")), "epsilon_gdp": approximate_gdp([(self.noise_multiplier, self.sample_rate, self.releases)], self.delta),
                 "privacy_unit": self.PRIVACY_UNIT, "neighbouring": self.neighbouring, "client_sampling": self.client_sampling,
                 "expected_cohort": self.expected_cohort, "noise_source": self.noise_source, "client_metrics": self.client_metrics,
                 **disclosure("central", self.noise_source, self.client_metrics, self.client_sampling),

@@ -32,20 +32,11 @@ from fedft.fl import protocol as p
 from fedft.privacy.accounting import History, compose, epsilon
 from fedft.privacy.disclosure import disclosure
 from fedft.privacy.dp_sgd import BUDGET_SPENT, DP_STEPS, EPSILON, NOISE_MULTIPLIER, POLICY_REFUSED, SAMPLE_RATE
-from fedft.privacy.tracker_plain import checkpoint_section, finite
+from fedft.privacy.tracker_plain import approximate_gdp, checkpoint_section, finite
 
 log = logging.getLogger("fedft")
 # What ε is about: one record of one client, neighbours by adding or removing it (Opacus' Poisson analysis).
 MEANING = {"privacy_unit": "record", "neighbouring": "add/remove"}
-
-
-def approximate_gdp(history: History, delta: float) -> float | str | None:
-    """Opacus' GDP ε (a central-limit approximation that can understate ε), or None where it
-    does not apply (several (σ, q) in one history, or too few steps for its analysis)."""
-    try:
-        return finite(epsilon(history, delta, "gdp")) if history else 0.0
-    except ValueError:
-        return None
 
 
 class LocalDPTracker:

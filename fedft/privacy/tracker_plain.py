@@ -10,6 +10,8 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from fedft.privacy.accounting import History, epsilon
+
 
 def checkpoint_section(
     *,
@@ -41,3 +43,12 @@ def checkpoint_section(
 def finite(value: float) -> float | str:
     """JSON has no infinity: an unbounded ε (noise 0) is written as "inf"."""
     return value if math.isfinite(value) else "inf"
+
+
+def approximate_gdp(history: History, delta: float) -> float | str | None:
+    """Opacus' GDP ε (a central-limit approximation that can understate ε), or None where it
+    does not apply (several (σ, q) in one history, or too few steps for its analysis)."""
+    try:
+        return finite(epsilon(history, delta, "gdp")) if history else 0.0
+    except ValueError:
+        return None
