@@ -251,7 +251,7 @@ class PrivacyConfig(_Section):
     @field_validator("noise_source", "accountant", mode="before")
     @classmethod
     def _retired_values(cls, value: Any, info: pydantic.ValidationInfo) -> Any:
-        if (reason := _RETIRED.get((info.field_name or "", value))) is not None:
+        if isinstance(value, str) and (reason := _RETIRED.get((info.field_name or "", value))) is not None:  # any other type: the Literal's own error
             raise ValueError(reason)
         return value
 
