@@ -11,18 +11,15 @@ process per message, and that module alone imports nothing of the server side
 
 from __future__ import annotations
 
-import time
-
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from fedft.deploy.clients_file import parse_binding
 from fedft.deploy.run_config import CLIENTS_JSON, config_from_run_config, results_dir
-from fedft.errors import FedftError
 from fedft.fl.client.app import app as client_app
 from fedft.fl.context import check_start
-from fedft.fl.server.app import serve, training_failure
-from fedft.jobs.trackers import RunTrackers
+from fedft.fl.server.app import serve
+from fedft.jobs.session import RunSession
 from fedft.runtime.progress import RoundPrinter
 from fedft.state.run_folder import RunWriter
 
@@ -37,29 +34,7 @@ def flwr_main(grid: Grid, context: Context) -> None:
     cfg.privacy.noise_source = "os"  # DP noise from OS entropy whatever the config says: clients' (local) and the server's (central)
     writer = RunWriter(results_dir(cfg, out), cfg)
     check_start(cfg)  # model.init_from: absolute, readable, fits the model
-    printer = RoundPrinter(cfg.simulation.rounds)
-    trackers = RunTrackers(cfg.output.loggers)  # output.loggers: here, in the ServerApp's process, as in `fedft run`'s driver
-    trackers.start(cfg.model_dump(mode="json"), writer.run_dir)
-
-    def record(row: dict) -> None:
-        printer.on_round(row)
-        trackers.log_round(row)
-
-    t0 = time.perf_counter()
-    status, extra = "failed", {}
-    try:
-        client_errors: list[str] = []
-        serve(grid, cfg, writer, record, binding=parse_binding(str(context.run_config.get(CLIENTS_JSON, ""))), on_client_error=client_errors.append)
-        failure = training_failure(writer.rows, client_errors[0] if client_errors else None)
-        if failure is None:
-            status = "completed"
-        else:
-            extra = {"error": failure}
-            printer.say(f"fedft: run failed: {failure}")
-    except Exception as exc:  # recorded in summary.json (e.g. too few clients connected), then re-raised for Flower
-        extra = {"error": exc.one_line() if isinstance(exc, FedftError) else f"{type(exc).__name__}: {exc}"}
-        printer.say(f"fedft: error: {extra['error']}")
-        raise
-    finally:
-        printer.on_done(writer.finish(status, time.perf_counter() - t0, extra))
-        trackers.finish(writer.run_dir, status)
+    client_errors: list[str] = []
+    with RunSession(cfg, writer, RoundPrinter(cfg.simulation.rounds)) as session:  # an exception is recorded in summary.json (e.g. too few clients connected), then re-raised for Flower
+        serve(grid, cfg, writer, session.record, binding=parse_binding(str(context.run_config.get(CLIENTS_JSON, ""))), on_client_error=client_errors.append)
+        session.settle(client_errors[0] if client_errors else None)

@@ -7,9 +7,7 @@ every round and writes the summary however the run ends (resumable when it did n
 
 from __future__ import annotations
 
-import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +19,11 @@ from fedft.config import FedftConfig
 from fedft.errors import FedftError
 from fedft.fl.client.app import app as client_app
 from fedft.fl.context import check_start
-from fedft.fl.server.app import ServerOutcome, make_server_app, training_failure
-from fedft.fl.server.exchange import RunInterrupted
+from fedft.fl.server.app import ServerOutcome, make_server_app
 from fedft.fl.server.nodes import NodePartitions
 from fedft.jobs.centralised import run_centralised
 from fedft.jobs.resume import is_complete, prepare_resume, resume_command
-from fedft.jobs.trackers import RunTrackers
+from fedft.jobs.session import RunSession
 from fedft.jobs.validate import check_lora, load_config
 from fedft.ml.data import federated_data_for
 from fedft.ml.data.plot import partition_title, plot_label_counts
@@ -35,7 +32,6 @@ from fedft.runtime import engine
 from fedft.runtime.interrupt import stop_on_signals
 from fedft.runtime.progress import RoundPrinter
 from fedft.runtime.warm_start import WarmStart
-from fedft.state import figures
 from fedft.state.run_folder import RunWriter, new_run_dir, read_rows
 
 
@@ -139,61 +135,28 @@ def _run(config: str | Path | dict | FedftConfig | None, overrides: list[str] | 
     outcome = ServerOutcome()
     stop = threading.Event()
     nodes = NodePartitions()  # the engine's node -> partition mapping, instead of a handshake
-    trackers = RunTrackers(cfg.output.loggers)  # output.loggers, in this (the driver) process only
-    trackers.start(cfg.model_dump(mode="json"), run_dir)
 
-    def record(row: dict[str, Any]) -> None:
-        if row.get("round") == cfg.simulation.rounds - 1:  # the last round's replies are in: the plots' imports load beside its evaluation
-            figures.preload_in_background()
-        printer.on_round(row)
-        trackers.log_round(row)
-        if on_round is not None:
-            on_round(dict(row))
-
-    server_app = make_server_app(cfg, writer, record, outcome, point.checkpoint if point else None, stop, node_partitions=nodes)
-    t0 = time.perf_counter()
-    status = "failed"
-    error: str | None = None  # why a failed run failed, one line (summary.json "error", stderr)
-    caught = None
-    try:
-        with stop_on_signals(stop, printer.say) as caught:
-            if cfg.simulation.centralised:  # the reference arm: one model on the union of the clients' data, in this process
-                outcome.started = True
-                try:
-                    outcome.state = run_centralised(cfg, writer, record, stop)
-                finally:
-                    outcome.done.set()
-            else:
-                engine.simulate(server_app, client_app, cfg.partition.num_clients, cfg.simulation, verbose, on_ray_started=caught.reinstall, node_partitions=nodes,
-                                warm_start=warm_start)
-        status = "completed" if outcome.state is not None else "failed"
-        failure = training_failure(writer.rows, outcome.first_client_error) if status == "completed" else outcome.error or outcome.first_client_error
-        if failure is not None:
-            status, error = "failed", failure
-    except RunInterrupted:
-        status = "interrupted"
-    except (KeyboardInterrupt, SystemExit):
-        # A second Ctrl-C, or SIGTERM after Ray installed its handler: stop the ServerApp
-        # thread too and wait for it, so nothing writes to the folder after the summary.
-        status = "interrupted"
+    def abort() -> None:  # a second Ctrl-C, or SIGTERM after Ray installed its handler: stop the ServerApp thread too and wait for it
         stop.set()
         if outcome.started:
             outcome.done.wait(timeout=60)
-    finally:
-        extra: dict[str, Any] = {}
-        if status != "completed":
-            extra["resume"] = resume_command(run_dir) if not cfg.simulation.centralised else "run it again: a centralised run keeps no checkpoint"
-        if caught is not None and caught.signal:
-            extra["signal"] = caught.signal
+
+    hint = resume_command(run_dir) if not cfg.simulation.centralised else "run it again: a centralised run keeps no checkpoint"
+    with stop_on_signals(stop, printer.say) as caught, RunSession(cfg, writer, printer, resume_hint=hint, on_round=on_round, on_abort=abort,
+                                                                  elapsed_before=point.elapsed_seconds if point else 0.0, signal=lambda: caught.signal) as session:
         if point is not None:
-            extra["resumed_from_round"] = point.round
-        if status == "failed" and error is not None:
-            extra["error"] = error
-        summary = writer.finish(status, (point.elapsed_seconds if point else 0.0) + time.perf_counter() - t0, extra)
-        trackers.finish(run_dir, status)  # after summary.json and model.pt exist: they go up as artifacts
-        printer.on_done(summary)
-        if status == "failed" and error is not None and not quiet:
-            print(f"fedft: run failed: {error}", file=sys.stderr)
-        if status == "interrupted":
-            printer.say(f"fedft: interrupted; {len(writer.rows) - 1 if writer.rows else 0} rounds are saved. Resume with: {resume_command(run_dir)}")
+            session.extra["resumed_from_round"] = point.round
+        if cfg.simulation.centralised:  # the reference arm: one model on the union of the clients' data, in this process
+            outcome.started = True
+            try:
+                outcome.state = run_centralised(cfg, writer, session.record, stop)
+            finally:
+                outcome.done.set()
+        else:
+            server_app = make_server_app(cfg, writer, session.record, outcome, point.checkpoint if point else None, stop, node_partitions=nodes)
+            engine.simulate(server_app, client_app, cfg.partition.num_clients, cfg.simulation, verbose, on_ray_started=caught.reinstall, node_partitions=nodes,
+                            warm_start=warm_start)
+        has_model = outcome.state is not None
+        session.settle(outcome.first_client_error if has_model else outcome.error or outcome.first_client_error, finished=has_model)
+    summary = session.summary
     return RunResult(run_dir=run_dir, summary=summary, state=outcome.state, metrics=[dict(r) for r in writer.rows])
