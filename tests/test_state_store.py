@@ -98,13 +98,13 @@ class _Tracker:
 def test_checkpoint_sections_are_a_fixed_table(tmp_path):
     from strategies import build_strategy
 
-    assert list(SECTIONS) == ["strategy", "clients", "privacy"]
+    assert list(SECTIONS) == ["strategy", "clients", "privacy", "devices"]
     with pytest.raises(TypeError):
         SECTIONS["extra"] = (None, None)  # type: ignore[index]
     tracker = _Tracker()
     tracker.data = {"spent": [1], "eps": {"1": 0.5}, "steps": {"1": 40}}
     saved = capture_state(ServerState(build_strategy("fedavg", {}), privacy=tracker))
-    assert list(saved) == ["strategy", "clients", "privacy"] and saved["privacy"] == tracker.data
+    assert list(saved) == ["strategy", "clients", "privacy", "devices"] and saved["privacy"] == tracker.data
     assert capture_state(ServerState(build_strategy("fedavg", {})))["privacy"] == {}  # no tracker: an empty section
 
     fresh = _Tracker()

@@ -22,7 +22,9 @@ from fedft.config.schema import (
     CheckpointConfig,
     ClientResources,
     CompareConfig,
+    CompressionConfig,
     DataConfig,
+    DevicesConfig,
     FaultsConfig,
     FedftConfig,
     FinetuneConfig,
@@ -34,6 +36,7 @@ from fedft.config.schema import (
     PluginsConfig,
     PretrainConfig,
     PrivacyConfig,
+    RoundPolicyConfig,
     SimulationConfig,
     StrategyConfig,
     TrainConfig,
@@ -41,8 +44,8 @@ from fedft.config.schema import (
 )
 
 __all__ = [
-    "AttackConfig", "AuditConfig", "CheckpointConfig", "ClientResources", "CompareConfig", "DataConfig", "FaultsConfig",
+    "AttackConfig", "AuditConfig", "CheckpointConfig", "ClientResources", "CompareConfig", "CompressionConfig", "DataConfig", "DevicesConfig", "FaultsConfig",
     "FedftConfig", "FinetuneConfig", "FinetuneMode", "LoraConfig", "ModelConfig", "OutputConfig", "PartitionConfig", "PluginsConfig", "PretrainConfig",
-    "PrivacyConfig", "SimulationConfig", "StrategyConfig", "TrainConfig", "apply_overrides", "check_mode_syntax",
+    "PrivacyConfig", "RoundPolicyConfig", "SimulationConfig", "StrategyConfig", "TrainConfig", "apply_overrides", "check_mode_syntax",
     "check_sections", "import_object", "import_plugins", "is_import_path", "parse_override", "raw_config", "read_config", "read_toml", "to_toml", "validate", "workers_import",
 ]

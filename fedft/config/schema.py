@@ -216,6 +216,39 @@ class FaultsConfig(_Section):
     straggler_delay: float = Field(0.0, ge=0.0)  # seconds; past simulation.round_timeout the reply is counted as timed out
 
 
+class DevicesConfig(_Section):
+    """Simulated devices on a virtual clock (docs/cross-device.md): each client's compute speed,
+    bandwidths and availability, so a run also reports the deployment's simulated time."""
+
+    profiles: str = ""  # "" = no device model (no virtual clock); "seeded" = drawn from the distributions below with the run's seed; or a CSV file, one row per client (docs/cross-device.md)
+    examples_per_second: float = Field(100.0, gt=0.0)  # median training speed (log-normal across devices)
+    download_mbps: float = Field(20.0, gt=0.0)  # median download bandwidth, megabits per second (log-normal)
+    upload_mbps: float = Field(5.0, gt=0.0)  # median upload bandwidth (log-normal)
+    spread: float = Field(0.8, ge=0.0)  # sigma of the log-normals: 0 = identical devices
+    dropout_probability: float = Field(0.0, ge=0.0, lt=1.0)  # a selected device fails to report (its own coin per round)
+    online_hours: float = Field(24.0, gt=0.0, le=24.0)  # diurnal availability: online this many hours a day from a random local hour; 24 = always
+
+
+class RoundPolicyConfig(_Section):
+    """How a round closes (docs/cross-device.md); "deadline" and "fedbuff" need devices.profiles."""
+
+    name: Literal["sync", "deadline", "fedbuff"] = "sync"  # sync: wait for every selected client (or the deadline); deadline: over-select, close at the clients_per_round-th report or the deadline (Bonawitz et al. 2019); fedbuff: asynchronous, aggregate every buffer_size reports (Nguyen et al. 2022)
+    deadline_seconds: float = Field(600.0, gt=0.0)  # virtual seconds a round waits for reports (sync, deadline) or a task before it counts as lost (fedbuff)
+    over_selection: float = Field(0.3, ge=0.0)  # deadline: select ceil(clients_per_round x (1 + this)) clients
+    buffer_size: int = Field(10, ge=1)  # fedbuff: K, reports per server update
+    concurrency: int = Field(0, ge=0)  # fedbuff: clients training at once; 0 = simulation.clients_per_round
+    staleness_exponent: float = Field(0.5, ge=0.0)  # fedbuff: a report s versions old is weighted (1 + s)^-this (0.5: FedBuff's 1/sqrt(1 + s))
+    max_staleness: int = Field(20, ge=0)  # fedbuff: reports staler than this are dropped
+
+
+class CompressionConfig(_Section):
+    """Client-to-server update compression (fedft/fl/compression.py), counted in bytes_up."""
+
+    kind: Literal["none", "int8", "topk"] = "none"  # int8: each tensor's update quantised to 8 bits with one scale (stochastic rounding); topk: the largest-magnitude fraction of each tensor's update
+    topk_fraction: float = Field(0.01, gt=0.0, le=1.0)  # topk: share of each tensor's entries sent
+    error_feedback: bool = True  # what compression dropped is added to the client's next update (Seide et al. 2014; Karimireddy et al. 2019); kept in the client's state
+
+
 class CheckpointConfig(_Section):
     every: int = Field(1, ge=0)  # write checkpoint.pt after every K-th round and the last; 0 = never (resume restarts the run)
     client_state: bool = True  # clients return their Flower Context.state with each reply so a resume can restore it
@@ -330,6 +363,9 @@ class FedftConfig(_Section):
     strategy: StrategyConfig = StrategyConfig()
     simulation: SimulationConfig = SimulationConfig()
     faults: FaultsConfig = FaultsConfig()
+    devices: DevicesConfig = DevicesConfig()
+    round_policy: RoundPolicyConfig = RoundPolicyConfig()
+    compression: CompressionConfig = CompressionConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     output: OutputConfig = OutputConfig()
     privacy: PrivacyConfig = PrivacyConfig()

@@ -16,6 +16,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedft.deploy.clients_file import parse_binding
 from fedft.deploy.run_config import CLIENTS_JSON, config_from_run_config, results_dir
+from fedft.errors import FedftError
 from fedft.fl.client.app import app as client_app
 from fedft.fl.context import check_start
 from fedft.fl.server.app import serve
@@ -31,6 +32,8 @@ __all__ = ["client_app", "server_app"]
 def flwr_main(grid: Grid, context: Context) -> None:
     # `config-json` (fedft server/launch) or a `config` path, `overrides`, `out`: see fedft/deploy/run_config.py
     cfg, out = config_from_run_config(context.run_config)
+    if cfg.devices.profiles:
+        raise FedftError("devices.profiles", "simulates devices on a virtual clock; a deployment's devices are real.", "drop [devices] and round_policy from the deployed config.")
     cfg.privacy.noise_source = "os"  # DP noise from OS entropy whatever the config says: clients' (local) and the server's (central)
     writer = RunWriter(results_dir(cfg, out), cfg)
     check_start(cfg)  # model.init_from: absolute, readable, fits the model

@@ -26,12 +26,14 @@ NUM_PARTITIONS = "num-partitions"
 PROXIMAL_MU = "proximal-mu"  # train config: FedProx's mu (Flower's FedProx sets it)
 SCAFFOLD_CONTROL = "scaffold-c"  # down, ArrayRecord: SCAFFOLD's server control variate c
 SCAFFOLD_DELTA = "scaffold-dc"  # up, ArrayRecord: a SCAFFOLD client's control change (c_i+ - c_i)
+CLIENT_STATE = "client-state:"  # prefix of the records that carry a client's Context.state (fedft.state.client_records)
 FROZEN_DIGEST = "frozen-sha256"  # with finetune.mode != full: sha256 of the frozen tensors the client must hold
 
 
 def payload_bytes(content: RecordDict) -> int:
-    """Bytes of model arrays a message carries (the part that scales with the model)."""
-    return sum(record.count_bytes() for record in content.values() if isinstance(record, ArrayRecord))
+    """Bytes of model arrays a message carries (the part that scales with the model); client
+    state records are not counted here (`fedft.state.client_records.state_bytes` counts them)."""
+    return sum(record.count_bytes() for key, record in content.items() if isinstance(record, ArrayRecord) and not key.startswith(CLIENT_STATE))
 
 
 def number(record: ConfigRecord | MetricRecord, key: str, default: float | None = None) -> float:

@@ -21,6 +21,7 @@ from fedft.fl.client.app import app as client_app
 from fedft.fl.context import check_start
 from fedft.fl.server.app import ServerOutcome, make_server_app
 from fedft.fl.server.nodes import NodePartitions
+from fedft.fl.server.policy import profiles_for
 from fedft.jobs.centralised import run_centralised
 from fedft.jobs.resume import is_complete, prepare_resume, resume_command
 from fedft.jobs.session import RunSession
@@ -63,6 +64,7 @@ def prepare(config: str | Path | dict | FedftConfig, overrides: list[str] | None
     data = federated_data_for(cfg)  # loads and partitions: bad data or impossible splits fail here
     check_privacy_data(cfg, data)  # DP: Opacus can train the model, every client's budget covers a round
     check_start(cfg)  # model.init_from: readable, and fits this model and data
+    profiles_for(cfg)  # devices.profiles: a CSV of devices is read and checked now
     warn_seeded_noise(cfg)
     return cfg
 

@@ -30,9 +30,10 @@ from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 
+from fedft.fl import protocol as p
 from fedft.state import snapshot
 
-PREFIX = "client-state:"
+PREFIX = p.CLIENT_STATE
 log = logging.getLogger("fedft")
 
 
@@ -117,9 +118,13 @@ def check_state(records: dict[str, Any], max_bytes: int) -> str | None:
     return f"{size} bytes, more than the limit of {max_bytes}" if size > max_bytes else None
 
 
+DEVICE_ONLY = (PREFIX + "compression-residual",)  # state a deployed client never sends: it travels in simulation only to be checkpointed
+
+
 def state_bytes(msg: Message) -> int:
-    """Bytes of the `client-state:*` records a reply carries (counted in `bytes_up`)."""
-    return 0 if msg.has_error() else sum(msg.content[k].count_bytes() for k in msg.content.keys() if k.startswith(PREFIX))
+    """Bytes of the `client-state:*` records a reply carries (counted in `bytes_up`), except
+    `DEVICE_ONLY` ones (compression's error-feedback residual, fedft.fl.compression)."""
+    return 0 if msg.has_error() else sum(msg.content[k].count_bytes() for k in msg.content.keys() if k.startswith(PREFIX) and k not in DEVICE_ONLY)
 
 
 def strip(replies: Iterable[Message]) -> None:

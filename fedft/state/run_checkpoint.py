@@ -19,8 +19,9 @@ The sections of `state`, a fixed table (`SECTIONS`), each a (save, restore) pair
 over `ServerState`: `strategy` (every encodable attribute of the Flower strategy,
 wrappers included: FedOpt moments, FedAvgM momentum, clipping norms, SCAFFOLD server
 control variates kept as attributes, see `fedft.state.snapshot`), `clients` (each
-client's Context.state, see `fedft.state.client_records`) and `privacy` (the
-server's privacy tracker, when the run has one). State a new feature keeps across
+client's Context.state, see `fedft.state.client_records`), `privacy` (the
+server's privacy tracker, when the run has one) and `devices` (the virtual clock of a run
+with device profiles). State a new feature keeps across
 rounds gets a field in `ServerState` and a row in the table. A checkpoint with a
 section the table does not know is refused rather than half restored.
 """
@@ -64,6 +65,7 @@ class ServerState:
     strategy: Strategy
     clients: ClientStateStore = field(default_factory=ClientStateStore)
     privacy: PlainState | None = None  # the privacy tracker (fedft.privacy.tracker), if any
+    devices: PlainState | None = None  # the round policy's virtual clock (fedft.fl.server.policy), with devices.profiles
 
 
 SaveFn = Callable[[ServerState], Any]
@@ -75,6 +77,7 @@ SECTIONS: Mapping[str, tuple[SaveFn, RestoreFn]] = MappingProxyType({
     "strategy": (lambda s: snapshot.snapshot_object(s.strategy), lambda s, d: snapshot.restore_object(s.strategy, d)),
     "clients": (lambda s: s.clients.to_plain(), lambda s, d: s.clients.load_plain(d)),
     "privacy": (lambda s: s.privacy.to_plain() if s.privacy is not None else {}, lambda s, d: s.privacy.load_plain(d) if d and s.privacy is not None else None),
+    "devices": (lambda s: s.devices.to_plain() if s.devices is not None else {}, lambda s, d: s.devices.load_plain(d) if d and s.devices is not None else None),
 })
 
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import traceback
 
+import numpy as np
+import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MessageType, Metadata, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.common.constant import ErrorCode
 
-from fedft.fl import packing
+from fedft.config import FedftConfig
+from fedft.fl import compression, packing
 from fedft.fl import protocol as p
 from fedft.fl.client import faults, scaffold
 from fedft.fl.client.central_dp import central_dp_mod
@@ -87,7 +90,7 @@ def train(msg: Message, context: Context) -> Message:
         node_state=context.state, proximal_mu=proximal_mu, gradient_offset=gradient_offset, frozen_digest=frozen_digest, policy=policy,
     )
     fault.after_training()
-    arrays = {} if state is None else {p.ARRAYS: ArrayRecord(state)}
+    arrays = {} if state is None else _update_records(state, global_state, cfg, context, int(p.number(config, p.SERVER_ROUND)), _partition_id(context))
     content = RecordDict({**arrays, p.METRICS: MetricRecord(dict(metrics))})  # dict(): MetricRecord takes a dict of its own value type
     if controls is not None and state is not None:
         lr = scaffold.effective_lr(cfg.train.optimizer, cfg.train.lr, cfg.train.momentum)
@@ -95,6 +98,22 @@ def train(msg: Message, context: Context) -> Message:
     if cfg.checkpoint.client_state:
         client_state.attach_to_reply(content, context)
     return Message(content, reply_to=msg)
+
+
+def _update_records(state: dict, global_state: dict, cfg: FedftConfig, context: Context, server_round: int, client_id: int) -> dict[str, ArrayRecord]:
+    """The trained arrays as they travel: whole, or (compression.kind) their update encoded, the
+    error-feedback residual kept in the node's Context.state for its next round."""
+    c = cfg.compression
+    if c.kind == "none":
+        return {p.ARRAYS: ArrayRecord(state)}
+    update, other = compression.split_update(state, global_state)
+    kept = context.state.array_records.get(compression.RESIDUAL)
+    residual = dict(kept.to_torch_state_dict()) if kept is not None and c.error_feedback else None
+    generator = torch.Generator().manual_seed(int(np.random.default_rng([cfg.seed, server_round, client_id, 0xC0]).integers(2**62)))  # stochastic rounding: no privacy role
+    wire, left_out = compression.compress(update, residual, c.kind, c.topk_fraction, c.error_feedback, generator)
+    if left_out is not None:
+        context.state[compression.RESIDUAL] = ArrayRecord(left_out)
+    return {compression.COMPRESSED: ArrayRecord(wire), **({p.ARRAYS: ArrayRecord(other)} if other else {})}
 
 
 def _as_train(md: Metadata) -> Metadata:

@@ -25,6 +25,7 @@ from fedft.fl.server import text_metrics
 from fedft.fl.server.evaluation import central_evaluator
 from fedft.fl.server.loop import RoundCallback, RoundParts, RoundSettings, run_rounds, select_arrays
 from fedft.fl.server.nodes import KnownNodesGrid, NodePartitions
+from fedft.fl.server.policy import clocked_rounds
 from fedft.fl.server.ranks import ClientRanks
 from fedft.ml.data import FederatedData
 from fedft.ml.data.text import TextFederatedData
@@ -94,7 +95,9 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
     text = data if isinstance(data, TextFederatedData) else None  # next-character data: perplexity, baseline, vocabulary
     if text is not None:
         writer.extra.update(text_metrics.text_summary(text))
-    server_state = ServerState(strategy, privacy=privacy)
+    sent = select_arrays(ArrayRecord(ctx.start_state), ctx.plan.sent)
+    clock = clocked_rounds(cfg, [len(train) for train, _ in data.clients], {k: tuple(a.shape) for k, a in sent.items()}, sent.count_bytes())
+    server_state = ServerState(strategy, privacy=privacy, devices=clock)
     start, arrays = 0, ArrayRecord(ctx.start_state)
     if resume is not None:
         start, arrays = resume.round, ArrayRecord(resume.arrays)
@@ -103,6 +106,8 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
 
     def record(row: dict) -> None:
         writer.extra.update(privacy.summary())
+        if clock is not None:
+            writer.extra.update(clock.summary())
         if text is not None:
             text_metrics.with_perplexity(row)
         writer.record_round(row)
@@ -111,7 +116,7 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
     try:
         parts = RoundParts(strategy, evaluator, privacy, ctx.plan, on_round=record, after_round=keeper.after_round,
                            client_states=server_state.clients if cfg.checkpoint.client_state else None, on_client_error=on_client_error,
-                           client_ranks=ClientRanks(tuple(cfg.lora.ranks)) if lora_active(cfg.model, cfg.lora) and cfg.lora.ranks else None)
+                           client_ranks=ClientRanks(tuple(cfg.lora.ranks)) if lora_active(cfg.model, cfg.lora) and cfg.lora.ranks else None, clock=clock)
         final = run_rounds(grid, arrays, RoundSettings.from_config(cfg, example_caps(data, binding[1] if binding else None)), parts,
                            start_round=start, stop=stop, bound_nodes=binding[0] if binding else None).to_torch_state_dict()
     except Exception:  # RunInterrupted (SIGINT/SIGTERM) or a failure: keep what is complete

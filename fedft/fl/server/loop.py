@@ -22,10 +22,12 @@ from flwr.serverapp.strategy import Strategy
 from fedft.config import FedftConfig
 from fedft.fl import protocol as p
 from fedft.fl.packing import pack_size, packs_run
+from fedft.fl.server.decompress import decode_replies
 from fedft.fl.server.evaluation import Evaluator
 from fedft.fl.server.exchange import check_stop, is_dropout, send_and_receive, send_packed
 from fedft.fl.server.node_log import first_error, log_round_failures
 from fedft.fl.server.nodes import engine_workers, identify_nodes
+from fedft.fl.server.policy import ClockedRounds
 from fedft.fl.server.ranks import ClientRanks, pad_replies, send_at_client_ranks
 from fedft.fl.server.sampling import poisson_sample_clients, sample_clients
 from fedft.fl.server.validation import UpdateBounds, bound_replies, conform, schema_of, screen_replies
@@ -59,6 +61,8 @@ class RoundSettings:
     secret_cohorts: bool = False  # Poisson cohorts from OS entropy (privacy.noise_source = "os"): whoever knows the seed cannot tell who joined
     clients_per_call: int = 1  # simulation: clients per worker call (fedft.fl.packing); 0 = auto
     packs: bool = False  # simulation: training messages are packed (decided once per run, fedft.fl.packing.packs_run)
+    compression: str = "none"  # compression.kind: replies' `compressed` records are decoded against what was sent
+    topk_fraction: float = 0.01
 
     @classmethod
     def from_config(cls, cfg: FedftConfig, example_caps: tuple[int, ...] = ()) -> RoundSettings:
@@ -73,7 +77,8 @@ class RoundSettings:
                    poisson_sampling=central and cfg.privacy.client_sampling == "poisson", always_release=central,
                    secret_cohorts=central and cfg.privacy.noise_source == "os",
                    clients_per_call=sim.clients_per_call,
-                   packs=packs_run(sim.clients_per_round, sim.clients_per_call, cfg.faults.straggler_probability))
+                   packs=packs_run(sim.clients_per_round, sim.clients_per_call, cfg.faults.straggler_probability),
+                   compression=cfg.compression.kind, topk_fraction=cfg.compression.topk_fraction)
 
     def sample(self, server_round: int, exclude: frozenset[int]) -> list[int]:
         """The round's cohort: Poisson at rate clients_per_round / num_clients, or exactly clients_per_round."""
@@ -97,6 +102,7 @@ class RoundParts:
     client_states: ClientStateStore | None = None  # None: client-state records in replies are dropped
     on_client_error: Callable[[str], None] | None = None  # one line per round in which a client failed: its first error
     client_ranks: ClientRanks | None = None  # lora.ranks: adapters cut to each client's rank and padded back
+    clock: ClockedRounds | None = None  # devices.profiles: rounds planned on the virtual clock (fedft.fl.server.policy)
 
 
 @dataclass(frozen=True)
@@ -237,13 +243,16 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
     t0 = time.perf_counter()
     strategy, privacy, client_states, client_of, plan = parts.strategy, parts.privacy, wire.client_states, wire.client_of, parts.plan
     unavailable = frozenset(c for c in range(settings.num_clients) if c not in wire.node_of) | privacy.exclude
-    clients = settings.sample(server_round, unavailable)
+    device_plan = parts.clock.plan(server_round, unavailable) if parts.clock is not None else None
+    clients = list(device_plan.accepted) if device_plan is not None else settings.sample(server_round, unavailable)  # devices: only updates that arrive in time are trained
     view = cast(Grid, SampledGrid(grid, [wire.node_of[c] for c in clients]))  # a Grid in all but name
     messages = list(strategy.configure_train(server_round, select_arrays(arrays, plan.sent), wire.train_config, view))
     if parts.client_ranks is not None:
         send_at_client_ranks(messages, client_of, parts.client_ranks)
     privacy.begin_round(strategy)
     bytes_down = sum(p.payload_bytes(m.content) for m in messages)
+    if device_plan is not None and messages:  # every selected device downloaded the model, stragglers and failures too
+        bytes_down += (len(device_plan.selected) - len(messages)) * (bytes_down // len(messages))
     if client_states is not None:
         client_states.attach(messages, client_of, every_client=wire.packed)
     if wire.packed:
@@ -267,7 +276,12 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
     dropped = sum(1 for m in replies if is_dropout(m))
     candidates, refused = privacy.split(ok, client_of)  # local DP: out-of-budget replies carry no update
     describe = lambda m: f"client {client_of.get(m.metadata.src_node_id, '?')} (node {m.metadata.src_node_id})"  # noqa: E731
+    undecodable: list[tuple[Message, str]] = []
+    if settings.compression != "none":
+        sent = select_arrays(arrays, plan.sent)
+        candidates, undecodable = decode_replies(candidates, lambda m: sent, settings.compression, settings.topk_fraction, describe, server_round)
     accepted, rejected = screen_replies(candidates, wire.schema, wire.expected_records, describe, server_round)
+    rejected += undecodable
     accepted, too_large, bounded = bound_replies(accepted, select_arrays(arrays, plan.sent), settings.bounds, client_of, describe, server_round)
     rejected += too_large
     # too few usable updates: keep the global model, record the round (central DP releases
@@ -299,4 +313,5 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
         "train_calls": -(-len(messages) // size),  # worker calls (messages) that carried the training: fewer than clients when packed
         "round_skipped": int(skipped),
         **privacy_columns,
+        **(parts.clock.columns(device_plan) if parts.clock is not None and device_plan is not None else {}),
     }
