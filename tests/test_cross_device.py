@@ -32,6 +32,20 @@ def test_clocked_policies_need_devices(tiny_config, section, values, field):
     assert caught.value.field == field and "devices.profiles" in caught.value.fix
 
 
+@pytest.mark.parametrize("change, field", [
+    ({"strategy": {"name": "scaffold"}}, "strategy.name"),
+    ({"round_policy": {"buffer_size": 13}}, "round_policy.buffer_size"),
+    ({"simulation": {"min_replies": 3}}, "simulation.min_replies"),
+])
+def test_fedbuff_refuses_what_assumes_fresh_reports(tiny_config, change, field):
+    _cross_device(tiny_config, name="fedbuff", buffer_size=2)
+    for section, values in change.items():
+        tiny_config[section].update(values)
+    with pytest.raises(FedftError) as caught:
+        load_config(tiny_config)
+    assert caught.value.field == field
+
+
 def test_central_dp_with_poisson_sampling_is_refused_over_devices(tiny_config):
     _cross_device(tiny_config)
     tiny_config["privacy"] = {"mode": "central", "noise_multiplier": 1.0}

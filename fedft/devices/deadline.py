@@ -29,6 +29,7 @@ class RoundPlan:
     stragglers: tuple[int, ...]  # would have reported after the round closed
     failed: tuple[int, ...]  # dropped out or went offline before reporting
     seconds: float  # the round's virtual duration
+    versions: tuple[int, ...] = ()  # fedbuff: the model version each accepted client trained from (same order); () = the current one
 
 
 def select(seed: int, server_round: int, candidates: np.ndarray, count: int) -> np.ndarray:

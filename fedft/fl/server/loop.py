@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
 
-from flwr.app import ArrayRecord, ConfigRecord, Message
+from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
@@ -27,7 +27,7 @@ from fedft.fl.server.evaluation import Evaluator
 from fedft.fl.server.exchange import check_stop, is_dropout, send_and_receive, send_packed
 from fedft.fl.server.node_log import first_error, log_round_failures
 from fedft.fl.server.nodes import engine_workers, identify_nodes
-from fedft.fl.server.policy import ClockedRounds
+from fedft.fl.server.policy import RoundPolicy, rebase
 from fedft.fl.server.ranks import ClientRanks, pad_replies, send_at_client_ranks
 from fedft.fl.server.sampling import poisson_sample_clients, sample_clients
 from fedft.fl.server.validation import UpdateBounds, bound_replies, conform, schema_of, screen_replies
@@ -102,7 +102,7 @@ class RoundParts:
     client_states: ClientStateStore | None = None  # None: client-state records in replies are dropped
     on_client_error: Callable[[str], None] | None = None  # one line per round in which a client failed: its first error
     client_ranks: ClientRanks | None = None  # lora.ranks: adapters cut to each client's rank and padded back
-    clock: ClockedRounds | None = None  # devices.profiles: rounds planned on the virtual clock (fedft.fl.server.policy)
+    clock: RoundPolicy | None = None  # devices.profiles: rounds planned on the virtual clock (fedft.fl.server.policy)
 
 
 @dataclass(frozen=True)
@@ -243,16 +243,21 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
     t0 = time.perf_counter()
     strategy, privacy, client_states, client_of, plan = parts.strategy, parts.privacy, wire.client_states, wire.client_of, parts.plan
     unavailable = frozenset(c for c in range(settings.num_clients) if c not in wire.node_of) | privacy.exclude
-    device_plan = parts.clock.plan(server_round, unavailable) if parts.clock is not None else None
+    sent = select_arrays(arrays, plan.sent)
+    device_plan = parts.clock.plan(server_round, unavailable, sent) if parts.clock is not None else None
     clients = list(device_plan.accepted) if device_plan is not None else settings.sample(server_round, unavailable)  # devices: only updates that arrive in time are trained
     view = cast(Grid, SampledGrid(grid, [wire.node_of[c] for c in clients]))  # a Grid in all but name
-    messages = list(strategy.configure_train(server_round, select_arrays(arrays, plan.sent), wire.train_config, view))
+    messages = list(strategy.configure_train(server_round, sent, wire.train_config, view))
+    bases = parts.clock.bases(device_plan) if parts.clock is not None and device_plan is not None else {}  # fedbuff: who trains from an older version
+    for m in messages:  # its own content: a strategy's messages share one RecordDict
+        if (base := bases.get(client_of[m.metadata.dst_node_id])) is not None:
+            m.content = RecordDict({**{k: m.content[k] for k in m.content.keys()}, p.ARRAYS: base})
     if parts.client_ranks is not None:
         send_at_client_ranks(messages, client_of, parts.client_ranks)
     privacy.begin_round(strategy)
     bytes_down = sum(p.payload_bytes(m.content) for m in messages)
-    if device_plan is not None and messages:  # every selected device downloaded the model, stragglers and failures too
-        bytes_down += (len(device_plan.selected) - len(messages)) * (bytes_down // len(messages))
+    if device_plan is not None and messages:  # every selected (fedbuff: started) device downloaded the model, stragglers and failures too
+        bytes_down = len(device_plan.selected) * p.payload_bytes(messages[0].content)
     if client_states is not None:
         client_states.attach(messages, client_of, every_client=wire.packed)
     if wire.packed:
@@ -277,12 +282,17 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
     candidates, refused = privacy.split(ok, client_of)  # local DP: out-of-budget replies carry no update
     describe = lambda m: f"client {client_of.get(m.metadata.src_node_id, '?')} (node {m.metadata.src_node_id})"  # noqa: E731
     undecodable: list[tuple[Message, str]] = []
+    sent_to = lambda m: bases.get(client_of.get(m.metadata.src_node_id, -1), sent)  # noqa: E731
     if settings.compression != "none":
-        sent = select_arrays(arrays, plan.sent)
-        candidates, undecodable = decode_replies(candidates, lambda m: sent, settings.compression, settings.topk_fraction, describe, server_round)
+        candidates, undecodable = decode_replies(candidates, sent_to, settings.compression, settings.topk_fraction, describe, server_round)
     accepted, rejected = screen_replies(candidates, wire.schema, wire.expected_records, describe, server_round)
     rejected += undecodable
-    accepted, too_large, bounded = bound_replies(accepted, select_arrays(arrays, plan.sent), settings.bounds, client_of, describe, server_round)
+    if bases:  # fedbuff: a report from an older version becomes current + weight x its update
+        weights = parts.clock.weights(device_plan) if parts.clock is not None and device_plan is not None else {}
+        for m in accepted:
+            if (c := client_of[m.metadata.src_node_id]) in bases:
+                m.content[p.ARRAYS] = rebase(m.content.array_records[p.ARRAYS], bases[c], sent, weights.get(c, 1.0))
+    accepted, too_large, bounded = bound_replies(accepted, sent, settings.bounds, client_of, describe, server_round)
     rejected += too_large
     # too few usable updates: keep the global model, record the round (central DP releases
     # every round: whether a round is released must not depend on what arrived)
@@ -291,6 +301,8 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
     privacy_columns = privacy.end_round(ok, client_of, refused, released=new_arrays is not None)
     if new_arrays is not None:
         arrays = merge_arrays(arrays, conform(new_arrays, wire.schema), plan.sent)
+    if parts.clock is not None:
+        parts.clock.after_round(select_arrays(arrays, plan.sent))
     evaluated = server_round % settings.evaluate_every == 0 or server_round == settings.rounds
     test: dict[str, Any] = {"test_loss": None, "test_accuracy": None} if evaluated else {}
     return arrays, {
