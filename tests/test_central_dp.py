@@ -442,3 +442,23 @@ def test_fedft_check_refuses_krum_under_central_dp_with_one_line(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("fedft: error: strategy.name") and "central DP" in lines[0], proc.stderr
+
+
+def test_over_devices_central_epsilon_counts_the_rounds_the_most_active_user_joined():
+    """Fixed sampling over device profiles: user 0 joins rounds 1, 2 and 4, user 1 rounds 1 and 3,
+    user 2 none of 6 releases: ε is the 3-fold Gaussian's (dp-accounting RDP, q = 1), and
+    epsilon_all_releases the 6-fold one."""
+    from flower_messages import train_reply
+
+    cfg = load_config(_central(client_sampling="fixed", noise_multiplier=2.0) | {"devices": {"profiles": "seeded"}})
+    tracker = privacy_tracker(cfg)
+    client_of = {100 + c: c for c in range(10)}
+    for joined in ([0, 1], [0], [1], [0], [], []):
+        tracker.end_round([train_reply({"w": np.zeros(1)}, node_id=100 + c) for c in joined], client_of, [], released=True)
+    summary = tracker.summary()
+    assert summary["releases"] == 6 and summary["accounted_rounds"] == 3
+    assert summary["epsilon"] == pytest.approx(_dp_accounting_rdp(2.0, 1.0, 3), rel=1e-9)
+    assert summary["epsilon_all_releases"] == pytest.approx(_dp_accounting_rdp(2.0, 1.0, 6), rel=1e-9)
+    resumed = privacy_tracker(cfg)
+    resumed.load_plain(tracker.to_plain())
+    assert resumed.summary() == summary

@@ -385,6 +385,11 @@ class FedftConfig(_Section):
             raise ValueError("must be a plain file name (letters, digits, '-', '_', '.'; not '.' or '..')")
         return value
 
+    def reports_per_round(self) -> int:
+        """Updates one round aggregates: FedBuff's buffer, else clients_per_round (the DP
+        mean's fixed denominator, and what local DP's calibration expects per round)."""
+        return self.round_policy.buffer_size if self.round_policy.name == "fedbuff" else self.simulation.clients_per_round
+
     def to_json(self) -> str:
         return self.model_dump_json()
 

@@ -154,9 +154,9 @@ def central_noise_multiplier(cfg: FedftConfig) -> float:
 
 
 def clipped_count_stddev(cfg: FedftConfig) -> float:
-    """σ_b of adaptive clipping: the configured value, or clients_per_round / 20 (Andrew et al.)."""
+    """σ_b of adaptive clipping: the configured value, or the reports per round / 20 (Andrew et al.)."""
     pc = cfg.privacy
-    return float(pc.clipped_count_stddev) if pc.clipped_count_stddev is not None else cfg.simulation.clients_per_round / 20
+    return float(pc.clipped_count_stddev) if pc.clipped_count_stddev is not None else cfg.reports_per_round() / 20
 
 
 def wrap_strategy(strategy: Strategy, cfg: FedftConfig, noise_seed: int | None) -> Strategy:
@@ -167,7 +167,7 @@ def wrap_strategy(strategy: Strategy, cfg: FedftConfig, noise_seed: int | None) 
         return strategy
     canaries = CanaryUsers(cfg.seed, cfg.audit.canary_users, central_sampling_rate(cfg)) if cfg.audit.canary_users else None
     return CentralDP(strategy, noise_multiplier=central_noise_multiplier(cfg), clipping_norm=pc.clipping_norm,
-                     expected_cohort=float(cfg.simulation.clients_per_round), clipping=pc.clipping, noise_seed=noise_seed,
+                     expected_cohort=float(cfg.reports_per_round()), clipping=pc.clipping, noise_seed=noise_seed,
                      target_clipped_quantile=pc.target_clipped_quantile, clip_norm_lr=pc.clip_norm_lr,
                      clipped_count_stddev=clipped_count_stddev(cfg), canaries=canaries)
 

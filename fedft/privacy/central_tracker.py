@@ -10,6 +10,13 @@ sampling (see `fedft.privacy.central`):
 - fixed-size: zero-out, one user's update replaced by the zero update in the
   fixed-denominator sum (sensitivity C). Not replace-one: swapping one user's data for
   another's moves the sum by up to 2C, which would double the sensitivity.
+
+With device profiles (`count_participation`, fedft/devices) who takes part is decided by
+the devices (online, fast enough, still there), not by coins, and under fixed sampling
+each user's contribution is zeroed in exactly the rounds it joined; the other rounds'
+releases do not depend on it. So the headline ε is that of the user who joined most,
+ε = accountant[(σ, 1, max_u rounds_u)], counted from the replies the server aggregated;
+`epsilon_all_releases` (every release, no assumption on participation) stays beside it.
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ class CentralDPTracker:
     NEIGHBOURING = {"poisson": "add/remove", "fixed": "zero-out"}  # by privacy.client_sampling (module docstring)
 
     def __init__(self, delta: float, accountant: str, noise_multiplier: float, sample_rate: float, clipping: str, clipping_norm: float,
-                 client_sampling: str = "poisson", expected_cohort: float = 1.0, noise_source: str = "os", client_metrics: str = "withheld") -> None:
+                 client_sampling: str = "poisson", expected_cohort: float = 1.0, noise_source: str = "os", client_metrics: str = "withheld",
+                 count_participation: bool = False) -> None:
         self.delta = delta
         self.accountant = accountant
         self.noise_multiplier = noise_multiplier
@@ -47,6 +55,8 @@ class CentralDPTracker:
         self.configured_clipping_norm = clipping_norm
         self.clipping_norm = clipping_norm  # in force this round (adaptive clipping moves it)
         self.releases = 0  # rounds whose noisy aggregate was released
+        self.count_participation = count_participation and client_sampling == "fixed"
+        self.joined: dict[int, int] = {}  # client id -> released rounds its update was in
 
     @property
     def exclude(self) -> frozenset[int]:
@@ -64,29 +74,39 @@ class CentralDPTracker:
     def end_round(self, ok: list[Message], client_of: dict[int, int], refused: list[int], released: bool) -> dict[str, Any]:
         """Count the release; the privacy columns of the round's metrics row."""
         self.releases += int(released)
+        if released:
+            for m in ok:
+                if (c := client_of.get(m.metadata.src_node_id)) is not None:
+                    self.joined[c] = self.joined.get(c, 0) + 1
         return {"epsilon": self.epsilon(), "delta": self.delta, "noise_multiplier": self.noise_multiplier,
                 "clipping_norm": self.clipping_norm, "clients_refused_budget": 0,
                 "privacy_unit": self.PRIVACY_UNIT, "neighbouring": self.neighbouring}
 
-    def epsilon(self, accountant: str | None = None) -> float:
-        """ε after the releases so far (the configured accountant unless another is named)."""
-        return account([(self.noise_multiplier, self.sample_rate, self.releases)], self.delta, accountant or self.accountant,
-                       central_rdp_orders(self.sample_rate))
+    def accounted_rounds(self) -> int:
+        """Rounds in ε: the most any user joined (with `count_participation`), else every release."""
+        return max(self.joined.values(), default=0) if self.count_participation else self.releases
+
+    def epsilon(self, accountant: str | None = None, rounds: int | None = None) -> float:
+        """ε after the accounted rounds so far (the configured accountant unless another is named)."""
+        return account([(self.noise_multiplier, self.sample_rate, self.accounted_rounds() if rounds is None else rounds)], self.delta,
+                       accountant or self.accountant, central_rdp_orders(self.sample_rate))
 
     def summary(self) -> dict[str, Any]:
         """summary.json keys: (σ, q, releases), enough to recompute ε with any accountant."""
         return {"privacy_mode": "central", "delta": self.delta, "accountant": self.accountant, "epsilon": finite(self.epsilon()),
-                "epsilon_rdp": finite(self.epsilon("rdp")), "epsilon_prv": finite(self.epsilon("prv")), "epsilon_gdp": approximate_gdp([(self.noise_multiplier, self.sample_rate, self.releases)], self.delta),
+                "epsilon_rdp": finite(self.epsilon("rdp")), "epsilon_prv": finite(self.epsilon("prv")), "epsilon_gdp": approximate_gdp([(self.noise_multiplier, self.sample_rate, self.accounted_rounds())], self.delta),
                 "privacy_unit": self.PRIVACY_UNIT, "neighbouring": self.neighbouring, "client_sampling": self.client_sampling,
                 "expected_cohort": self.expected_cohort, "noise_source": self.noise_source, "client_metrics": self.client_metrics,
                 **disclosure("central", self.noise_source, self.client_metrics, self.client_sampling),
                 "noise_multiplier": self.noise_multiplier, "max_grad_norm": None, "clipping": self.clipping,
-                "clipping_norm": self.clipping_norm, "sample_rate": self.sample_rate, "releases": self.releases}
+                "clipping_norm": self.clipping_norm, "sample_rate": self.sample_rate, "releases": self.releases,
+                **({"accounted_rounds": self.accounted_rounds(), "epsilon_all_releases": finite(self.epsilon(rounds=self.releases))} if self.count_participation else {})}
 
     def to_plain(self) -> dict[str, Any]:
         """What a run checkpoint keeps, so a resumed run reports the same ε."""
-        return checkpoint_section(releases=self.releases, clipping_norm=self.clipping_norm)
+        return checkpoint_section(releases=self.releases, clipping_norm=self.clipping_norm, reported=self.joined)
 
     def load_plain(self, data: dict[str, Any]) -> None:
         self.releases = int(data["releases"])
         self.clipping_norm = float(data["clipping_norm"])
+        self.joined = {int(c): int(k) for c, k in data.get("reported", {}).items()}

@@ -88,7 +88,7 @@ def check_privacy_data(cfg: FedftConfig, data) -> None:
     t, sim = cfg.train, cfg.simulation
     # the centralised arm is one holder of the union that trains in every round (fedft.jobs.centralised)
     sizes = [sum(len(train) for train, _ in data.clients)] if sim.centralised else sorted({len(train) for train, _ in data.clients if len(train) > 0})
-    per_round, holders = (1, 1) if sim.centralised else (sim.clients_per_round, cfg.partition.num_clients)
+    per_round, holders = (1, 1) if sim.centralised else (cfg.reports_per_round(), cfg.partition.num_clients)
     for n in sizes:
         try:
             sigma = client_noise_multiplier(pc.noise_multiplier, pc.target_epsilon, pc.target_delta, pc.accountant, n, t.batch_size,
@@ -123,7 +123,7 @@ def privacy_description(cfg: FedftConfig, data) -> str:
         union_sigma = client_noise_multiplier(pc.noise_multiplier, pc.target_epsilon, pc.target_delta, pc.accountant, n, t.batch_size, t.local_epochs, sim.rounds, 1, 1)
         return f"centralised DP-SGD on {n} records: σ {union_sigma:.3g}, per-sample clipping at {pc.max_grad_norm:g}, {budget}δ {pc.target_delta:g}"
     sigmas = sorted({client_noise_multiplier(pc.noise_multiplier, pc.target_epsilon, pc.target_delta, pc.accountant, len(train), t.batch_size,
-                                             t.local_epochs, sim.rounds, sim.clients_per_round, cfg.partition.num_clients)
+                                             t.local_epochs, sim.rounds, cfg.reports_per_round(), cfg.partition.num_clients)
                      for train, _ in data.clients if len(train) > 0})
     sigma = "σ -" if not sigmas else f"σ {sigmas[0]:.3g}" if len(sigmas) == 1 else f"σ {sigmas[0]:.3g}-{sigmas[-1]:.3g} across clients"
     return f"local DP (DP-SGD): {sigma}, per-sample clipping at {pc.max_grad_norm:g}, {budget}δ {pc.target_delta:g}"

@@ -90,6 +90,6 @@ def privacy_tracker(cfg: FedftConfig) -> PrivacyTracker:
     if pc.mode == "central":
         return CentralDPTracker(delta=pc.target_delta, accountant=pc.accountant, noise_multiplier=central_noise_multiplier(cfg),
                                 sample_rate=central_accounting_rate(cfg), clipping=pc.clipping, clipping_norm=pc.clipping_norm,
-                                client_sampling=pc.client_sampling, expected_cohort=float(cfg.simulation.clients_per_round),
-                                noise_source=pc.noise_source, client_metrics=pc.client_metrics)
+                                client_sampling=pc.client_sampling, expected_cohort=float(cfg.reports_per_round()),
+                                noise_source=pc.noise_source, client_metrics=pc.client_metrics, count_participation=bool(cfg.devices.profiles))
     return NoPrivacy()

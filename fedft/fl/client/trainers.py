@@ -129,7 +129,7 @@ class DPTrainer:
         cfg = self.ctx.cfg
         pc, t, sim = cfg.privacy, cfg.train, cfg.simulation
         sigma = client_noise_multiplier(pc.noise_multiplier, pc.target_epsilon, pc.target_delta, pc.accountant, n, t.batch_size,
-                                        t.local_epochs, sim.rounds, sim.clients_per_round, cfg.partition.num_clients)
+                                        t.local_epochs, sim.rounds, cfg.reports_per_round(), cfg.partition.num_clients)
         return _Budget(sigma, dp_sgd_sample_rate(n, t.batch_size), t.local_epochs * dp_sgd_steps_per_epoch(n, t.batch_size),
                        load_history(self.node_state, self.state_dir, client_id))
 
