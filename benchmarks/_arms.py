@@ -29,7 +29,7 @@ def _read(run_dir: Path, overrides: list[str], seconds: float) -> dict | None:
         "status": summary["status"],
         "final": summary["final_accuracy"],
         "best": summary["best_accuracy"],
-        "curve": [float(r["test_accuracy"]) for r in rows],
+        "curve": [float(r["test_accuracy"]) for r in rows if r.get("test_accuracy") not in (None, "")],  # rows evaluate_every skips have none
         "rejected": sum(int(r.get("clients_rejected") or 0) for r in rows),
         "failed": sum(int(r.get("clients_failed") or 0) + int(r.get("clients_timed_out") or 0) for r in rows),
         "seconds": round(seconds or summary.get("wall_seconds", 0.0), 1),

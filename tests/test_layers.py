@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: list[tuple[str, ...]] = [
     ("fedft", "fedft.errors"),  # the root package holds only __version__
     ("fedft.config",),
+    ("fedft.devices",),  # simulated devices and their schedules: pure, numpy only
     ("fedft.fl.protocol",),  # the wire's record keys: constants any layer may name
     ("fedft.state",),
     ("fedft.ml",),
