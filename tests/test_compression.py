@@ -80,3 +80,27 @@ def test_a_hostile_topk_update_is_refused_with_what_is_wrong(index, value, needl
     with pytest.raises(ValueError) as caught:
         decode(wire, {"w": (10,)}, "topk", 0.3)
     assert needle in str(caught.value)
+
+
+def test_the_server_decodes_a_reply_against_what_it_sent_and_rejects_a_hostile_one():
+    """Prepare two replies to the same global arrays, one honest (int8) and one whose indices
+    point outside the tensor; Execute the server's decoding; Assert the honest one is the
+    global plus its decoded update, the other is rejected with the reason."""
+    from flwr.app import ArrayRecord, MetricRecord, RecordDict
+    from flower_messages import train_reply
+
+    from fedft.fl import protocol as p
+    from fedft.fl.compression import COMPRESSED
+    from fedft.fl.server.decompress import decode_replies
+
+    sent = ArrayRecord({"w": torch.tensor([1.0, 2.0, 3.0, 4.0])})
+    honest = train_reply({"w": torch.zeros(4).numpy()}, node_id=1)
+    honest.content = RecordDict({COMPRESSED: ArrayRecord(encode({"w": torch.tensor([0.5, -0.5, 0.0, 0.25])}, "topk", 0.5)),
+                                 p.METRICS: MetricRecord({"num-examples": 1.0})})
+    hostile = train_reply({"w": torch.zeros(4).numpy()}, node_id=2)
+    hostile.content = RecordDict({COMPRESSED: ArrayRecord({"w|index": torch.tensor([0, 9]), "w|value": torch.tensor([1.0, 1.0])}),
+                                  p.METRICS: MetricRecord({"num-examples": 1.0})})
+    ok, rejected = decode_replies([honest, hostile], lambda m: sent, "topk", 0.5, lambda m: f"node {m.metadata.src_node_id}", 1)
+    assert ok == [honest] and COMPRESSED not in honest.content
+    assert honest.content.array_records[p.ARRAYS].to_torch_state_dict()["w"].tolist() == [1.5, 1.5, 3.0, 4.0]  # top-2 of |u|: 0.5 and -0.5
+    assert [(m, reason) for m, reason in rejected] == [(hostile, "compressed update: 'w': indices must be distinct and in [0, 4), values finite")]

@@ -78,15 +78,17 @@ class RunSession:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
-        if isinstance(exc, RunInterrupted):
-            self.status = "interrupted"
-        elif isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            self.status = "interrupted"
-            if self.on_abort is not None:
-                self.on_abort()  # e.g. stop the ServerApp thread and wait for it: nothing writes after the summary
-        elif exc is not None:
-            self.status, self.error = "failed", self.error or one_line(exc)
-        self._finish()
+        try:
+            if isinstance(exc, RunInterrupted):
+                self.status = "interrupted"
+            elif isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                self.status = "interrupted"
+                if self.on_abort is not None:
+                    self.on_abort()  # e.g. stop the ServerApp thread and wait for it: nothing writes after the summary
+            elif exc is not None:
+                self.status, self.error = "failed", self.error or one_line(exc)
+        finally:  # a signal while waiting for the rounds to stop still leaves the summary
+            self._finish()
         # an interrupted run is a result; a failure propagates, and so does KeyboardInterrupt/SystemExit where no on_abort handles it
         return isinstance(exc, RunInterrupted) or (isinstance(exc, (KeyboardInterrupt, SystemExit)) and self.on_abort is not None)
 

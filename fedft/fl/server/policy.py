@@ -65,6 +65,11 @@ def check_devices(cfg: FedftConfig) -> None:
         raise FedftError("devices.profiles", "simulates devices, but simulation.centralised trains one model without clients.", "drop devices.profiles for the centralised arm.")
 
 
+def clock_summary(time: float, joined: np.ndarray) -> dict[str, Any]:
+    """summary.json's view of a clocked run: its virtual duration and how often devices took part."""
+    return {"virtual_time": time, "rounds_joined_max": int(joined.max(initial=0)), "rounds_joined_mean": float(joined.mean()) if len(joined) else 0.0}
+
+
 class ClockedRounds:
     """Synchronous rounds (round_policy "sync" or "deadline") over device profiles."""
 
@@ -99,7 +104,7 @@ class ClockedRounds:
                 "virtual_seconds": plan.seconds, "virtual_time": self.time}
 
     def summary(self) -> dict[str, Any]:
-        return {"virtual_time": self.time, "rounds_joined_max": int(self.joined.max(initial=0)), "rounds_joined_mean": float(self.joined.mean()) if len(self.joined) else 0.0}
+        return clock_summary(self.time, self.joined)
 
     def to_plain(self) -> dict[str, Any]:
         return {"time": self.time, "joined": self.joined.tolist()}
@@ -159,7 +164,7 @@ class BufferedRounds:
                 "virtual_seconds": plan.seconds, "virtual_time": self.time}
 
     def summary(self) -> dict[str, Any]:
-        return {"virtual_time": self.time, "rounds_joined_max": int(self.joined.max(initial=0)), "rounds_joined_mean": float(self.joined.mean()) if len(self.joined) else 0.0}
+        return clock_summary(self.time, self.joined)
 
     def to_plain(self) -> dict[str, Any]:
         return {"schedule": self.schedule.to_plain(), "joined": self.joined.tolist(),
