@@ -112,3 +112,22 @@ def test_deadline_rounds_train_exactly_the_clients_the_clock_accepts(tiny_config
         assert up <= row["bytes_up"] / max(1, row["clients_replied"]) < up + 2 * 256 * len(result.state)  # what the npy headers add, at most
     assert result.summary["virtual_time"] == pytest.approx(clock)
     assert result.summary["rounds_joined_max"] >= 1
+
+
+@pytest.mark.slow
+def test_compressed_updates_compose_with_local_dp_over_deadline_rounds(tiny_config, tmp_path, process_guard):
+    """Top-k updates of DP-SGD clients: compression is post-processing, so the run accounts as
+    an uncompressed one would (ε within the target) while each reply carries k entries a tensor."""
+    from fedft.fl.compression import encoded_bytes
+
+    tiny_config["compression"] = {"kind": "topk", "topk_fraction": 0.1}
+    tiny_config["privacy"] = {"mode": "local", "target_epsilon": 8.0}
+    cfg = load_config(_cross_device(tiny_config))
+    result = fedft.run(cfg, out=tmp_path / "run", quiet=True)
+    assert result.summary["status"] == "completed", result.summary
+    assert 0 < result.summary["epsilon"] <= 8.0 + 1e-9
+    up = encoded_bytes({k: tuple(v.shape) for k, v in result.state.items()}, "topk", 0.1)
+    trained = [r for r in result.metrics[1:] if r["clients_replied"] and not r["clients_refused_budget"]]  # a client past its budget sends no update
+    assert trained
+    for row in trained:
+        assert up <= row["bytes_up"] / row["clients_replied"] < up + 2 * 256 * len(result.state)
