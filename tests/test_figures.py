@@ -53,6 +53,8 @@ def test_save_writes_png_and_pdf_and_nothing_when_rendering_fails(tmp_path):
 def test_styled_leaves_global_matplotlib_settings_alone():
     import matplotlib
 
+    with figures.styled():  # the process's first use picks the Agg backend (a run order where no test plotted before failed on it)
+        pass
     before = dict(matplotlib.rcParams)
     with figures.styled():
         assert matplotlib.rcParams["savefig.bbox"] == "tight"

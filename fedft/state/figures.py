@@ -58,9 +58,12 @@ STRATEGY_NAMES = {  # registry name -> the name papers use; others are shown as 
 
 
 def _import_pyplot() -> None:
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg")
+    if "matplotlib.pyplot" not in sys.modules:  # a notebook's backend, already in use, is left as it is
+        matplotlib.use("Agg")
     import matplotlib.backends.backend_pdf  # noqa: F401  (fontTools' subsetter: 0.2 s, imported by the first PDF `save` writes)
     import matplotlib.pyplot  # noqa: F401
 
@@ -73,11 +76,16 @@ def preload_in_background() -> None:
 
 @contextmanager
 def styled() -> Iterator[Any]:
-    """matplotlib.pyplot (non-interactive Agg backend) with `STYLE` in force until the block
-    ends: build the figure inside it. No global rcParams change survives it."""
+    """matplotlib.pyplot with `STYLE` in force until the block ends: build the figure inside
+    it. No rcParams change survives it, except that the first call in a process that has not
+    imported pyplot yet selects the non-interactive Agg backend (a notebook's backend, already
+    in use, is left as it is)."""
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg")
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     with plt.rc_context(STYLE):
