@@ -30,7 +30,8 @@ def test_int8_is_one_byte_an_entry_within_one_step_and_unbiased():
         assert float((back[k] - u[k]).abs().max()) <= step[k] * (1 + 1e-6)  # stochastic rounding moves at most one step
     g = torch.Generator().manual_seed(2)
     mean = sum(decode(encode(u, "int8", 0.0, g), _shapes(u), "int8", 0.0)["fc.bias"] for _ in range(4000)) / 4000
-    assert float((mean - u["fc.bias"]).abs().max()) < 0.05 * step["fc.bias"] * 127 / 10  # E[decode] = u
+    # E[decode] = u: the mean of 4,000 draws, each within a step, is within 0.1 step (floor rounding would be up to 1 step off)
+    assert float((mean - u["fc.bias"]).abs().max()) < 0.1 * step["fc.bias"]
 
 
 def test_topk_keeps_the_largest_entries_of_each_tensor():
@@ -87,11 +88,11 @@ def test_the_server_decodes_a_reply_against_what_it_sent_and_rejects_a_hostile_o
     point outside the tensor; Execute the server's decoding; Assert the honest one is the
     global plus its decoded update, the other is rejected with the reason."""
     from flwr.app import ArrayRecord, MetricRecord, RecordDict
-    from flower_messages import train_reply
 
     from fedft.fl import protocol as p
     from fedft.fl.compression import COMPRESSED
     from fedft.fl.server.decompress import decode_replies
+    from flower_messages import train_reply
 
     sent = ArrayRecord({"w": torch.tensor([1.0, 2.0, 3.0, 4.0])})
     honest = train_reply({"w": torch.zeros(4).numpy()}, node_id=1)

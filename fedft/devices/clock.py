@@ -13,8 +13,6 @@ import numpy as np
 
 from fedft.devices.profiles import DeviceProfiles
 
-DAY = 86400.0
-
 
 def task_seconds(profiles: DeviceProfiles, clients: np.ndarray, examples: np.ndarray, bytes_down: float, bytes_up: float) -> np.ndarray:
     """Each client's download + compute + upload time; `examples` is per client (epochs x records)."""

@@ -52,5 +52,6 @@ def plan_round(seed: int, server_round: int, start: float, profiles: DeviceProfi
     k = min(target, len(chosen))
     closes = order[k - 1][0] if k and len(order) >= k and order[k - 1][0] <= deadline else deadline
     accepted = [c for s, c in order if s <= closes][:k]
-    late = sorted(c for s, c in order if c not in set(accepted))
+    kept = set(accepted)
+    late = sorted(c for _, c in order if c not in kept)
     return RoundPlan(tuple(int(c) for c in chosen), tuple(sorted(accepted)), tuple(late), tuple(sorted(int(c) for c in chosen[failed])), float(closes))

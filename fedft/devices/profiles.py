@@ -8,7 +8,7 @@ magnitude, which a log-normal reproduces), or read from a user's CSV.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ class DeviceProfiles:
         return len(self.examples_per_second)
 
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.examples_per_second, self.download_mbps, self.upload_mbps, self.dropout_probability, self.online_start_hour, self.online_hours))
+        return sum(getattr(self, f.name).nbytes for f in fields(self))
 
 
 def seeded_profiles(seed: int, num_clients: int, examples_per_second: float, download_mbps: float, upload_mbps: float, spread: float,
@@ -78,8 +78,9 @@ def read_profiles_csv(path: str | Path, num_clients: int, seed: int, dropout_pro
                 value = float(text)
             except ValueError:
                 value = float("nan")
-            if not _valid(column, value):
-                raise FedftError(field, f"'{path}' line {line}: {column} = {text!r} is not {_RANGES[column][2]}.", fix)
+            what, valid = _VALID[column]
+            if not valid(value):
+                raise FedftError(field, f"'{path}' line {line}: {column} = {text!r} is not {what}.", fix)
             values[column][client] = value
     if len(seen) < num_clients:
         absent = min(set(range(num_clients)) - seen)
@@ -87,20 +88,11 @@ def read_profiles_csv(path: str | Path, num_clients: int, seed: int, dropout_pro
     return DeviceProfiles(*(values[c] for c in CSV_COLUMNS[1:] + CSV_OPTIONAL))
 
 
-_RANGES = {  # column: (low, high, what a value must be); low exclusive for speeds and bandwidths
-    "examples_per_second": (0.0, np.inf, "a positive number"),
-    "download_mbps": (0.0, np.inf, "a positive number"),
-    "upload_mbps": (0.0, np.inf, "a positive number"),
-    "dropout_probability": (0.0, 1.0, "a probability in [0, 1)"),
-    "online_start_hour": (0.0, 24.0, "an hour in [0, 24)"),
-    "online_hours": (0.0, 24.0, "a number of hours in (0, 24]"),
+_VALID = {  # column: (what a value must be, the test); NaN and inf fail every test
+    "examples_per_second": ("a positive number", lambda v: 0.0 < v < np.inf),
+    "download_mbps": ("a positive number", lambda v: 0.0 < v < np.inf),
+    "upload_mbps": ("a positive number", lambda v: 0.0 < v < np.inf),
+    "dropout_probability": ("a probability in [0, 1)", lambda v: 0.0 <= v < 1.0),
+    "online_start_hour": ("an hour in [0, 24)", lambda v: 0.0 <= v < 24.0),
+    "online_hours": ("a number of hours in (0, 24]", lambda v: 0.0 < v <= 24.0),
 }
-
-
-def _valid(column: str, value: float) -> bool:
-    low, high, _ = _RANGES[column]
-    if not np.isfinite(value):
-        return False
-    if column == "dropout_probability" or column == "online_start_hour":
-        return low <= value < high
-    return low < value <= high if column == "online_hours" else value > low

@@ -244,11 +244,12 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
     strategy, privacy, client_states, client_of, plan = parts.strategy, parts.privacy, wire.client_states, wire.client_of, parts.plan
     unavailable = frozenset(c for c in range(settings.num_clients) if c not in wire.node_of) | privacy.exclude
     sent = select_arrays(arrays, plan.sent)
-    device_plan = parts.clock.plan(server_round, unavailable, sent) if parts.clock is not None else None
+    clock = parts.clock
+    device_plan = clock.plan(server_round, unavailable, sent) if clock is not None else None
     clients = list(device_plan.accepted) if device_plan is not None else settings.sample(server_round, unavailable)  # devices: only updates that arrive in time are trained
     view = cast(Grid, SampledGrid(grid, [wire.node_of[c] for c in clients]))  # a Grid in all but name
     messages = list(strategy.configure_train(server_round, sent, wire.train_config, view))
-    bases = parts.clock.bases(device_plan) if parts.clock is not None and device_plan is not None else {}  # fedbuff: who trains from an older version
+    bases = clock.bases(device_plan) if clock is not None and device_plan is not None else {}  # fedbuff: who trains from an older version
     for m in messages:  # its own content: a strategy's messages share one RecordDict
         if (base := bases.get(client_of[m.metadata.dst_node_id])) is not None:
             m.content = RecordDict({**{k: m.content[k] for k in m.content.keys()}, p.ARRAYS: base})
@@ -287,8 +288,8 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
         candidates, undecodable = decode_replies(candidates, sent_to, settings.compression, settings.topk_fraction, describe, server_round)
     accepted, rejected = screen_replies(candidates, wire.schema, wire.expected_records, describe, server_round)
     rejected += undecodable
-    if bases:  # fedbuff: a report from an older version becomes current + weight x its update
-        weights = parts.clock.weights(device_plan) if parts.clock is not None and device_plan is not None else {}
+    if clock is not None and device_plan is not None and bases:  # fedbuff: a report from an older version becomes current + weight x its update
+        weights = clock.weights(device_plan)
         for m in accepted:
             if (c := client_of[m.metadata.src_node_id]) in bases:
                 m.content[p.ARRAYS] = rebase(m.content.array_records[p.ARRAYS], bases[c], sent, weights.get(c, 1.0))
@@ -301,8 +302,8 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
     privacy_columns = privacy.end_round(ok, client_of, refused, released=new_arrays is not None)
     if new_arrays is not None:
         arrays = merge_arrays(arrays, conform(new_arrays, wire.schema), plan.sent)
-    if parts.clock is not None:
-        parts.clock.after_round(select_arrays(arrays, plan.sent))
+    if clock is not None:
+        clock.after_round(select_arrays(arrays, plan.sent))
     evaluated = server_round % settings.evaluate_every == 0 or server_round == settings.rounds
     test: dict[str, Any] = {"test_loss": None, "test_accuracy": None} if evaluated else {}
     return arrays, {
@@ -325,5 +326,5 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
         "train_calls": -(-len(messages) // size),  # worker calls (messages) that carried the training: fewer than clients when packed
         "round_skipped": int(skipped),
         **privacy_columns,
-        **(parts.clock.columns(device_plan) if parts.clock is not None and device_plan is not None else {}),
+        **(clock.columns(device_plan) if clock is not None and device_plan is not None else {}),
     }

@@ -115,7 +115,7 @@ class ClockedRounds:
 
 
 def _eligible(num_clients: int, excluded: frozenset[int]) -> np.ndarray:
-    return np.array([c for c in range(num_clients) if c not in excluded], dtype=np.int64) if excluded else np.arange(num_clients)
+    return np.setdiff1d(np.arange(num_clients), np.fromiter(excluded, dtype=np.int64, count=len(excluded)), assume_unique=True)
 
 
 class BufferedRounds:
