@@ -147,6 +147,47 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan_dp(args: argparse.Namespace) -> int:
+    import json
+
+    from fedft.privacy.accounting import UnreachableBudget
+    from fedft.privacy.planner import cohort_for_noise, plan_dp
+
+    for name in ("population", "cohort", "rounds"):
+        if getattr(args, name) < 1:
+            raise FedftError(f"--{name}", f"= {getattr(args, name)} is not a positive count.", f"give --{name} of at least 1.")
+    if args.cohort > args.population:
+        raise FedftError("--cohort", f"= {args.cohort} is more than --population = {args.population}.", "give a cohort of at most the population.")
+    if not 0 < args.delta < 1 or args.epsilon <= 0 or args.clipping_norm <= 0:
+        bad = "--delta" if not 0 < args.delta < 1 else "--epsilon" if args.epsilon <= 0 else "--clipping-norm"
+        raise FedftError(bad, f"= {getattr(args, bad[2:].replace('-', '_'))} is out of range.", "give 0 < delta < 1 and a positive epsilon and clipping norm.")
+    if args.mechanism != "independent" and args.sampling == "poisson":
+        raise FedftError("--mechanism", f"'{args.mechanism}' is accounted for fixed or cyclic participation, not Poisson.", "add --sampling cyclic (or fixed).")
+    options = {"sampling": args.sampling, "mechanism": args.mechanism, "bands": args.bands, "clipping_norm": args.clipping_norm, "accountant": args.accountant}
+    try:
+        plan = plan_dp(args.population, args.cohort, args.rounds, args.epsilon, args.delta, **options)
+        needed = cohort_for_noise(args.target_noise_std, args.population, args.rounds, args.epsilon, args.delta, **options) if args.target_noise_std else None
+    except UnreachableBudget as exc:
+        raise FedftError("--epsilon", f"is unreachable: {exc}.", "raise --epsilon or lower --rounds.") from None
+    out = plan.as_dict() | ({"cohort_for_target_noise": needed, "target_noise_std": args.target_noise_std} if args.target_noise_std else {})
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return 0
+    print(f"user-level DP, {args.population} users, {args.cohort} per round ({args.sampling}), {args.rounds} rounds, {args.mechanism} noise, "
+          f"ε = {args.epsilon:g}, δ = {args.delta:g} ({args.accountant})")
+    print(f"  noise_multiplier σ            {plan.noise_multiplier:.4f}   (σ / sensitivity {plan.effective_noise_multiplier:.4f}, sensitivity {plan.sensitivity:.3f} C)")
+    print(f"  noise std per coordinate      {plan.noise_std_round:.3g} on a round's mean update (σC/m, C = {args.clipping_norm:g})")
+    print(f"                                {plan.noise_std_final:.3g} on the sum of all rounds (the final model's)")
+    print(f"  ε of this σ under RDP         {plan.epsilon_rdp:.3f} (a looser bound, for comparison)")
+    if args.target_noise_std:
+        print(f"  cohort for ≤ {args.target_noise_std:g} per coordinate  " + (f"{needed} users per round" if needed else "more than the population"))
+    if args.simulated_cohort:
+        print(f"  to simulate it with {args.simulated_cohort} clients per round: simulation.clients_per_round = {args.simulated_cohort}, "
+              f"partition.num_clients = {max(args.simulated_cohort, round(args.population * args.simulated_cohort / args.cohort))}, "
+              f"privacy.noise_multiplier = {plan.noise_multiplier:.4f}, privacy.noise_cohort_size = {args.cohort}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from fedft import __version__
 
@@ -202,6 +243,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--verbose", action="store_true", help="show Flower and Ray logs")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("plan-dp", help="plan user-level DP: σ, the noise per coordinate and the cohort needed, for a population, cohort, rounds, ε and δ")
+    p.add_argument("--population", type=int, required=True, help="users (partition.num_clients of the planned deployment)")
+    p.add_argument("--cohort", type=int, required=True, help="users per round (simulation.clients_per_round)")
+    p.add_argument("--rounds", type=int, required=True)
+    p.add_argument("--epsilon", type=float, required=True, help="the run's ε budget")
+    p.add_argument("--delta", type=float, default=1e-5)
+    p.add_argument("--sampling", choices=["poisson", "fixed", "cyclic"], default="poisson", help="privacy.client_sampling (default poisson)")
+    p.add_argument("--mechanism", choices=["independent", "tree", "banded"], default="independent", help="privacy.noise_mechanism (default independent)")
+    p.add_argument("--bands", type=int, default=None, help="banded: diagonals (default: the cyclic period, or all rounds)")
+    p.add_argument("--clipping-norm", type=float, default=1.0, help="privacy.clipping_norm C (default 1)")
+    p.add_argument("--accountant", choices=["pld", "rdp", "prv"], default="pld")
+    p.add_argument("--target-noise-std", type=float, default=None, help="also find the smallest cohort whose round noise σC/m per coordinate is at most this")
+    p.add_argument("--simulated-cohort", type=int, default=None, help="print the settings that simulate the plan with this many clients per round (pfl's noise cohort)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(func=cmd_plan_dp)
 
     p = sub.add_parser("report", help="re-render sweep.csv, sweep.md and sweep.png/.pdf from a sweep folder")
     p.add_argument("sweep_dir", help="a folder written by fedft sweep")

@@ -32,7 +32,7 @@ def test_union_noise_is_calibrated_for_one_holder_of_all_records():
     """σ for q = 1/ceil(N/B) of the union and R·E·ceil(N/B) steps (every round, no client sampling)."""
     cfg = load_config({"simulation": {"rounds": 3, "clients_per_round": 2, "centralised": True}, "partition": {"num_clients": 4},
                        "train": {"batch_size": 100, "local_epochs": 2}, "privacy": {"mode": "local", "target_epsilon": 3.0}})
-    assert union_noise_multiplier(cfg, 1000) == calibrate_noise(3.0, 1e-5, 0.1, 3 * 2 * 10, "rdp")
+    assert union_noise_multiplier(cfg, 1000) == calibrate_noise(3.0, 1e-5, 0.1, 3 * 2 * 10, "pld")
     assert union_noise_multiplier(load_config({**cfg.model_dump(mode="json"), "privacy": {"mode": "local", "noise_multiplier": 1.3}}), 1000) == 1.3
 
 
@@ -47,7 +47,7 @@ def test_centralised_dp_epsilon_is_accounted_for_the_steps_taken(tmp_path):
     sampled (q = 1/ceil(N/B), one step per batch drawn), and its ε equals an independent
     RDP analysis of that (σ, q, steps) by Google's dp-accounting, at or under the target."""
     dp_accounting = pytest.importorskip("dp_accounting")
-    cfg = _config(tmp_path, mode="local", target_epsilon=3.0)
+    cfg = _config(tmp_path, mode="local", target_epsilon=3.0, accountant="rdp")  # rdp: checked against dp-accounting's RDP
     data = federated_data_for(prepare(cfg))
     n = sum(len(train) for train, _ in data.clients)
     result = run(cfg, quiet=True)

@@ -29,7 +29,7 @@ def _config(mode: str = "local", **privacy) -> str:
         "partition": {"method": "iid", "num_clients": 4},
         "train": {"lr": 0.05, "local_epochs": 1, "batch_size": 32},
         "simulation": {"rounds": 3, "clients_per_round": 4, "device": "cpu"},
-        "privacy": {"mode": mode, **({"noise_multiplier": 1.0} if mode != "none" else {}), **privacy},
+        "privacy": {"mode": mode, **({"noise_multiplier": 1.0, "accountant": "rdp"} if mode != "none" else {}), **privacy},  # rdp: checked against Opacus' RDPAccountant
     }).to_json()
 
 

@@ -199,7 +199,7 @@ def _local_dp_config(tmp_path: Path, name: str, **privacy) -> Path:
         "partition": {"method": "iid", "num_clients": 1},
         "train": {"lr": 0.05, "local_epochs": 1, "batch_size": 32},
         "simulation": {"rounds": 1, "clients_per_round": 1, "device": "cpu", "round_timeout": 120},
-        "privacy": {"mode": "local", "noise_multiplier": 1.0, **privacy},
+        "privacy": {"mode": "local", "noise_multiplier": 1.0, "accountant": "rdp", **privacy},  # rdp: the reference is Opacus' RDPAccountant
         "output": {"dir": str(tmp_path / "runs")},
     }
     path = tmp_path / f"{name}.toml"

@@ -28,7 +28,7 @@ def _config(**privacy) -> str:
         "model": {"name": "seed_cnn"},
         "train": {"lr": 0.05, "local_epochs": 1, "batch_size": 64},
         "simulation": {"rounds": 3, "clients_per_round": 10, "device": "cpu"},
-        "privacy": {"mode": "local", "noise_source": "seeded", **privacy},  # seeded: rounds compared bit for bit
+        "privacy": {"mode": "local", "noise_source": "seeded", "accountant": "rdp", **privacy},  # rdp: checked against Opacus' RDPAccountant  # seeded: rounds compared bit for bit
     }
     return load_config(raw).to_json()
 

@@ -37,7 +37,7 @@ def test_local_dp_run_accounts_refuses_and_excludes(tiny_config, tmp_path, share
     q, steps = dp_sgd_sample_rate(n, 64), dp_sgd_steps_per_epoch(n, 64)
     one_round = _rdp(1.0, q, steps)
     target = (one_round + _rdp(1.0, q, 2 * steps)) / 2
-    cfg["privacy"] = {"mode": "local", "noise_multiplier": 1.0, "target_epsilon": target, "max_grad_norm": 1.0}
+    cfg["privacy"] = {"mode": "local", "noise_multiplier": 1.0, "target_epsilon": target, "max_grad_norm": 1.0, "accountant": "rdp"}  # rdp: against Opacus' RDPAccountant
 
     result = fedft.run(cfg, out=tmp_path / "local", quiet=True)
     summary = result.summary
@@ -69,7 +69,7 @@ def test_central_dp_run_reports_user_level_epsilon(tiny_config, tmp_path, shared
     client sampling at q = 2/3: ε per round equals an RDP accountant stepped once per round at
     q = 2/3 (integer orders 2..256, fedft's central orders)."""
     cfg = dict(tiny_config, simulation={"rounds": 2, "clients_per_round": 2, "device": "cpu"})
-    cfg["privacy"] = {"mode": "central", "clipping": "client_fixed", "clipping_norm": 0.5, "noise_multiplier": 0.8}
+    cfg["privacy"] = {"mode": "central", "clipping": "client_fixed", "clipping_norm": 0.5, "noise_multiplier": 0.8, "accountant": "rdp"}  # rdp: against Opacus' RDPAccountant
     result = fedft.run(cfg, out=tmp_path / "central", quiet=True)
     summary = result.summary
     assert summary["status"] == "completed" and summary["privacy_mode"] == "central"

@@ -17,10 +17,11 @@ from fedft.privacy.tracker import NoPrivacy, privacy_tracker
 from flower_messages import RecordDict, train_instruction, train_reply
 
 CLIENT_OF = {100 + c: c for c in range(5)}  # node id -> client id
-PLAIN_KEYS = ["spent", "eps", "steps", "noise", "rate", "releases", "clipping_norm", "history", "reported"]  # what checkpoints hold, every mode
+PLAIN_KEYS = ["spent", "eps", "steps", "noise", "rate", "releases", "clipping_norm", "history", "reported", "joined_rounds"]  # what checkpoints hold, every mode
 
 
 def _cfg(**privacy):
+    privacy = {"accountant": "rdp", **privacy} if privacy.get("mode", "none") != "none" else privacy  # rdp: the references below are RDP accountants
     return validate({"partition": {"num_clients": 5}, "simulation": {"rounds": 4, "clients_per_round": 2}, "privacy": privacy})
 
 
@@ -92,6 +93,7 @@ def test_local_columns_and_summary_follow_the_clients_reports():
     assert summary == {
         "privacy_mode": "local", "privacy_unit": "record", "neighbouring": "add/remove", "delta": 1e-5, "accountant": "rdp", "epsilon": 1.2,
         "epsilon_rdp": pytest.approx(_opacus_epsilon("rdp", 1.1, 0.1, 20)), "epsilon_prv": pytest.approx(_opacus_epsilon("prv", 1.1, 0.1, 20), abs=0.02),
+        "epsilon_pld": pytest.approx(_opacus_epsilon("prv", 1.1, 0.1, 20), abs=0.02),  # PLD (dp-accounting) against Opacus' PRV
         "noise_multiplier": 1.1,
         "epsilon_gdp": pytest.approx(_opacus_epsilon("gdp", 1.1, 0.1, 20)),
         "max_grad_norm": 0.7, "sample_rate": 0.1, "steps_max": 24, "epsilon_client": 0, "epsilon_client_steps": 20,
@@ -126,11 +128,12 @@ def test_central_epsilon_counts_released_rounds():
     assert tracker.summary() == {
         "privacy_mode": "central", "delta": 1e-5, "accountant": "prv", "epsilon": epsilon([(0.9, q, 2)], 1e-5, "prv", O),
         "epsilon_rdp": epsilon([(0.9, q, 2)], 1e-5, "rdp", O), "epsilon_prv": epsilon([(0.9, q, 2)], 1e-5, "prv"),
+        "epsilon_pld": pytest.approx(epsilon([(0.9, q, 2)], 1e-5, "prv"), abs=0.02),
         "epsilon_gdp": pytest.approx(_opacus_epsilon("gdp", 0.9, q, 2)),
         "privacy_unit": "user", "neighbouring": "add/remove", "client_sampling": "poisson", "expected_cohort": 2.0, "noise_source": "os",
         "client_metrics": "withheld", "private": True, "not_private_because": None, "outside_epsilon": outside_epsilon("central", "withheld", "poisson"),
         "noise_multiplier": 0.9, "max_grad_norm": None, "clipping": "server_adaptive", "clipping_norm": 1.5,
-        "sample_rate": q, "releases": 2,
+        "sample_rate": q, "releases": 2, "noise_mechanism": "independent",
     }
 
 

@@ -254,18 +254,34 @@ class CheckpointConfig(_Section):
     client_state: bool = True  # clients return their Flower Context.state with each reply so a resume can restore it
 
 
+class DeployConfig(_Section):
+    """Options of a real deployment (`fedft launch` / `fedft server`; docs/deployment.md#secure-aggregation).
+    With secure_aggregation, each round runs Flower's own SecAgg+ (SecAggPlusWorkflow on the server,
+    secaggplus_mod on the clients): the server learns only the weighted mean of the surviving clients' updates."""
+
+    secure_aggregation: bool = False  # aggregate with Flower's SecAgg+: clients send masked, quantised updates; no update is seen alone
+    secagg_num_shares: int = Field(0, ge=0)  # each client's secrets are split among this many clients, itself included; 0 = every sampled client (plain SecAgg); else >= 3, <= clients_per_round
+    secagg_reconstruction_threshold: int = Field(0, ge=0)  # shares that rebuild a secret: a dropout's masks need this many survivors among its share holders; 0 = a majority of the shares (floor(shares / 2) + 1, at least 2)
+    secagg_clipping_range: float = Field(8.0, gt=0.0)  # each coordinate of (num-examples / max_weight) x update is clipped to +-this before quantisation (Flower's default)
+    secagg_quantization_range: int = Field(2**22, ge=2)  # quantisation levels over [-clipping_range, clipping_range]; clients_per_round x this must stay below 2**32 (Flower's modulus)
+    secagg_max_weight: float = Field(0.0, ge=0.0)  # the largest num-examples a client may weigh with; 0 = the largest client training set the server knows of
+    secagg_timeout: float = Field(0.0, ge=0.0)  # seconds each of SecAgg+'s four stages waits for replies; 0 = simulation.round_timeout
+
+
 class PrivacyConfig(_Section):
     """Differential privacy (see fedft/privacy/): `local` = record-level DP-SGD on
     every client (Opacus); `central` = user-level DP-FedAvg at the server
-    (fedft.privacy.central). Give `noise_multiplier`, or `target_epsilon` to
-    have fedft calibrate it; with both, the noise is fixed and `target_epsilon` is
-    the budget that no client (local) or run (central) may exceed."""
+    (fedft.privacy.central); `distributed` = user-level DP where each client adds a
+    share of Skellam noise to its integer-encoded update and the server sees only the
+    (simulated) secure aggregate (fedft.privacy.distributed). Give `noise_multiplier`, or
+    `target_epsilon` to have fedft calibrate it; with both, the noise is fixed and
+    `target_epsilon` is the budget that no client (local) or run (central) may exceed."""
 
-    mode: Literal["none", "local", "central"] = "none"
+    mode: Literal["none", "local", "central", "distributed"] = "none"
     noise_multiplier: float | None = Field(None, ge=0.0)  # Gaussian noise std / clipping norm
     target_epsilon: float | None = Field(None, gt=0.0)  # privacy budget ε
     target_delta: float = Field(1e-5, gt=0.0, lt=1.0)  # δ; keep it below 1/(records or users protected)
-    accountant: Literal["rdp", "prv"] = "rdp"  # Opacus accountant of the headline ε (an upper bound) and of noise calibration; summary.json adds prv/rdp and the gdp approximation beside it
+    accountant: Literal["pld", "rdp", "prv"] = "pld"  # accountant of the headline ε (an upper bound) and of noise calibration: "pld" (dp-accounting's privacy loss distribution, the tightest), or Opacus' "rdp" / "prv"; summary.json reports all three and the gdp approximation beside it
     max_grad_norm: float = Field(1.0, gt=0.0)  # local: per-sample gradient clipping bound
     state_dir: str = ""  # local, simulation: also keep each client's accountant history in <state_dir>/client-<id>.json (a deployed client uses its own --state-dir)
     # where the DP noise comes from (a deployment forces "os" whatever the config says), and what local-DP clients send:
@@ -273,13 +289,27 @@ class PrivacyConfig(_Section):
     client_metrics: Literal["withheld", "clear", "none"] = "withheld"  # under DP, what replies carry besides the update: "withheld" = num-examples and the accounting (listed in summary.json's outside_epsilon), no train_*/val_*; "clear" = also train_*/val_* computed on private data (outside ε); "none" = also num-examples sent as 1 (unweighted mean)
 
     clipping: Literal["server_fixed", "client_fixed", "server_adaptive", "client_adaptive"] = "server_fixed"  # central
-    clipping_norm: float = Field(1.0, gt=0.0)  # central: L2 bound on a client's update (adaptive: the initial value)
+    clipping_norm: float = Field(1.0, gt=0.0)  # central, distributed: L2 bound on a client's update (adaptive: the initial value)
     target_clipped_quantile: float = Field(0.5, ge=0.0, le=1.0)  # central adaptive (Andrew et al. 2021)
     clip_norm_lr: float = Field(0.2, gt=0.0)  # central adaptive
     clipped_count_stddev: float | None = Field(None, ge=0.0)  # central adaptive (None: clients_per_round / 20)
     # central: "poisson" = each client joins a round with prob clients_per_round / num_clients (accounted with
-    # amplification); "fixed" = exactly clients_per_round clients (accounted without amplification, q = 1)
-    client_sampling: Literal["poisson", "fixed"] = "poisson"
+    # amplification); "fixed" = exactly clients_per_round clients (accounted without amplification, q = 1);
+    # "cyclic" = the clients, shuffled once from the seed, in num_clients // clients_per_round fixed groups taking
+    # turns (each user every period-th round, accounted for the rounds each user actually joined, no amplification)
+    client_sampling: Literal["poisson", "fixed", "cyclic"] = "poisson"
+    # central, docs/privacy.md#correlated-noise: the noise across rounds (fedft/privacy/matrix_mechanism.py): "independent" =
+    # DP-FedAvg's fresh Gaussian every round; "tree" = DP-FTRL's tree aggregation; "banded" = banded matrix factorization
+    # (the banded square root); the correlated ones need client_sampling = "fixed" or "cyclic" and fixed clipping
+    noise_mechanism: Literal["independent", "tree", "banded"] = "independent"
+    bands: int | None = Field(None, ge=1)  # banded: diagonals of the encoder; None = the cyclic period (num_clients // clients_per_round), or all rounds under "fixed"
+    noise_cohort_size: int | None = Field(None, ge=1)  # central: pfl's noise-cohort simulation: noise on the mean as for this many clients per round (σC/noise_cohort_size) while clients_per_round train; ε then describes that planned cohort and a population as much larger, not this run
+    # distributed (docs/privacy.md#distributed-dp): each client clips to clipping_norm, scales by 1/granularity, rotates,
+    # rounds, adds its Skellam noise share and sends it mod 2^secagg_bits; needs client_sampling = "fixed"
+    secagg_bits: int = Field(20, ge=2, le=62)  # distributed: bits of every coordinate of a share and of their sum (modulus 2^bits)
+    secagg_min_reports: int = Field(0, ge=0)  # distributed: fewer shares arrive and the round aggregates nothing (SecAgg aborts); 0 = a majority of clients_per_round
+    granularity: float | None = Field(None, gt=0.0)  # distributed: the real value of one integer step; None = derived from bits, clipping_norm, noise, clients_per_round and the model size
+    secagg_rotation: bool = True  # distributed: randomly rotate (Walsh-Hadamard, shared random signs) before rounding, so no coordinate is large ("flattening")
 
     @field_validator("noise_source", "accountant", mode="before")
     @classmethod
@@ -367,6 +397,7 @@ class FedftConfig(_Section):
     round_policy: RoundPolicyConfig = RoundPolicyConfig()
     compression: CompressionConfig = CompressionConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
+    deploy: DeployConfig = DeployConfig()
     output: OutputConfig = OutputConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     attack: AttackConfig = AttackConfig()

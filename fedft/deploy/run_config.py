@@ -65,10 +65,10 @@ DEPLOY_NORM_MEDIAN = 2.0  # strategy.max_update_norm_median in deployment unless
 def deployment_defaults(cfg: FedftConfig) -> FedftConfig:
     """What `fedft server` and `fedft launch` change unless the config sets it: clients
     on other machines are not trusted, so each update's norm is bounded (2 x the round's
-    lower-median norm, clipped), and clients keep their own state on their own disk
+    lower-median norm, clipped; not under SecAgg+, where the server sees no single update), and clients keep their own state on their own disk
     (`checkpoint.client_state = false`: the server stores nothing a client sends for it)."""
     given = cfg.strategy.model_fields_set
-    if "max_update_norm" not in given and "max_update_norm_median" not in given:
+    if "max_update_norm" not in given and "max_update_norm_median" not in given and not cfg.deploy.secure_aggregation:  # SecAgg+ hides each update
         cfg.strategy.max_update_norm_median = DEPLOY_NORM_MEDIAN
     if "client_state" not in cfg.checkpoint.model_fields_set:
         cfg.checkpoint.client_state = False

@@ -34,7 +34,7 @@ from fedft.ml.data import FederatedData
 from fedft.ml.finetune import freeze, param_groups
 from fedft.ml.models import model_options
 from fedft.ml.training import evaluate, make_optimizer, resolve_device, seed_generator, seeded_global_rng, train
-from fedft.privacy.accounting import History, epsilon, total_steps
+from fedft.privacy.accounting import REPORTED_ACCOUNTANTS, History, epsilon, total_steps
 from fedft.privacy.audit import run_mia
 from fedft.privacy.disclosure import disclosure
 from fedft.privacy.dp_sgd import client_noise_multiplier, dp_train, make_dp_compatible, plain_state
@@ -141,7 +141,7 @@ def _privacy_summary(cfg: FedftConfig, state: _DPState | None, num_examples: int
     if state is None:
         return {**base, "privacy_mode": "none", "epsilon": None}
     pc = cfg.privacy
-    others: dict[str, Any] = {f"epsilon_{name}": finite(epsilon(state.history, pc.target_delta, name)) for name in ("rdp", "prv")} if both else {}
+    others: dict[str, Any] = {f"epsilon_{name}": finite(epsilon(state.history, pc.target_delta, name)) for name in REPORTED_ACCOUNTANTS} if both else {}
     if both:
         others["epsilon_gdp"] = approximate_gdp(state.history, pc.target_delta)
     stamp = disclosure("local", pc.noise_source, "none")  # private, or why not

@@ -17,6 +17,7 @@ from typing import Any
 from fedft.config import FedftConfig, check_sections, import_plugins, parse_override, raw_config, validate, workers_import
 from fedft.errors import FedftError
 from fedft.fl.server.policy import check_devices
+from fedft.fl.server.secaggplus_config import check_secure_aggregation
 from fedft.jobs.trackers import check_loggers
 from fedft.ml.data import check_dataset_name, dataset_origin
 from fedft.ml.data.text import Vocabulary, check_text_partition, is_text_dataset
@@ -45,6 +46,7 @@ def check_run_config(cfg: FedftConfig) -> None:
     check_lora(cfg)
     check_privacy_config(cfg)
     check_devices(cfg)
+    check_secure_aggregation(cfg)
     check_finetune(cfg)
     check_pretrain(cfg)
     check_compare(cfg)

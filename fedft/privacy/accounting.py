@@ -1,9 +1,11 @@
 """Privacy accounting: (ε, δ) of the subsampled Gaussian mechanism, as pure functions.
 
 Every ε fedft reports comes from here, and every function delegates the analysis
-to Opacus' accountants (`rdp`: Rényi DP, Mironov 2017 / Mironov et al. 2019;
-`prv`: privacy random variables, Gopi et al. 2021; `gdp`: Gaussian DP, Dong et
-al. 2019, approximate and can underestimate). A mechanism's history is a list of
+to a published accountant: `pld`, privacy loss distributions (Koskela et al. 2020;
+Doroshenko et al. 2022), Google's `dp-accounting` with its pessimistic (upper-bound)
+discretisation; Opacus' `rdp` (Rényi DP, Mironov 2017 / Mironov et al. 2019), `prv`
+(privacy random variables, Gopi et al. 2021) and `gdp` (Gaussian DP, Dong et al. 2019,
+approximate and can underestimate). A mechanism's history is a list of
 `(noise_multiplier, sample_rate, steps)` entries, exactly Opacus'
 `IAccountant.history`, so a history saved after one round and restored into a
 fresh accountant the next composes as if one accountant had run throughout.
@@ -35,7 +37,9 @@ from functools import lru_cache
 import numpy as np
 
 History = list[tuple[float, float, int]]  # (noise_multiplier, sample_rate, steps)
-ACCOUNTANTS = ("rdp", "prv", "gdp")
+ACCOUNTANTS = ("pld", "rdp", "prv", "gdp")
+REPORTED_ACCOUNTANTS = ("pld", "rdp", "prv")  # the upper bounds summary.json reports side by side (epsilon_pld, epsilon_rdp, epsilon_prv)
+PLD_DISCRETIZATION = 1e-3  # dp-accounting's value_discretization_interval; its pessimistic estimate stays an upper bound (1e-4 moves ε by ~1e-4 here, at 10x the time)
 CENTRAL_RDP_ORDERS: tuple[float, ...] = tuple(float(a) for a in range(2, 257))  # central DP's RDP orders at q < 1
 # At q = 1 the RDP is α·T/(2σ²) at every order, so fractional orders (Opacus' 1.1..10.9) are exact too.
 GAUSSIAN_RDP_ORDERS: tuple[float, ...] = tuple(sorted({1 + x / 10.0 for x in range(1, 100)} | set(CENTRAL_RDP_ORDERS)))
@@ -77,6 +81,9 @@ def epsilon(history: Sequence[tuple[float, float, int]], delta: float, accountan
             rdp_orders: tuple[float, ...] | None = None) -> float:
     """ε spent by `history` at `delta`, from a fresh Opacus accountant holding it.
 
+    pld: the privacy loss distribution of the composition (dp-accounting's PLDAccountant,
+    pessimistic estimate), each entry a Poisson-subsampled Gaussian self-composed
+    `steps` times (the plain Gaussian at q = 1); the rdp value above PRV_MAX_EPSILON.
     rdp: ε = min_α [Σ_i RDP_i(α) + log((α-1)/α) - (log δ + log α)/(α-1)]
     (Balle et al. 2020 conversion), with RDP_i(α) = steps_i · RDP of the
     Poisson-subsampled Gaussian (q_i, σ_i) at order α. prv: the upper bound of the
@@ -109,10 +116,12 @@ PRV_MAX_EPSILON = 50.0
 def _epsilon(history: tuple[tuple[float, float, int], ...], delta: float, accountant: str, rdp_orders: tuple[float, ...] | None = None) -> float:
     from opacus.accountants import create_accountant
 
-    if accountant == "prv":
+    if accountant in ("prv", "pld"):
         rdp_bound = _epsilon(history, delta, "rdp", rdp_orders)
         if rdp_bound > PRV_MAX_EPSILON:
             return rdp_bound
+        if accountant == "pld":
+            return min(_pld_epsilon(history, delta), rdp_bound)
 
     # Entering catch_warnings resets Python's "print once per location" memory, so a warning
     # raised in here would print again on every call (every round): "once" keeps one per process.
@@ -135,6 +144,19 @@ def _epsilon(history: tuple[tuple[float, float, int], ...], delta: float, accoun
             raise AccountingError(f"the {accountant} accountant cannot compute ε for {list(history)}: {exc}") from None
 
 
+def _pld_epsilon(history: tuple[tuple[float, float, int], ...], delta: float) -> float:
+    import dp_accounting as dpa
+    from dp_accounting.pld import PLDAccountant
+
+    events = []
+    for sigma, q, steps in history:
+        step: dpa.DpEvent = dpa.GaussianDpEvent(sigma) if q >= 1 else dpa.PoissonSampledDpEvent(q, dpa.GaussianDpEvent(sigma))
+        events.append(dpa.SelfComposedDpEvent(step, steps))
+    acc = PLDAccountant(value_discretization_interval=PLD_DISCRETIZATION)
+    acc.compose(dpa.ComposedDpEvent(events))
+    return float(acc.get_epsilon(delta))
+
+
 def _gdp_outside_bracket(entry: tuple[float, float, int], delta: float) -> float:
     """Opacus' gdp solves δ(ε; μ) = delta for ε in [0, 500]. If already δ(0; μ) ≤ delta
     the mechanism is (0, delta)-DP: ε = 0; otherwise ε > 500: reported as ∞."""
@@ -143,6 +165,12 @@ def _gdp_outside_bracket(entry: tuple[float, float, int], delta: float) -> float
     sigma, q, steps = entry
     mu = compute_mu_poisson(steps=steps, noise_multiplier=sigma, sample_rate=q)
     return 0.0 if delta_eps_mu(eps=0.0, mu=mu) <= delta else math.inf
+
+
+def gaussian_epsilon(noise_multiplier: float, delta: float, accountant: str = "pld") -> float:
+    """ε of ONE Gaussian mechanism whose noise std is `noise_multiplier` times its L2
+    sensitivity (a matrix mechanism's whole run: σ / sens, fedft.privacy.matrix_mechanism)."""
+    return epsilon([(noise_multiplier, 1.0, 1)], delta, accountant, GAUSSIAN_RDP_ORDERS)
 
 
 def rdp(noise_multiplier: float, sample_rate: float, steps: int, orders: Sequence[float]) -> np.ndarray:
@@ -165,7 +193,9 @@ def calibrate_noise(target_epsilon: float, delta: float, sample_rate: float, ste
     `target_epsilon`: Opacus' `get_noise_multiplier` search (double σ from 20 until
     ε(σ) ≤ target, then bisect until target - ε(σ) ≤ epsilon_tolerance, returning
     the side at or under the target), run on `epsilon` above so that gdp's ε = 0
-    region does not break it. Raises UnreachableBudget past σ = 1e6."""
+    region does not break it. Raises UnreachableBudget past σ = 1e6. pld starts from rdp's
+    σ (ε_pld ≤ ε_rdp, so that σ already meets the target) and bisects below it, which
+    spares most of the PLD evaluations."""
     if steps <= 0:
         return 0.0
 
@@ -173,6 +203,11 @@ def calibrate_noise(target_epsilon: float, delta: float, sample_rate: float, ste
         return epsilon([(sigma, sample_rate, steps)], delta, accountant, rdp_orders)
 
     sigma_low, sigma_high, eps_high = 0.0, 10.0, math.inf
+    if accountant == "pld":
+        sigma_high = calibrate_noise(target_epsilon, delta, sample_rate, steps, "rdp", epsilon_tolerance, rdp_orders)
+        eps_high, sigma_low = eps(sigma_high), sigma_high / 2
+        while (eps_low := eps(sigma_low)) <= target_epsilon:  # rarely: PLD under half of RDP's σ
+            sigma_high, eps_high, sigma_low = sigma_low, eps_low, sigma_low / 2
     while eps_high > target_epsilon:
         sigma_high *= 2
         eps_high = eps(sigma_high)

@@ -46,6 +46,13 @@ def canaries_in_round(seed: int, server_round: int, included: np.ndarray, rate: 
     return [int(i) for i in np.flatnonzero(joins & np.asarray(included, dtype=bool))]
 
 
+def cyclic_canaries_in_round(seed: int, server_round: int, included: np.ndarray, period: int) -> list[int]:
+    """Under cyclic sampling a canary is a user of a random one of the `period` groups: it
+    joins round r when (r − 1) mod period is its group, as the users it stands for do."""
+    groups = np.random.default_rng([seed, _STREAM, 3]).integers(0, period, size=len(included))
+    return [int(i) for i in np.flatnonzero((groups == (server_round - 1) % period) & np.asarray(included, dtype=bool))]
+
+
 def canary_direction(seed: int, canary: int, shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
     """uᵢ: a uniformly random unit vector over arrays of `shapes` (a normalised Gaussian)."""
     rng = np.random.default_rng([seed, _STREAM, 2, canary])

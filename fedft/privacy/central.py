@@ -36,6 +36,18 @@ denominator, b̃ = (Σ (b_i − ½) + σ_b · ξ') / m + ½ (sensitivity ½), an
 C ← C · exp(−η (b̃ − γ)). The two releases together are one Gaussian of
 multiplier σ when σ_Δ = (σ⁻² − (2σ_b)⁻²)^(−1/2), so the accounting is the same.
 
+Correlated noise (`privacy.noise_mechanism`, fedft.privacy.matrix_mechanism): "tree"
+(DP-FTRL) and "banded" (banded matrix factorization) replace the round's fresh ξ_t by
+(D z)_t, z_j ~ N(0, I) drawn from (noise key, j), so that the prefix sums of the
+released updates carry B z instead of independent noise; the whole run is then one
+Gaussian mechanism of multiplier σ / sens with sens the largest ‖C π_u‖ over the users'
+participations (`privacy.client_sampling` "fixed" or "cyclic": no amplification).
+
+Noise cohort (`privacy.noise_cohort_size` = M, pfl-research's noise-cohort simulation):
+the noise std of u becomes σC/M while m clients train, i.e. the noise a cohort of M would
+see in a population M/m times larger at the same sampling rate; ε then describes that
+planned deployment, not the simulated run (summary.json: noise_cohort_size).
+
 Noise (`privacy.noise_source`): "os", the default, draws it and the Poisson cohorts
 from OS entropy (numpy's `default_rng()`), so no published file can reproduce it; the
 server operator still sees the sum before noise, as with any central DP. "seeded"
@@ -47,6 +59,7 @@ false).
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -58,8 +71,9 @@ from flwr.serverapp.strategy import Strategy
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, KEY_NORM_BIT  # what Flower's client mods read and write
 
 from fedft.config import FedftConfig
-from fedft.privacy.accounting import calibrate_noise, central_rdp_orders
-from fedft.privacy.canary_users import canaries_in_round, canary_direction, included_canaries
+from fedft.privacy import matrix_mechanism as mm
+from fedft.privacy.accounting import GAUSSIAN_RDP_ORDERS, calibrate_noise, central_epsilon, central_rdp_orders, gaussian_epsilon
+from fedft.privacy.canary_users import canaries_in_round, canary_direction, cyclic_canaries_in_round, included_canaries
 
 # Strategies whose update is a post-processing of the mean of the (clipped) updates.
 CENTRAL_DP_STRATEGIES = ("fedavg", "fedprox", "fedavgm", "fedadam", "fedyogi", "fedadagrad")
@@ -143,14 +157,54 @@ def central_noise_seed(cfg: FedftConfig) -> int | None:
     return cfg.seed if cfg.privacy.noise_source == "seeded" else None
 
 
+def cyclic_period(cfg: FedftConfig) -> int:
+    """Rounds between a user's turns under cyclic sampling: num_clients // clients_per_round."""
+    return max(1, cfg.partition.num_clients // cfg.simulation.clients_per_round)
+
+
+def central_accounted_rounds(cfg: FedftConfig) -> int:
+    """The most rounds one user's update can be in: every round, or ceil(R / period) under cyclic sampling."""
+    if cfg.privacy.client_sampling == "cyclic":
+        return math.ceil(cfg.simulation.rounds / cyclic_period(cfg))
+    return cfg.simulation.rounds
+
+
+def central_factorization(cfg: FedftConfig) -> mm.Factorization | None:
+    """The correlated-noise factorization of `privacy.noise_mechanism` (None: independent noise)."""
+    pc = cfg.privacy
+    if pc.noise_mechanism == "independent":
+        return None
+    bands = pc.bands or (cyclic_period(cfg) if pc.client_sampling == "cyclic" else cfg.simulation.rounds)
+    return mm.factorization(pc.noise_mechanism, cfg.simulation.rounds, bands)
+
+
+def planned_sensitivity(cfg: FedftConfig, fact: mm.Factorization) -> float:
+    """The sensitivity the correlated noise is calibrated for (in units of the clipping norm)."""
+    return mm.planned_sensitivity(fact.encoder, cfg.privacy.client_sampling, cyclic_period(cfg))
+
+
+def central_planned_epsilon(cfg: FedftConfig, noise_multiplier: float) -> float:
+    """The ε a whole run at `noise_multiplier` spends, under the configured accountant."""
+    pc = cfg.privacy
+    fact = central_factorization(cfg)
+    if fact is not None:
+        return gaussian_epsilon(noise_multiplier / planned_sensitivity(cfg, fact), pc.target_delta, pc.accountant) if noise_multiplier > 0 else math.inf
+    return central_epsilon(noise_multiplier, central_accounting_rate(cfg), central_accounted_rounds(cfg), pc.target_delta, pc.accountant)
+
+
 def central_noise_multiplier(cfg: FedftConfig) -> float:
-    """The configured σ, or the σ for which all `rounds` rounds spend `target_epsilon`."""
+    """The configured σ, or the σ for which the whole run spends `target_epsilon`: the
+    accounted rounds' composition, or (correlated noise) one Gaussian of multiplier σ / sens."""
     pc = cfg.privacy
     if pc.noise_multiplier is not None:
         return float(pc.noise_multiplier)
     assert pc.target_epsilon is not None
+    fact = central_factorization(cfg)
+    if fact is not None:
+        effective = calibrate_noise(float(pc.target_epsilon), float(pc.target_delta), 1.0, 1, pc.accountant, rdp_orders=GAUSSIAN_RDP_ORDERS)
+        return effective * planned_sensitivity(cfg, fact)
     q = central_accounting_rate(cfg)
-    return calibrate_noise(float(pc.target_epsilon), float(pc.target_delta), q, cfg.simulation.rounds, pc.accountant, rdp_orders=central_rdp_orders(q))
+    return calibrate_noise(float(pc.target_epsilon), float(pc.target_delta), q, central_accounted_rounds(cfg), pc.accountant, rdp_orders=central_rdp_orders(q))
 
 
 def clipped_count_stddev(cfg: FedftConfig) -> float:
@@ -165,24 +219,33 @@ def wrap_strategy(strategy: Strategy, cfg: FedftConfig, noise_seed: int | None) 
     pc = cfg.privacy
     if pc.mode != "central":
         return strategy
-    canaries = CanaryUsers(cfg.seed, cfg.audit.canary_users, central_sampling_rate(cfg)) if cfg.audit.canary_users else None
+    period = cyclic_period(cfg) if pc.client_sampling == "cyclic" else None
+    canaries = CanaryUsers(cfg.seed, cfg.audit.canary_users, central_sampling_rate(cfg), period) if cfg.audit.canary_users else None
+    fact = central_factorization(cfg)
+    expected_cohort = float(cfg.reports_per_round())
     return CentralDP(strategy, noise_multiplier=central_noise_multiplier(cfg), clipping_norm=pc.clipping_norm,
-                     expected_cohort=float(cfg.reports_per_round()), clipping=pc.clipping, noise_seed=noise_seed,
+                     expected_cohort=expected_cohort, clipping=pc.clipping, noise_seed=noise_seed,
                      target_clipped_quantile=pc.target_clipped_quantile, clip_norm_lr=pc.clip_norm_lr,
-                     clipped_count_stddev=clipped_count_stddev(cfg), canaries=canaries)
+                     clipped_count_stddev=clipped_count_stddev(cfg), canaries=canaries,
+                     round_noise=fact.round_noise() if fact is not None else None,
+                     noise_scale=expected_cohort / pc.noise_cohort_size if pc.noise_cohort_size else 1.0)
 
 
 @dataclass(frozen=True)
 class CanaryUsers:
-    """`audit.canary_users` canary users (fedft.privacy.canary_users) joining at the users' rate."""
+    """`audit.canary_users` canary users (fedft.privacy.canary_users) joining at the users' rate,
+    or (cyclic sampling) in the turns of a random group, as the users do."""
 
     seed: int
     count: int
     rate: float
+    period: int | None = None  # cyclic sampling: the number of groups
 
     def updates(self, server_round: int, shapes: list[tuple[int, ...]], clipping_norm: float) -> list[list[np.ndarray]]:
         """The updates C·uᵢ of the included canaries that join `server_round`."""
-        joining = canaries_in_round(self.seed, server_round, included_canaries(self.seed, self.count), self.rate)
+        included = included_canaries(self.seed, self.count)
+        joining = (cyclic_canaries_in_round(self.seed, server_round, included, self.period) if self.period
+                   else canaries_in_round(self.seed, server_round, included, self.rate))
         return [[clipping_norm * u for u in canary_direction(self.seed, i, shapes)] for i in joining]
 
 
@@ -194,14 +257,34 @@ def current_clipping_norm(strategy: Strategy, configured: float) -> float:
 # ------------------------------------------------------------------ Flower glue
 
 
-class CentralDP(Strategy):
+class ReleaseWrapper(Strategy):
+    """A user-level DP release around a FedAvg-family `strategy`: the subclass turns the replies
+    into one released mean; evaluation and the summary are the inner strategy's."""
+
+    strategy: Strategy
+
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
+        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        return self.strategy.aggregate_evaluate(server_round, replies)
+
+    def summary(self) -> None:
+        self.strategy.summary()
+
+
+class CentralDP(ReleaseWrapper):
     """Wraps a FedAvg-family strategy: clip, sum, noise, divide by the fixed m, then let the
     inner strategy post-process the noised mean (see the module docstring)."""
 
     def __init__(self, strategy: Strategy, *, noise_multiplier: float, clipping_norm: float, expected_cohort: float, clipping: str,
                  noise_seed: int | None, target_clipped_quantile: float = 0.5, clip_norm_lr: float = 0.2, clipped_count_stddev: float = 1.0,
-                 canaries: CanaryUsers | None = None) -> None:
+                 canaries: CanaryUsers | None = None, round_noise: np.ndarray | None = None, noise_scale: float = 1.0) -> None:
         self.strategy = strategy
+        self.round_noise = round_noise  # correlated noise: D (rounds × noise draws), round t adds Σ_j D[t, j] z_j; None = fresh ξ every round
+        # z_j's key: from the seed when seeded, else secret (OS entropy); a run checkpoint keeps it, so a resumed run adds the same noise
+        self.noise_key = f"{noise_seed:x}" if noise_seed is not None else f"{secrets.randbits(128):x}"
+        self.noise_scale = float(noise_scale)  # m / noise_cohort_size (1: the noise of this cohort)
         self.canaries = canaries  # audit.canary_users: extra users whose updates join the same release
         self.noise_multiplier = float(noise_multiplier)  # σ, what the accountant sees
         self.adaptive = clipping.endswith("adaptive")
@@ -243,26 +326,20 @@ class CentralDP(Strategy):
             clipped.extend(canary_updates)
             bits.extend(False for _ in canary_updates)
         rng = noise_generator(self.noise_seed, server_round)
-        standard = [rng.standard_normal(np.shape(c)) for c in current]
-        mean = noised_mean_update(clipped, standard, self.update_noise_multiplier, self.clipping_norm, self.expected_cohort)
+        if self.round_noise is not None:
+            standard = mm.round_noise(self.round_noise[server_round - 1], int(self.noise_key, 16), [np.shape(c) for c in current])
+        else:
+            standard = [rng.standard_normal(np.shape(c)) for c in current]
+        mean = noised_mean_update(clipped, standard, self.update_noise_multiplier * self.noise_scale, self.clipping_norm, self.expected_cohort)
         if self.adaptive:
             fraction = noised_clipped_fraction(bits, float(rng.standard_normal()), self.clipped_count_stddev, self.expected_cohort)
             self.clipping_norm = next_clipping_norm(self.clipping_norm, fraction, self.target_clipped_quantile, self.clip_norm_lr)
         released = ArrayRecord({k: Array(np.asarray(np.asarray(c, dtype=np.float64) + u).astype(np.asarray(c).dtype))
                                 for k, c, u in zip(keys, current, mean)})
-        return self.strategy.aggregate_train(server_round, [_synthetic_reply(released, self.weight_key)])
-
-    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
-        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
-        return self.strategy.aggregate_evaluate(server_round, replies)
-
-    def summary(self) -> None:
-        self.strategy.summary()
+        return self.strategy.aggregate_train(server_round, [synthetic_reply(released, self.weight_key)])
 
 
-def _synthetic_reply(arrays: ArrayRecord, weight_key: str) -> Message:
+def synthetic_reply(arrays: ArrayRecord, weight_key: str) -> Message:
     """The noised model as the one reply the inner strategy aggregates (weight 1)."""
     metadata = Metadata(run_id=0, message_id="central-dp", src_node_id=0, dst_node_id=0, reply_to_message_id="", group_id="",
                         created_at=0.0, ttl=1e9, message_type="train")

@@ -209,7 +209,9 @@ def dp_train(
     parts = seed_parts or ()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
-        engine = PrivacyEngine(accountant=accountant)
+        # the engine's accountant only records the (σ, q, steps) history; fedft computes ε from it
+        # (fedft.privacy.accounting), so "pld", which Opacus lacks, records through "rdp"
+        engine = PrivacyEngine(accountant=accountant if accountant in ("rdp", "prv", "gdp") else "rdp")
     engine.accountant.history = list(history)
     if poisson_sampling:  # make_private turns it into Poisson sampling driven by this generator
         loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, generator=_generator(torch.device("cpu"), *parts))

@@ -29,7 +29,7 @@ from flwr.app import Message
 from flwr.serverapp.strategy import Strategy
 
 from fedft.fl import protocol as p
-from fedft.privacy.accounting import History, compose, epsilon
+from fedft.privacy.accounting import REPORTED_ACCOUNTANTS, History, compose, epsilon
 from fedft.privacy.disclosure import disclosure
 from fedft.privacy.dp_sgd import BUDGET_SPENT, DP_STEPS, EPSILON, NOISE_MULTIPLIER, POLICY_REFUSED, SAMPLE_RATE
 from fedft.privacy.tracker_plain import approximate_gdp, checkpoint_section, finite
@@ -122,15 +122,14 @@ class LocalDPTracker:
         """summary.json keys: the worst client's whole history, recomputed under each accountant."""
         worst = max(self.eps, key=lambda c: (self.eps[c], -c), default=None)
         history = self.history.get(worst, []) if worst is not None else []
-        both = {name: finite(epsilon(history, self.delta, name)) if history else 0.0 for name in ("rdp", "prv")}
+        both = {name: finite(epsilon(history, self.delta, name)) if history else 0.0 for name in REPORTED_ACCOUNTANTS}
         return {
             "privacy_mode": "local",
             **MEANING,
             "delta": self.delta,
             "accountant": self.accountant,
             "epsilon": finite(self.eps[worst]) if worst is not None else 0.0,
-            "epsilon_rdp": both["rdp"],
-            "epsilon_prv": both["prv"],
+            **{f"epsilon_{name}": value for name, value in both.items()},
             "epsilon_gdp": approximate_gdp(history, self.delta),  # an approximation, never the headline
             "noise_multiplier": self.noise.get(worst) if worst is not None else self.configured_noise,
             "max_grad_norm": self.max_grad_norm,

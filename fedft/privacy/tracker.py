@@ -3,8 +3,9 @@ the ε, δ, noise and clipping columns of metrics.csv and keys of summary.json.
 
 One tracker per `privacy.mode` behind one interface, so the round loop never asks
 which mode it runs: `NoPrivacy` here, `LocalDPTracker` (clients report their ε)
-and `CentralDPTracker` (the server accounts its releases) in their own modules.
-`privacy_tracker(cfg)` picks the one for a run.
+`CentralDPTracker` (the server accounts its releases) and `DistributedDPTracker` (the
+server accounts the Skellam sums secure aggregation released) in their own modules.
+`privacy_tracker(cfg, dimension)` picks the one for a run.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from flwr.app import Message
 from flwr.serverapp.strategy import Strategy
 
 from fedft.config import FedftConfig
-from fedft.privacy.central import central_accounting_rate, central_noise_multiplier
+from fedft.privacy.central import central_accounting_rate, central_factorization, central_noise_multiplier
 from fedft.privacy.central_tracker import CentralDPTracker
+from fedft.privacy.distributed import distributed_plan
+from fedft.privacy.distributed_tracker import DistributedDPTracker
 from fedft.privacy.local_tracker import LocalDPTracker
 from fedft.privacy.tracker_plain import checkpoint_section
 
@@ -80,8 +83,9 @@ class NoPrivacy:
         pass
 
 
-def privacy_tracker(cfg: FedftConfig) -> PrivacyTracker:
-    """The tracker for `cfg.privacy.mode`."""
+def privacy_tracker(cfg: FedftConfig, dimension: int | None = None) -> PrivacyTracker:
+    """The tracker for `cfg.privacy.mode`; "distributed" needs the `dimension` of the update
+    (the coordinates of the arrays sent), which its noise and sensitivities depend on."""
     pc = cfg.privacy
     if pc.mode == "local":
         return LocalDPTracker(delta=pc.target_delta, accountant=pc.accountant, num_clients=cfg.partition.num_clients,
@@ -91,5 +95,12 @@ def privacy_tracker(cfg: FedftConfig) -> PrivacyTracker:
         return CentralDPTracker(delta=pc.target_delta, accountant=pc.accountant, noise_multiplier=central_noise_multiplier(cfg),
                                 sample_rate=central_accounting_rate(cfg), clipping=pc.clipping, clipping_norm=pc.clipping_norm,
                                 client_sampling=pc.client_sampling, expected_cohort=float(cfg.reports_per_round()),
-                                noise_source=pc.noise_source, client_metrics=pc.client_metrics, count_participation=bool(cfg.devices.profiles))
+                                noise_source=pc.noise_source, client_metrics=pc.client_metrics,
+                                count_participation=bool(cfg.devices.profiles) or pc.client_sampling == "cyclic",
+                                encoder=fact.encoder if (fact := central_factorization(cfg)) is not None else None,
+                                noise_mechanism=pc.noise_mechanism, noise_cohort_size=pc.noise_cohort_size)
+    if pc.mode == "distributed":
+        if dimension is None:
+            raise ValueError("the distributed DP tracker needs the update's dimension")
+        return DistributedDPTracker(distributed_plan(cfg, dimension), delta=pc.target_delta, noise_source=pc.noise_source, client_metrics=pc.client_metrics)
     return NoPrivacy()

@@ -24,9 +24,10 @@ def checkpoint_section(
     clipping_norm: float = float("nan"),
     history: Mapping[int, list[tuple[float, float, int]]] | None = None,
     reported: Mapping[int, int] | None = None,
+    joined_rounds: Mapping[int, list[int]] | None = None,
 ) -> dict[str, Any]:
     """The "privacy" section of a run checkpoint; a mode leaves what it does not track at the default.
-    (`history` and `reported` came later: a checkpoint without them still loads.)"""
+    (`history`, `reported` and `joined_rounds` came later: a checkpoint without them still loads.)"""
     return {
         "spent": sorted(spent),
         "eps": {str(c): v for c, v in (eps or {}).items()},
@@ -37,6 +38,7 @@ def checkpoint_section(
         "clipping_norm": clipping_norm,
         "history": {str(c): [list(h) for h in v] for c, v in (history or {}).items()},
         "reported": {str(c): v for c, v in (reported or {}).items()},
+        "joined_rounds": {str(c): list(v) for c, v in (joined_rounds or {}).items()},
     }
 
 

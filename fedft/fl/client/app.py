@@ -18,10 +18,11 @@ from flwr.common.constant import ErrorCode
 from fedft.config import FedftConfig
 from fedft.fl import compression, packing
 from fedft.fl import protocol as p
-from fedft.fl.client import faults, scaffold
+from fedft.fl.client import distributed_dp, faults, scaffold
 from fedft.fl.client.central_dp import central_dp_mod
 from fedft.fl.client.node_data import DATA_PATH, cached_shard, node_tensors
 from fedft.fl.client.pipeline import local_evaluate, local_update
+from fedft.fl.client.secaggplus import secaggplus_train_mod
 from fedft.fl.context import client_tensors, run_context
 from fedft.privacy.client_policy import mode_refusal, policy_from_node_config
 from fedft.state import client_records as client_state
@@ -64,7 +65,8 @@ def identify(msg: Message, context: Context) -> Message:
     return Message(RecordDict({p.IDENTITY: identity}), reply_to=msg)
 
 
-@app.train(mods=[central_dp_mod])  # central DP: Flower's client-side clipping when configured
+# deploy.secure_aggregation: Flower's secaggplus_mod (fedft.fl.client.secaggplus); central DP: Flower's client-side clipping when configured
+@app.train(mods=[secaggplus_train_mod, central_dp_mod])
 def train(msg: Message, context: Context) -> Message:
     config = msg.content.config_records[p.CONFIG]
     cfg = run_context(str(config[p.CONFIG_JSON])).cfg
@@ -102,7 +104,10 @@ def train(msg: Message, context: Context) -> Message:
 
 def _update_records(state: dict, global_state: dict, cfg: FedftConfig, context: Context, server_round: int, client_id: int) -> dict[str, ArrayRecord]:
     """The trained arrays as they travel: whole, or (compression.kind) their update encoded, the
-    error-feedback residual kept in the node's Context.state for its next round."""
+    error-feedback residual kept in the node's Context.state for its next round, or (privacy.mode
+    "distributed") their update as a secure-aggregation share (fedft.fl.client.distributed_dp)."""
+    if cfg.privacy.mode == "distributed":  # a secure-aggregation share with its noise, never the update itself
+        return distributed_dp.share_records(state, global_state, cfg, server_round, client_id)
     c = cfg.compression
     if c.kind == "none":
         return {p.ARRAYS: ArrayRecord(state)}

@@ -24,14 +24,18 @@ from fedft.fl.context import RunContext
 from fedft.fl.server import text_metrics
 from fedft.fl.server.evaluation import central_evaluator
 from fedft.fl.server.loop import RoundCallback, RoundParts, RoundSettings, run_rounds, select_arrays
-from fedft.fl.server.nodes import KnownNodesGrid, NodePartitions
+from fedft.fl.server.nodes import KnownNodesGrid, NodePartitions, engine_workers
 from fedft.fl.server.policy import clocked_rounds
 from fedft.fl.server.ranks import ClientRanks
+from fedft.fl.server.secaggplus import SUMMARY as SECAGGPLUS_SUMMARY
+from fedft.fl.server.secaggplus import secaggplus_runner
+from fedft.fl.server.secaggplus_config import secaggplus_params
 from fedft.ml.data import FederatedData
 from fedft.ml.data.text import TextFederatedData
 from fedft.ml.models import lora_active, model_options
 from fedft.privacy.audit import run_mia
 from fedft.privacy.central import central_noise_seed, wrap_strategy
+from fedft.privacy.distributed import update_dimension, wrap_distributed
 from fedft.privacy.one_run_audit import audit_canaries, audit_canary_users, record_audit
 from fedft.privacy.tracker import privacy_tracker
 from fedft.state.model_file import save_checkpoint
@@ -87,10 +91,16 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
     (reproducible and resumable bit for bit, not private).
     `binding` (`fedft server --clients`): ({node id: partition id}, {partition id: registered num-examples cap}).
     `on_client_error` gets one line per round in which a client failed."""
+    if cfg.privacy.mode == "distributed" and engine_workers(grid) is None:  # not fedft run's engine: a deployment
+        raise FedftError("privacy.mode", "\"distributed\" simulates secure aggregation; deployed, the server would receive each client's share, "
+                         "which carries only its 1/clients_per_round of the noise.",
+                         "run it as a simulation (fedft run), or deploy with privacy.mode = \"none\" and deploy.secure_aggregation = true.")
     ctx = RunContext(cfg)  # data, model, plan and start state, derived once for the whole run
+    dimension = update_dimension(tuple(ctx.start_state[k].shape) for k in ctx.plan.sent)  # distributed DP: the noise and bounds depend on it
     strategy = wrap_strategy(build_strategy(cfg.strategy.name, cfg.strategy.params(), RunFacts.from_config(cfg)), cfg, central_noise_seed(cfg))  # central DP wraps it
+    strategy = wrap_distributed(strategy, cfg, dimension)  # so does distributed DP (simulated secure aggregation)
     evaluator = central_evaluator(ctx)
-    privacy = privacy_tracker(cfg)
+    privacy = privacy_tracker(cfg, dimension)
     data = ctx.data
     text = data if isinstance(data, TextFederatedData) else None  # next-character data: perplexity, baseline, vocabulary
     if text is not None:
@@ -103,6 +113,11 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
         start, arrays = resume.round, ArrayRecord(resume.arrays)
         restore_state(server_state, resume.state)
     keeper = CheckpointKeeper(writer.run_dir, cfg, server_state, writer.rows, resume.elapsed_seconds if resume else 0.0)
+    round_runner = None
+    if cfg.deploy.secure_aggregation:  # Flower's SecAgg+: the server learns only the weighted mean of the cohort's updates
+        max_weight = cfg.deploy.secagg_max_weight or float(max(example_caps(data, binding[1] if binding else None)))
+        round_runner = secaggplus_runner(secaggplus_params(cfg), max_weight)
+        writer.extra.update(SECAGGPLUS_SUMMARY)
 
     def record(row: dict) -> None:
         writer.extra.update(privacy.summary())
@@ -116,7 +131,8 @@ def serve(grid: Grid, cfg: FedftConfig, writer: RunWriter, on_round: RoundCallba
     try:
         parts = RoundParts(strategy, evaluator, privacy, ctx.plan, on_round=record, after_round=keeper.after_round,
                            client_states=server_state.clients if cfg.checkpoint.client_state else None, on_client_error=on_client_error,
-                           client_ranks=ClientRanks(tuple(cfg.lora.ranks)) if lora_active(cfg.model, cfg.lora) and cfg.lora.ranks else None, clock=clock)
+                           client_ranks=ClientRanks(tuple(cfg.lora.ranks)) if lora_active(cfg.model, cfg.lora) and cfg.lora.ranks else None, clock=clock,
+                           round_runner=round_runner)
         final = run_rounds(grid, arrays, RoundSettings.from_config(cfg, example_caps(data, binding[1] if binding else None)), parts,
                            start_round=start, stop=stop, bound_nodes=binding[0] if binding else None).to_torch_state_dict()
     except Exception:  # RunInterrupted (SIGINT/SIGTERM) or a failure: keep what is complete

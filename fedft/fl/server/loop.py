@@ -29,8 +29,8 @@ from fedft.fl.server.node_log import first_error, log_round_failures
 from fedft.fl.server.nodes import engine_workers, identify_nodes
 from fedft.fl.server.policy import RoundPolicy, rebase
 from fedft.fl.server.ranks import ClientRanks, pad_replies, send_at_client_ranks
-from fedft.fl.server.sampling import poisson_sample_clients, sample_clients
-from fedft.fl.server.validation import UpdateBounds, bound_replies, conform, schema_of, screen_replies
+from fedft.fl.server.sampling import cyclic_sample_clients, poisson_sample_clients, sample_clients
+from fedft.fl.server.validation import ArraySpec, UpdateBounds, bound_replies, conform, schema_of, screen_replies
 from fedft.ml.finetune import FinetunePlan, frozen_digest
 from fedft.privacy.tracker import PrivacyTracker
 from fedft.state.client_records import ClientStateStore, state_bytes
@@ -40,6 +40,8 @@ RoundCallback = Callable[[dict[str, Any]], None]
 # (round, global state dict) as the round ends: snapshots what a checkpoint keeps; the
 # callable it returns is called once the round's row is recorded (and may write the checkpoint)
 AfterRound = Callable[[int, dict[str, Any]], Callable[[], None]]
+# run_round's signature: (grid, arrays, round, settings, parts, wire, stop, on_replies=...) -> (new arrays, metrics row)
+RoundRunner = Callable[..., tuple[ArrayRecord, dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class RoundSettings:
     min_clients: int = 0  # start once this many nodes gave valid partition ids (0 = all)
     poisson_sampling: bool = False  # each client joins with prob clients_per_round / num_clients (central DP)
     always_release: bool = False  # central DP: every round releases its noised aggregate, whatever arrived
+    cyclic_sampling: bool = False  # central DP, privacy.client_sampling = "cyclic": fixed groups take turns
     secret_cohorts: bool = False  # Poisson cohorts from OS entropy (privacy.noise_source = "os"): whoever knows the seed cannot tell who joined
     clients_per_call: int = 1  # simulation: clients per worker call (fedft.fl.packing); 0 = auto
     packs: bool = False  # simulation: training messages are packed (decided once per run, fedft.fl.packing.packs_run)
@@ -67,14 +70,16 @@ class RoundSettings:
     @classmethod
     def from_config(cls, cfg: FedftConfig, example_caps: tuple[int, ...] = ()) -> RoundSettings:
         sim, st, central = cfg.simulation, cfg.strategy, cfg.privacy.mode == "central"
+        user_dp = central or cfg.privacy.mode == "distributed"  # distributed: the clients clip, the server sees only the shares' sum
         # Central DP clips every update to clipping_norm, a bound that does not depend on the
         # other replies; a median-relative bound would (one user's data could get another's
         # update rejected), so under central DP the clipping is the only bound.
-        bounds = UpdateBounds() if central else UpdateBounds(st.max_update_norm, st.max_update_norm_median, st.update_norm_action,
+        bounds = UpdateBounds() if user_dp else UpdateBounds(st.max_update_norm, st.max_update_norm_median, st.update_norm_action,
                                                               example_caps if st.cap_num_examples else ())
         return cls(cfg.seed, sim.rounds, cfg.partition.num_clients, sim.clients_per_round, sim.round_timeout,
                    sim.min_replies, sim.evaluate_every, cfg.to_json(), bounds, sim.min_clients,
-                   poisson_sampling=central and cfg.privacy.client_sampling == "poisson", always_release=central,
+                   poisson_sampling=central and cfg.privacy.client_sampling == "poisson", always_release=user_dp,  # distributed: SecAgg's threshold decides
+                   cyclic_sampling=central and cfg.privacy.client_sampling == "cyclic",
                    secret_cohorts=central and cfg.privacy.noise_source == "os",
                    clients_per_call=sim.clients_per_call,
                    packs=packs_run(sim.clients_per_round, sim.clients_per_call, cfg.faults.straggler_probability),
@@ -85,6 +90,8 @@ class RoundSettings:
         if self.poisson_sampling:
             seed = None if self.secret_cohorts else self.seed  # amplification by sampling holds only against who cannot replay the coins
             return poisson_sample_clients(seed, server_round, self.num_clients, self.clients_per_round / self.num_clients, exclude)
+        if self.cyclic_sampling:
+            return cyclic_sample_clients(self.seed, server_round, self.num_clients, self.clients_per_round, exclude)
         return sample_clients(self.seed, server_round, self.num_clients, self.clients_per_round, exclude=exclude)
 
 
@@ -103,6 +110,7 @@ class RoundParts:
     on_client_error: Callable[[str], None] | None = None  # one line per round in which a client failed: its first error
     client_ranks: ClientRanks | None = None  # lora.ranks: adapters cut to each client's rank and padded back
     clock: RoundPolicy | None = None  # devices.profiles: rounds planned on the virtual clock (fedft.fl.server.policy)
+    round_runner: RoundRunner | None = None  # runs one round instead of `run_round`, same arguments and result (deploy.secure_aggregation: fedft.fl.server.secaggplus)
 
 
 @dataclass(frozen=True)
@@ -110,7 +118,7 @@ class _Wire:
     """What every round sends and checks, fixed for the run."""
 
     train_config: ConfigRecord  # the config (and the frozen part's digest) in every train message
-    schema: Any  # keys, shapes and dtypes every reply's arrays must match
+    schema: Any  # keys, shapes and dtypes of the global model's sent arrays (what the aggregate must match)
     expected_records: tuple[str, ...]  # the array records a reply must carry
     node_of: dict[int, int]  # client id -> node id
     client_of: dict[int, int]  # node id -> client id
@@ -118,6 +126,7 @@ class _Wire:
     packed: bool = False  # training messages packed, several clients per call (in-process simulation only)
     workers: int = 1  # clients the engine runs at once (auto packing sizes its calls by it)
     client_states: ClientStateStore | None = None  # where client state lives between rounds when packed
+    reply_schema: Any = None  # what every reply's arrays must match, when not `schema` (distributed DP: one share vector)
 
 
 class SampledGrid:
@@ -177,6 +186,7 @@ def run_rounds(grid: Grid, arrays: ArrayRecord, settings: RoundSettings, parts: 
         train_config=ConfigRecord({p.CONFIG_JSON: settings.config_json, **frozen}),
         schema=schema_of(select_arrays(arrays, plan.sent)),
         expected_records=getattr(parts.strategy, "reply_array_records", (p.ARRAYS,)),
+        reply_schema={k: ArraySpec(*spec) for k, spec in reply_arrays.items()} if (reply_arrays := getattr(parts.strategy, "reply_arrays", None)) else None,
         node_of=node_of,
         client_of={n: c for c, n in node_of.items()},
         client_state_bytes=2 * arrays.count_bytes() + 2**20,  # a model-sized variate (SCAFFOLD) twice, plus 1 MiB of bookkeeping
@@ -200,7 +210,7 @@ def run_rounds(grid: Grid, arrays: ArrayRecord, settings: RoundSettings, parts: 
             for server_round in range(start_round + 1, settings.rounds + 1):
                 check_stop(stop)
                 started = time.perf_counter()
-                arrays, row = run_round(grid, arrays, server_round, settings, parts, wire, stop, on_replies=record_pending)
+                arrays, row = (parts.round_runner or run_round)(grid, arrays, server_round, settings, parts, wire, stop, on_replies=record_pending)
                 state = arrays.to_torch_state_dict()
                 commit = parts.after_round(server_round, state) if parts.after_round is not None else None
                 test = evaluations.submit(_timed, parts.evaluator, state) if "test_loss" in row else None
@@ -286,7 +296,7 @@ def run_round(grid: Grid, arrays: ArrayRecord, server_round: int, settings: Roun
     sent_to = lambda m: bases.get(client_of.get(m.metadata.src_node_id, -1), sent)  # noqa: E731
     if settings.compression != "none":
         candidates, undecodable = decode_replies(candidates, sent_to, settings.compression, settings.topk_fraction, describe, server_round)
-    accepted, rejected = screen_replies(candidates, wire.schema, wire.expected_records, describe, server_round)
+    accepted, rejected = screen_replies(candidates, wire.schema if wire.reply_schema is None else wire.reply_schema, wire.expected_records, describe, server_round)
     rejected += undecodable
     if clock is not None and device_plan is not None and bases:  # fedbuff: a report from an older version becomes current + weight x its update
         weights = clock.weights(device_plan)

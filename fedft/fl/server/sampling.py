@@ -5,7 +5,8 @@ generator carried across rounds, so a resumed run replays the same sampling. The
 exception is central DP's Poisson cohort under `privacy.noise_source = "os"`: its coins
 come from OS entropy, because amplification by sampling needs the cohort to be secret.
 Fixed-size sampling (`sample_clients`) serves every mode; central DP samples with
-`poisson_sample_clients` unless privacy.client_sampling = "fixed".
+`poisson_sample_clients` unless privacy.client_sampling = "fixed", or with
+`cyclic_sample_clients` under "cyclic".
 """
 
 from __future__ import annotations
@@ -36,3 +37,14 @@ def poisson_sample_clients(seed: int | None, server_round: int, num_clients: int
     rng = np.random.default_rng([seed, server_round, 0x9015] if seed is not None else None)
     joins = rng.random(num_clients) < sample_rate
     return [int(c) for c in np.flatnonzero(joins) if int(c) not in exclude]
+
+
+def cyclic_sample_clients(seed: int, server_round: int, num_clients: int, clients_per_round: int, exclude: frozenset[int] = frozenset()) -> list[int]:
+    """Round r's group of a permutation drawn once from the seed: G = num_clients //
+    clients_per_round groups of clients_per_round take turns, group (r − 1) mod G in round r,
+    so every user trains every G-th round (the b-min-separated participation of correlated
+    noise, b = G). The num_clients mod clients_per_round clients past the last group never train."""
+    groups = max(1, num_clients // clients_per_round)
+    order = np.random.default_rng([seed, 0xC1C]).permutation(num_clients)
+    start = ((server_round - 1) % groups) * clients_per_round
+    return sorted(int(c) for c in order[start:start + clients_per_round] if int(c) not in exclude)
