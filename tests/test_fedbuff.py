@@ -71,7 +71,7 @@ def test_fedbuff_with_compression_resumes_bit_identically(tiny_config, tmp_path,
     """FedBuff with int8 updates and error feedback: a run stopped after round 2 and resumed
     ends with the uninterrupted run's arrays, rows and clock (the schedule, the kept model
     versions and every client's residual come back from the checkpoint)."""
-    from test_reliability import rows_without_times
+    from test_reliability import rows_without_times, stop_after_round
 
     tiny_config["partition"]["num_clients"] = 12
     tiny_config["simulation"].update(rounds=4, clients_per_round=4, backend="local")
@@ -83,12 +83,8 @@ def test_fedbuff_with_compression_resumes_bit_identically(tiny_config, tmp_path,
     rows = reference.metrics[1:]
     assert all(r["clients_sampled"] == 2 for r in rows) and max(r["staleness_max"] for r in rows) >= 1  # stale reports were rebased
 
-    def stop_after_two(row: dict) -> None:
-        if row["round"] == 3:  # recorded before its checkpoint: the folder keeps round 2's
-            raise RuntimeError("stopped after round 2")
-
     with pytest.raises(Exception, match="stopped after round 2"):
-        fedft.run(tiny_config, out=tmp_path / "stopped", quiet=True, on_round=stop_after_two)
+        fedft.run(tiny_config, out=tmp_path / "stopped", quiet=True, on_round=stop_after_round(2))
     resumed = fedft.run(resume=tmp_path / "stopped", quiet=True)
     assert resumed.summary["status"] == "completed" and resumed.summary["resumed_from_round"] == 2
     assert rows_without_times(tmp_path / "stopped") == rows_without_times(reference.run_dir)

@@ -160,7 +160,7 @@ def test_a_banded_noise_run_over_cyclic_turns_reports_its_epsilon_and_resumes_bi
     import torch
 
     import fedft
-    from test_reliability import rows_without_times
+    from test_reliability import rows_without_times, stop_after_round
 
     tiny_config["partition"]["num_clients"] = 6
     tiny_config["simulation"].update(rounds=4, clients_per_round=2, backend="local")
@@ -174,12 +174,8 @@ def test_a_banded_noise_run_over_cyclic_turns_reports_its_epsilon_and_resumes_bi
     sens = max(mm.sensitivity(enc, p) for p in mm.cyclic_participation(4, 3))
     assert s["sensitivity"] == pytest.approx(sens) and s["epsilon"] == pytest.approx(_gaussian_exact_epsilon(sens / 0.8), abs=1e-4)
 
-    def stop_after_two(row: dict) -> None:
-        if row["round"] == 3:  # recorded before its checkpoint: the folder keeps round 2's
-            raise RuntimeError("stopped after round 2")
-
     with pytest.raises(Exception, match="stopped after round 2"):
-        fedft.run(tiny_config, out=tmp_path / "stopped", quiet=True, on_round=stop_after_two)
+        fedft.run(tiny_config, out=tmp_path / "stopped", quiet=True, on_round=stop_after_round(2))
     resumed = fedft.run(resume=tmp_path / "stopped", quiet=True)
     assert resumed.summary["status"] == "completed" and resumed.summary["epsilon"] == s["epsilon"]
     assert rows_without_times(tmp_path / "stopped") == rows_without_times(reference.run_dir)

@@ -152,6 +152,15 @@ def rows_without_times(run_dir: Path) -> list[dict]:
     return [{k: v for k, v in json.loads(line).items() if k != "wall_seconds"} for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+def stop_after_round(kept: int):
+    """An `on_round` callback that fails the run as round kept + 1 is recorded (before its
+    checkpoint), so the folder keeps round `kept`'s: the message is "stopped after round K"."""
+    def on_round(row: dict) -> None:
+        if row["round"] == kept + 1:
+            raise RuntimeError(f"stopped after round {kept}")
+    return on_round
+
+
 # ---------------------------------------------------------------- end to end
 
 @pytest.mark.slow
